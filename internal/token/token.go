@@ -1,0 +1,206 @@
+// Package token issues and verifies mailgate's per-application API tokens.
+//
+// A token is a JWT (RFC 7519) signed with HS256 under auth.signing_key. Its
+// subject is the app id, its jti a random id that can be revoked alone, and
+// its scope says whether it may submit mail ("app") or reach the operator
+// endpoints ("admin"): one token never does both.
+//
+// Verification pins the algorithm to HS256 (so "alg: none" and RS/HS
+// confusion are refused before any key is used), checks issuer, expiry and
+// not-before against an injected clock, and asks the revocation list in
+// Redis, shared by every instance, whether the jti was revoked. The HMAC
+// comparison of golang-jwt is constant-time (crypto/hmac.Equal).
+package token
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
+)
+
+// Scopes of a token.
+const (
+	ScopeApp   = "app"
+	ScopeAdmin = "admin"
+)
+
+// MinKeyBytes is the shortest signing key accepted: HS256 wants at least the
+// hash size (RFC 7518 §3.2).
+const MinKeyBytes = 32
+
+// Errors of Verify. Every one of them means 401 to the API.
+var (
+	ErrMalformed = errors.New("token is malformed")
+	ErrSignature = errors.New("token signature is invalid (only HS256 tokens signed with this server's key are accepted)")
+	ErrExpired   = errors.New("token has expired")
+	ErrNotYet    = errors.New("token is not valid yet")
+	ErrIssuer    = errors.New("token was issued by someone else")
+	ErrClaims    = errors.New("token lacks a subject, id or scope")
+	ErrRevoked   = errors.New("token was revoked")
+)
+
+// Claims are the claims of a mailgate token.
+type Claims struct {
+	Scope string `json:"scope"`
+	jwt.RegisteredClaims
+}
+
+// Manager issues, verifies and revokes tokens.
+type Manager struct {
+	key     []byte
+	issuer  string
+	now     func() time.Time
+	revoked *Revocations
+}
+
+// New returns a Manager. revoked may be nil for a Manager that only issues.
+func New(key []byte, issuer string, revoked *Revocations, now func() time.Time) (*Manager, error) {
+	if len(key) < MinKeyBytes {
+		return nil, fmt.Errorf("auth.signing_key must be at least %d bytes, it has %d", MinKeyBytes, len(key))
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Manager{key: key, issuer: issuer, now: now, revoked: revoked}, nil
+}
+
+// Issue returns a signed token for subject (an app id, or an operator name
+// for admin tokens). ttl 0 means the token does not expire.
+func (m *Manager) Issue(subject, scope string, ttl time.Duration) (string, *Claims, error) {
+	if subject == "" || (scope != ScopeApp && scope != ScopeAdmin) {
+		return "", nil, fmt.Errorf("issue token: need a subject and scope app or admin")
+	}
+	now := m.now().Truncate(time.Second)
+	c := &Claims{Scope: scope, RegisteredClaims: jwt.RegisteredClaims{
+		Issuer:   m.issuer,
+		Subject:  subject,
+		ID:       randomID(),
+		IssuedAt: jwt.NewNumericDate(now),
+	}}
+	if ttl > 0 {
+		c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(m.key)
+	if err != nil {
+		return "", nil, fmt.Errorf("sign token: %w", err)
+	}
+	return s, c, nil
+}
+
+// Parse checks a token's signature, algorithm and claims, without asking
+// the revocation list.
+func (m *Manager) Parse(raw string) (*Claims, error) {
+	c := &Claims{}
+	_, err := jwt.ParseWithClaims(raw, c, func(*jwt.Token) (any, error) { return m.key, nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithIssuer(m.issuer),
+		jwt.WithTimeFunc(m.now),
+		jwt.WithLeeway(5*time.Second),
+		jwt.WithStrictDecoding(),
+	)
+	switch {
+	case err == nil:
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return nil, ErrExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return nil, ErrNotYet
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return nil, ErrIssuer
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return nil, ErrSignature
+	default:
+		return nil, ErrMalformed
+	}
+	if c.Subject == "" || c.ID == "" || (c.Scope != ScopeApp && c.Scope != ScopeAdmin) {
+		return nil, ErrClaims
+	}
+	return c, nil
+}
+
+// Verify parses raw and refuses it when its jti was revoked. An error that
+// is none of this package's means the revocation list could not be asked;
+// the caller must then refuse the request too (fail closed).
+func (m *Manager) Verify(ctx context.Context, raw string) (*Claims, error) {
+	c, err := m.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	if m.revoked != nil {
+		revoked, err := m.revoked.IsRevoked(ctx, c.ID)
+		if err != nil {
+			return nil, err
+		}
+		if revoked {
+			return nil, ErrRevoked
+		}
+	}
+	return c, nil
+}
+
+// IsAuthError reports whether err is a verdict on the token (401), as
+// opposed to a failure to ask Redis (503).
+func IsAuthError(err error) bool {
+	for _, e := range []error{ErrMalformed, ErrSignature, ErrExpired, ErrNotYet, ErrIssuer, ErrClaims, ErrRevoked} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// Revocations is the list of revoked token ids, in Redis so every instance
+// refuses a revoked token at once.
+type Revocations struct {
+	rdb    redis.UniversalClient
+	prefix string
+	now    func() time.Time
+}
+
+// NewRevocations returns the revocation list under prefix.
+func NewRevocations(rdb redis.UniversalClient, prefix string, now func() time.Time) *Revocations {
+	if now == nil {
+		now = time.Now
+	}
+	return &Revocations{rdb: rdb, prefix: prefix, now: now}
+}
+
+func (r *Revocations) key(jti string) string { return r.prefix + ":revoked:" + jti }
+
+// Revoke adds jti to the list. The entry lives until the token would have
+// expired anyway (forever for a token without expiry).
+func (r *Revocations) Revoke(ctx context.Context, jti string, expires time.Time) error {
+	var ttl time.Duration
+	if !expires.IsZero() {
+		ttl = expires.Sub(r.now()) + time.Minute // outlive the verification leeway
+		if ttl <= 0 {
+			return nil // already expired: nothing to refuse
+		}
+	}
+	if err := r.rdb.Set(ctx, r.key(jti), r.now().UTC().Format(time.RFC3339), ttl).Err(); err != nil {
+		return fmt.Errorf("revoke %s: %w", jti, err)
+	}
+	return nil
+}
+
+// IsRevoked reports whether jti was revoked.
+func (r *Revocations) IsRevoked(ctx context.Context, jti string) (bool, error) {
+	n, err := r.rdb.Exists(ctx, r.key(jti)).Result()
+	if err != nil {
+		return false, fmt.Errorf("ask revocation list: %w", err)
+	}
+	return n == 1, nil
+}
+
+func randomID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
