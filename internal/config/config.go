@@ -3,6 +3,24 @@
 //
 // The names of keys are part of the user-facing contract
 // (shared/contract.md): add keys freely, never rename them.
+//
+// Load runs the whole pipeline (load.go explains its order) and returns
+// Problems: every problem in the file at once, each naming its exact key,
+// with routes and apps named by their name or id (routes[m365].port,
+// apps[monitoring].from.allowed[1]) so the line `mailgate config check`
+// prints leads straight to the place to fix. Check returns the same list for
+// that command.
+//
+// The most important rule is the sender policy check in Validate: an app may
+// only be allowed From addresses its route can send as (Route.SenderSet).
+// Exchange Online refuses any other From only at delivery time, after the
+// API has answered 202, and a mailbox that keeps being refused is blocked
+// from SMTP AUTH for a while (shared/exchange-online.md), so such a file is
+// refused at startup instead.
+//
+// Defaults live in WithDefaults; for smtp-auth routes they are Exchange
+// Online's own per-mailbox limits. No function here reads the environment or
+// the clock on its own: getenv is passed in (nil means os.Getenv).
 package config
 
 import "time"
@@ -40,6 +58,7 @@ type Config struct {
 	Delivery  Delivery      `yaml:"delivery"`
 	Retention time.Duration `yaml:"retention"`
 	Log       Log           `yaml:"log"`
+	Shutdown  Shutdown      `yaml:"shutdown"`
 	Routes    []Route       `yaml:"routes"`
 	Apps      []App         `yaml:"apps"`
 }
@@ -80,6 +99,15 @@ type Delivery struct {
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// HelloName is the name sent in EHLO; the host name when empty.
 	HelloName string `yaml:"hello_name"`
+}
+
+// Shutdown tunes a graceful stop (SIGTERM).
+type Shutdown struct {
+	// DrainDelay is how long /readyz answers 503 before the listener
+	// closes, so a load balancer stops sending first.
+	DrainDelay time.Duration `yaml:"drain_delay"`
+	// Timeout bounds the whole stop, deliveries in flight included.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Log configures the process log.

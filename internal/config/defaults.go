@@ -1,0 +1,147 @@
+package config
+
+import (
+	"strings"
+	"time"
+)
+
+// Defaults. The limits of smtp-auth routes are Exchange Online's own limits
+// for SMTP AUTH client submission, per mailbox (shared/exchange-online.md):
+// going above them only turns into 432 4.3.2 replies, delays and, for the
+// daily recipient quota, 554 5.2.0 SubmissionQuotaExceeded.
+const (
+	DefaultListen    = ":8080"
+	DefaultRedisURL  = "redis://127.0.0.1:6379/0"
+	DefaultKeyPrefix = "mailgate"
+	DefaultIssuer    = "mailgate"
+
+	DefaultMaxAge            = 24 * time.Hour
+	DefaultBackoffInitial    = 30 * time.Second
+	DefaultBackoffMax        = 30 * time.Minute
+	DefaultVisibilityTimeout = 5 * time.Minute
+	DefaultConnectTimeout    = 30 * time.Second
+	DefaultCommandTimeout    = 5 * time.Minute
+	DefaultIdleTimeout       = 30 * time.Second
+	DefaultPollInterval      = 200 * time.Millisecond
+	DefaultRetention         = 7 * 24 * time.Hour
+
+	DefaultLogLevel  = "info"
+	DefaultLogFormat = "text"
+
+	// Office365Host is the SMTP AUTH client submission endpoint.
+	Office365Host = "smtp.office365.com"
+	// Office365Scope is the OAuth scope of an app-only token for SMTP.
+	Office365Scope = "https://outlook.office365.com/.default"
+
+	ExchangeMessagesPerMinute = 30
+	ExchangeMaxConnections    = 3
+	ExchangeRecipientsPerDay  = 10000
+
+	// DefaultMaxConnections keeps connector and plain smtp routes as polite
+	// as smtp-auth ones unless told otherwise.
+	DefaultMaxConnections = 3
+
+	DefaultMaxMessageBytes = 25 << 20 // 26214400 (25 MiB), below Exchange Online's default message size limit of 35 MB
+	DefaultMaxPerMessage   = 500      // Exchange Online's default recipients per message
+)
+
+// WithDefaults fills every unset field with its default, in place, and
+// returns c so that both `c.WithDefaults()` and `c = c.WithDefaults()` work.
+// It never overwrites a value that is set, so calling it twice is harmless.
+//
+// A zero limit of a connector or smtp route means unlimited; a zero limit of
+// an smtp-auth route means Exchange Online's limit, because there is no
+// unlimited there.
+func (c *Config) WithDefaults() *Config {
+	setString(&c.Listen, DefaultListen)
+	if c.Redis.URLFile == "" {
+		setString(&c.Redis.URL, DefaultRedisURL)
+	}
+	setString(&c.Redis.KeyPrefix, DefaultKeyPrefix)
+	setString(&c.Auth.Issuer, DefaultIssuer)
+
+	d := &c.Delivery
+	setDuration(&d.MaxAge, DefaultMaxAge)
+	setDuration(&d.BackoffInitial, DefaultBackoffInitial)
+	setDuration(&d.BackoffMax, DefaultBackoffMax)
+	setDuration(&d.VisibilityTimeout, DefaultVisibilityTimeout)
+	setDuration(&d.ConnectTimeout, DefaultConnectTimeout)
+	setDuration(&d.CommandTimeout, DefaultCommandTimeout)
+	setDuration(&d.IdleTimeout, DefaultIdleTimeout)
+	setDuration(&d.PollInterval, DefaultPollInterval)
+	setDuration(&c.Retention, DefaultRetention)
+
+	setString(&c.Log.Level, DefaultLogLevel)
+	setString(&c.Log.Format, DefaultLogFormat)
+
+	for i := range c.Routes {
+		c.Routes[i].withDefaults()
+	}
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		setInt64(&a.MaxMessageBytes, DefaultMaxMessageBytes)
+		setInt(&a.Recipients.MaxPerMessage, DefaultMaxPerMessage)
+		// RateLimit.PerMinute stays 0: no API-side limit unless asked for.
+	}
+	return c
+}
+
+func (r *Route) withDefaults() {
+	switch r.Type {
+	case RouteSMTPAuth:
+		setString(&r.Host, Office365Host)
+		setInt(&r.Port, 587)
+		setString(&r.TLS.Mode, TLSStartTLS)
+		setString(&r.Auth.Mechanism, MechXOAUTH2)
+		if r.Auth.Mechanism == MechXOAUTH2 {
+			setString(&r.Auth.OAuth.Scope, Office365Scope)
+		}
+		setInt(&r.Limits.MessagesPerMinute, ExchangeMessagesPerMinute)
+		setInt(&r.Limits.MaxConnections, ExchangeMaxConnections)
+		setInt(&r.Limits.RecipientsPerDay, ExchangeRecipientsPerDay)
+	case RouteConnector:
+		if r.Host == "" && len(r.AcceptedDomains) > 0 {
+			r.Host = MXHost(r.AcceptedDomains[0])
+		}
+		setInt(&r.Port, 25)
+		setString(&r.TLS.Mode, TLSStartTLS)
+		setInt(&r.Limits.MaxConnections, DefaultMaxConnections)
+	case RouteSMTP:
+		setInt(&r.Port, 25)
+		setString(&r.TLS.Mode, TLSStartTLS)
+		setInt(&r.Limits.MaxConnections, DefaultMaxConnections)
+	}
+}
+
+// MXHost returns the Exchange Online MX host of a tenant's domain, the host a
+// connector route delivers to: the domain in lower case with its dots turned
+// into dashes, under mail.protection.outlook.com (contoso.com becomes
+// contoso-com.mail.protection.outlook.com).
+func MXHost(domain string) string {
+	d := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(domain)), ".")
+	return strings.ReplaceAll(d, ".", "-") + ".mail.protection.outlook.com"
+}
+
+func setString(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+func setInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func setInt64(p *int64, v int64) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func setDuration(p *time.Duration, v time.Duration) {
+	if *p == 0 {
+		*p = v
+	}
+}

@@ -1,0 +1,119 @@
+package config
+
+import (
+	"fmt"
+
+	"github.com/mailgate/mailgate/internal/addrpolicy"
+)
+
+// App returns the app with the given id, or nil.
+func (c *Config) App(id string) *App {
+	for i := range c.Apps {
+		if c.Apps[i].ID == id {
+			return &c.Apps[i]
+		}
+	}
+	return nil
+}
+
+// Route returns the route with the given name, or nil.
+func (c *Config) Route(name string) *Route {
+	for i := range c.Routes {
+		if c.Routes[i].Name == name {
+			return &c.Routes[i]
+		}
+	}
+	return nil
+}
+
+// SenderSet returns every From address r can ever send as, as Exchange
+// Online decides it (shared/exchange-online.md):
+//
+//   - smtp-auth: the authenticated mailbox plus what it holds Send As on
+//     (send_as); anything else gets 550 5.7.60. With username "{from}", each
+//     message authenticates as its own From, so exactly the mailboxes list.
+//   - connector: any address of an accepted domain, *@d for each of
+//     accepted_domains; anything else gets 550 5.7.64.
+//   - smtp: send_as when it is given; otherwise unrestricted is true and the
+//     set is nil, because mailgate knows nothing of that server's rules.
+//
+// The error reports an entry that is not a valid address or pattern, or an
+// unknown route type.
+func (r *Route) SenderSet() (senders addrpolicy.Set, unrestricted bool, err error) {
+	switch r.Type {
+	case RouteSMTPAuth:
+		if r.Auth.Username == FromMailbox {
+			senders, err = addrpolicy.ParseSet(r.Mailboxes)
+			break
+		}
+		if err := addrpolicy.ValidateAddress(r.Auth.Username); err != nil {
+			return nil, false, fmt.Errorf("route %s: auth.username: %w", r.Name, err)
+		}
+		senders, err = addrpolicy.ParseSet(append([]string{r.Auth.Username}, r.SendAs...))
+	case RouteConnector:
+		domains := make([]string, len(r.AcceptedDomains))
+		for i, d := range r.AcceptedDomains {
+			domains[i] = "*@" + d
+		}
+		senders, err = addrpolicy.ParseSet(domains)
+	case RouteSMTP:
+		if len(r.SendAs) == 0 {
+			return nil, true, nil
+		}
+		senders, err = addrpolicy.ParseSet(r.SendAs)
+	default:
+		return nil, false, fmt.Errorf("route %s: unknown type %q", r.Name, r.Type)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("route %s: %w", r.Name, err)
+	}
+	return senders, false, nil
+}
+
+// identity describes who r sends as, for messages.
+func (r *Route) identity() string {
+	switch {
+	case r.Type == RouteSMTPAuth && r.Auth.Username == FromMailbox:
+		return "smtp-auth as each From mailbox"
+	case r.Type == RouteSMTPAuth:
+		return "smtp-auth as " + r.Auth.Username
+	}
+	return r.Type
+}
+
+// refusal says what Exchange Online (or the server) does with a From outside
+// r's SenderSet, and what to change.
+func (r *Route) refusal() string {
+	switch {
+	case r.Type == RouteSMTPAuth && r.Auth.Username == FromMailbox:
+		return "mailgate authenticates only as the mailboxes listed (add it to mailboxes and grant the app FullAccess on it in Exchange Online)"
+	case r.Type == RouteSMTPAuth:
+		return "Exchange Online would refuse it with 550 5.7.60 (add a Send As grant and list it under send_as)"
+	case r.Type == RouteConnector:
+		return "Exchange Online would refuse it with 550 5.7.64 TenantAttribution (it must be an accepted domain of the tenant, listed under accepted_domains)"
+	}
+	return "list it under the route's send_as, or leave send_as empty to allow any sender"
+}
+
+// policy checks that everything app a may send as (its parsed from.allowed
+// patterns and from.default address) is within what route r can send as.
+// Invalid patterns, already reported, arrive as zero Patterns and are
+// skipped; so is a route whose own addresses are invalid.
+func (v *validator) policy(key string, a *App, allowed []addrpolicy.Pattern, defaultAddr string, r *Route) {
+	senders, unrestricted, err := r.SenderSet()
+	if err != nil || unrestricted {
+		return
+	}
+	outside := func(k, what string) {
+		v.add(k, "%q is outside what route %q (%s) can send as: %s; %s",
+			what, r.Name, r.identity(), senders, r.refusal())
+	}
+	for i, p := range allowed {
+		if p.Kind() != 0 && !senders.Covers(p) {
+			outside(fmt.Sprintf("%s.from.allowed[%d]", key, i), a.From.Allowed[i])
+		}
+	}
+	if defaultAddr != "" && !senders.Match(defaultAddr) {
+		outside(key+".from.default", defaultAddr)
+	}
+}

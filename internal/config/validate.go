@@ -1,0 +1,572 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/mail"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mailgate/mailgate/internal/addrpolicy"
+)
+
+const (
+	// minSigningKey is the shortest HS256 key RFC 7518 section 3.2 allows:
+	// the size of the hash output.
+	minSigningKey = 32
+	// maxPerMessage bounds recipients.max_per_message: more recipients than
+	// a day's quota of one Exchange mailbox make no sense in one message.
+	maxPerMessage = 10000
+	// exchangeMaxMessageBytes is the largest message Exchange Online can be
+	// configured to accept (the default is 35 MB).
+	exchangeMaxMessageBytes = 150 << 20
+)
+
+var (
+	routeNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	appIDRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+)
+
+// Validate checks c, which WithDefaults has filled, and returns every problem
+// it finds, in file order; nil means c is fine. It also reads the TLS and
+// OAuth certificate files the routes name, so that a missing file is found by
+// `mailgate config check` rather than by the first delivery.
+//
+// Besides the shape of each value it runs the policy check: every
+// from.allowed pattern and from.default address of an app must be something
+// its route can send as (Route.SenderSet), because Exchange Online refuses
+// anything else only after the message was accepted and queued, and a
+// mailbox that keeps getting refused is blocked from SMTP AUTH altogether.
+func (c *Config) Validate() []Problem {
+	v := &validator{}
+	v.top(c)
+	if len(c.Routes) == 0 {
+		v.add("routes", "at least one route is required")
+	}
+	routeIdx := map[string]int{}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		key := routeKey(i, r)
+		if j, dup := routeIdx[r.Name]; dup && r.Name != "" {
+			v.add(key+".name", "%q is already the name of routes[%d]", r.Name, j)
+		} else {
+			routeIdx[r.Name] = i
+		}
+		v.route(key, r)
+	}
+	if len(c.Apps) == 0 {
+		v.add("apps", "at least one app is required")
+	}
+	appIdx := map[string]int{}
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		key := appKey(i, a)
+		if j, dup := appIdx[a.ID]; dup && a.ID != "" {
+			v.add(key+".id", "%q is already the id of apps[%d]", a.ID, j)
+		} else {
+			appIdx[a.ID] = i
+		}
+		v.app(c, key, a)
+	}
+	return v.problems
+}
+
+// routeKey names route i in problem keys: routes[m365], or routes[0] when it
+// has no name.
+func routeKey(i int, r *Route) string {
+	if r.Name != "" {
+		return "routes[" + r.Name + "]"
+	}
+	return fmt.Sprintf("routes[%d]", i)
+}
+
+// appKey names app i in problem keys: apps[monitoring], or apps[0].
+func appKey(i int, a *App) string {
+	if a.ID != "" {
+		return "apps[" + a.ID + "]"
+	}
+	return fmt.Sprintf("apps[%d]", i)
+}
+
+type validator struct {
+	problems []Problem
+}
+
+func (v *validator) add(key, format string, args ...any) {
+	v.problems = append(v.problems, Problem{Key: key, Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) top(c *Config) {
+	if c.Listen == "" {
+		v.add("listen", "required, such as :8080")
+	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		v.add("listen", "want host:port, such as :8080 or 127.0.0.1:8080, got %q", c.Listen)
+	}
+
+	// The URL may hold a password, so it never appears in a message.
+	if c.Redis.URL == "" {
+		v.add("redis.url", "required, such as redis://127.0.0.1:6379/0")
+	} else if u, err := url.Parse(c.Redis.URL); err != nil {
+		v.add("redis.url", "not a valid URL")
+	} else if u.Scheme != "redis" && u.Scheme != "rediss" {
+		v.add("redis.url", "want a redis:// or rediss:// (TLS) URL, got scheme %q", u.Scheme)
+	}
+	if strings.ContainsAny(c.Redis.KeyPrefix, "{} \t\r\n") {
+		v.add("redis.key_prefix", "must not contain braces or white space: braces would change the Redis Cluster hash tag of every key, got %q", c.Redis.KeyPrefix)
+	}
+
+	switch n := len(c.Auth.SigningKey); {
+	case n == 0:
+		v.add("auth.signing_key", "required: an HS256 secret of at least %d bytes (or give auth.signing_key_file)", minSigningKey)
+	case n < minSigningKey:
+		v.add("auth.signing_key", "is %d bytes; an HS256 key must be at least %d bytes (RFC 7518 section 3.2)", n, minSigningKey)
+	}
+	if c.Auth.Issuer == "" {
+		v.add("auth.issuer", "required")
+	}
+
+	d := &c.Delivery
+	for _, f := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"delivery.max_age", d.MaxAge},
+		{"delivery.backoff_initial", d.BackoffInitial},
+		{"delivery.backoff_max", d.BackoffMax},
+		{"delivery.visibility_timeout", d.VisibilityTimeout},
+		{"delivery.connect_timeout", d.ConnectTimeout},
+		{"delivery.command_timeout", d.CommandTimeout},
+		{"delivery.idle_timeout", d.IdleTimeout},
+		{"delivery.poll_interval", d.PollInterval},
+		{"retention", c.Retention},
+	} {
+		if f.d <= 0 {
+			v.add(f.key, "must be positive, got %s", f.d)
+		}
+	}
+	if d.BackoffInitial > 0 && d.BackoffMax > 0 && d.BackoffInitial > d.BackoffMax {
+		v.add("delivery.backoff_initial", "%s is more than delivery.backoff_max (%s)", d.BackoffInitial, d.BackoffMax)
+	}
+	if strings.ContainsAny(d.HelloName, " \t\r\n") {
+		v.add("delivery.hello_name", "must be a host name without white space, got %q", d.HelloName)
+	}
+
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		v.add("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		v.add("log.format", "want text or json, got %q", c.Log.Format)
+	}
+}
+
+func (v *validator) route(key string, r *Route) {
+	switch {
+	case r.Name == "":
+		v.add(key+".name", "required")
+	case !routeNameRE.MatchString(r.Name):
+		v.add(key+".name", "%q: use only letters, digits, '_', '.' and '-'", r.Name)
+	}
+
+	exchange := r.Type == RouteSMTPAuth || r.Type == RouteConnector
+	switch r.Type {
+	case RouteSMTPAuth, RouteConnector, RouteSMTP:
+	case "":
+		v.add(key+".type", "required: smtp-auth, connector or smtp")
+	default:
+		v.add(key+".type", "unknown type %q; want smtp-auth, connector or smtp", r.Type)
+	}
+
+	switch {
+	case r.Host == "" && r.Type == RouteConnector:
+		v.add(key+".host", "required (or give accepted_domains, and the tenant's MX host is derived from the first)")
+	case r.Host == "":
+		v.add(key+".host", "required")
+	case strings.ContainsAny(r.Host, " \t\r\n/@") || strings.Contains(r.Host, ":") && net.ParseIP(r.Host) == nil:
+		v.add(key+".host", "want a host name or IP address, without scheme or port (the port goes under port), got %q", r.Host)
+	}
+	if r.Port < 1 || r.Port > 65535 {
+		v.add(key+".port", "must be between 1 and 65535, got %d", r.Port)
+	}
+
+	v.routeTLS(key+".tls", r, exchange)
+
+	switch r.Type {
+	case RouteSMTPAuth:
+		v.smtpAuth(key, r)
+	case RouteConnector:
+		v.connector(key, r)
+	case RouteSMTP:
+		v.plainSMTP(key, r)
+	}
+
+	if r.Type != RouteConnector && len(r.AcceptedDomains) > 0 {
+		v.add(key+".accepted_domains", "only used by connector routes")
+	}
+	if (r.Type != RouteSMTPAuth || r.Auth.Username != FromMailbox) && len(r.Mailboxes) > 0 {
+		v.add(key+".mailboxes", "only used by smtp-auth routes whose auth.username is %q", FromMailbox)
+	}
+	for i, s := range r.SendAs {
+		if _, err := addrpolicy.Parse(s); err != nil {
+			v.add(fmt.Sprintf("%s.send_as[%d]", key, i), "%v", err)
+		}
+	}
+
+	lim := []struct {
+		key      string
+		n        int
+		exchange int
+		refusal  string
+	}{
+		{"messages_per_minute", r.Limits.MessagesPerMinute, ExchangeMessagesPerMinute, "Exchange Online throttles the mailbox, delaying what goes above it"},
+		{"max_connections", r.Limits.MaxConnections, ExchangeMaxConnections, "Exchange Online refuses further connections with 432 4.3.2"},
+		{"recipients_per_day", r.Limits.RecipientsPerDay, ExchangeRecipientsPerDay, "Exchange Online refuses submissions past it with 554 5.2.0 SubmissionQuotaExceeded"},
+	}
+	for _, l := range lim {
+		switch {
+		case l.n < 0:
+			v.add(key+".limits."+l.key, "must not be negative (0 means %s), got %d", zeroLimit(r.Type), l.n)
+		case r.Type == RouteSMTPAuth && l.n > l.exchange:
+			v.add(key+".limits."+l.key, "%d is above Exchange Online's limit of %d per mailbox: %s", l.n, l.exchange, l.refusal)
+		}
+	}
+}
+
+func zeroLimit(typ string) string {
+	if typ == RouteSMTPAuth {
+		return "Exchange Online's limit"
+	}
+	return "unlimited"
+}
+
+func (v *validator) routeTLS(key string, r *Route, exchange bool) {
+	t := &r.TLS
+	switch t.Mode {
+	case TLSStartTLS:
+	case TLSImplicit:
+		if exchange {
+			v.add(key+".mode", "Exchange Online offers no implicit TLS (no port 465); %s routes need starttls", r.Type)
+		}
+	case TLSNone:
+		if exchange {
+			v.add(key+".mode", "none is only for type smtp: Exchange Online requires TLS on %s routes; use starttls", r.Type)
+		}
+	default:
+		v.add(key+".mode", "want starttls, implicit or none, got %q", t.Mode)
+	}
+	if strings.ContainsAny(t.ServerName, " \t\r\n/:") {
+		v.add(key+".server_name", "want a host name, got %q", t.ServerName)
+	}
+	if t.CAFile != "" {
+		if err := checkCAFile(t.CAFile); err != nil {
+			v.add(key+".ca_file", "%v", err)
+		}
+	}
+	v.keyPair(key+".client_cert_file", key+".client_key_file", "client_cert_file", "client_key_file", t.ClientCertFile, t.ClientKeyFile, true)
+}
+
+// keyPair checks a certificate file and its key file: both or neither, both
+// readable, and, when parse is set, a matching TLS key pair.
+func (v *validator) keyPair(certKey, keyKey, certName, keyName, cert, key string, parse bool) {
+	switch {
+	case cert == "" && key == "":
+		return
+	case cert == "":
+		v.add(certKey, "%s is set but %s is not; set both or neither", keyName, certName)
+		return
+	case key == "":
+		v.add(keyKey, "%s is set but %s is not; set both or neither", certName, keyName)
+		return
+	}
+	ok := true
+	for _, f := range []struct{ key, path string }{{certKey, cert}, {keyKey, key}} {
+		if err := checkReadable(f.path); err != nil {
+			v.add(f.key, "%v", err)
+			ok = false
+		}
+	}
+	if ok && parse {
+		if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+			v.add(certKey, "not a usable certificate and key pair: %v", err)
+		}
+	}
+}
+
+func checkReadable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("cannot read: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("cannot read: %w", err)
+	}
+	if st.IsDir() {
+		return fmt.Errorf("cannot read %s: is a directory", path)
+	}
+	return nil
+}
+
+func checkCAFile(path string) error {
+	if err := checkReadable(path); err != nil {
+		return err
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("cannot read: %w", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+		return fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return nil
+}
+
+func (v *validator) smtpAuth(key string, r *Route) {
+	a := &r.Auth
+	switch a.Mechanism {
+	case MechXOAUTH2, MechLogin, MechPlain:
+	default:
+		v.add(key+".auth.mechanism", "want xoauth2, login or plain, got %q", a.Mechanism)
+	}
+
+	switch {
+	case a.Username == "":
+		v.add(key+".auth.username", "required: the mailbox to authenticate as, or %q", FromMailbox)
+	case a.Username == FromMailbox:
+		if a.Mechanism != MechXOAUTH2 {
+			v.add(key+".auth.username", "%q needs mechanism xoauth2: only app-only OAuth can authenticate as any of several mailboxes", FromMailbox)
+		}
+		if len(r.Mailboxes) == 0 {
+			v.add(key+".mailboxes", "required with auth.username %q: list the mailboxes the app holds FullAccess on", FromMailbox)
+		}
+		for i, m := range r.Mailboxes {
+			if err := validateMailbox(m); err != nil {
+				v.add(fmt.Sprintf("%s.mailboxes[%d]", key, i), "want a mailbox address: %v", err)
+			}
+		}
+		if len(r.SendAs) > 0 {
+			v.add(key+".send_as", "not used with auth.username %q: each message authenticates as its own From mailbox, which must be listed under mailboxes", FromMailbox)
+		}
+	default:
+		if err := validateMailbox(a.Username); err != nil {
+			v.add(key+".auth.username", "want the mailbox address to authenticate as, or %q: %v", FromMailbox, err)
+		}
+	}
+	v.credentials(key, r)
+}
+
+// validateMailbox checks a single mailbox address. "*" is a valid character
+// of a local part, but here it is far more likely a pattern written where a
+// mailbox belongs.
+func validateMailbox(m string) error {
+	if strings.Contains(m, "*") {
+		return fmt.Errorf("%q is a pattern; a mailbox is one address", m)
+	}
+	return addrpolicy.ValidateAddress(m)
+}
+
+// credentials checks what each mechanism needs to authenticate.
+func (v *validator) credentials(key string, r *Route) {
+	a := &r.Auth
+	switch a.Mechanism {
+	case MechLogin, MechPlain:
+		if a.Password == "" && a.PasswordFile == "" {
+			v.add(key+".auth.password", "required with mechanism %s (or give auth.password_file)", a.Mechanism)
+		}
+	case MechXOAUTH2:
+		o := &a.OAuth
+		ok := key + ".auth.oauth"
+		if o.ClientID == "" {
+			v.add(ok+".client_id", "required with mechanism xoauth2: the application (client) ID of the Entra ID app")
+		}
+		switch {
+		case o.TenantID == "" && o.TokenURL == "":
+			v.add(ok+".tenant_id", "required with mechanism xoauth2 (unless token_url is set): the directory (tenant) ID or a verified domain of the tenant")
+		case strings.ContainsAny(o.TenantID, "/?#% \t\r\n"):
+			v.add(ok+".tenant_id", "want a tenant ID or domain, got %q", o.TenantID)
+		}
+		if o.TokenURL != "" {
+			u, err := url.Parse(o.TokenURL)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				v.add(ok+".token_url", "want an http:// or https:// URL")
+			}
+		}
+		if o.Scope == "" {
+			v.add(ok+".scope", "required with mechanism xoauth2, normally %s", Office365Scope)
+		}
+		secret := o.ClientSecret != "" || o.ClientSecretFile != ""
+		cert := o.ClientCertificateFile != "" || o.ClientKeyFile != ""
+		switch {
+		case secret && cert:
+			v.add(ok+".client_secret", "set either client_secret or client_certificate_file and client_key_file, not both")
+		case !secret && !cert:
+			v.add(ok+".client_secret", "required with mechanism xoauth2: give client_secret (or client_secret_file), or client_certificate_file and client_key_file")
+		case cert:
+			// MSAL accepts several encodings of these, so they are
+			// only checked for being readable here.
+			v.keyPair(ok+".client_certificate_file", ok+".client_key_file", "client_certificate_file", "client_key_file",
+				o.ClientCertificateFile, o.ClientKeyFile, false)
+		}
+	}
+}
+
+func (v *validator) connector(key string, r *Route) {
+	// Exchange Online identifies a connector by the sending IP or the TLS
+	// client certificate; it offers no AUTH on the MX host.
+	const noAuth = "a connector route does not authenticate (Exchange Online identifies it by IP address or TLS client certificate); remove it"
+	for _, f := range []struct{ key, val string }{
+		{"mechanism", r.Auth.Mechanism},
+		{"username", r.Auth.Username},
+		{"password", r.Auth.Password},
+		{"password_file", r.Auth.PasswordFile},
+	} {
+		if f.val != "" {
+			v.add(key+".auth."+f.key, "%s", noAuth)
+		}
+	}
+	if r.Auth.OAuth != (OAuth{}) {
+		v.add(key+".auth.oauth", "%s", noAuth)
+	}
+	if len(r.SendAs) > 0 {
+		v.add(key+".send_as", "not used by connector routes: they may send as any address of accepted_domains")
+	}
+	if len(r.AcceptedDomains) == 0 {
+		v.add(key+".accepted_domains", "required: the tenant's accepted domains that apps of this route send from")
+	}
+	for i, d := range r.AcceptedDomains {
+		if err := validateDomain(d); err != nil {
+			v.add(fmt.Sprintf("%s.accepted_domains[%d]", key, i), "%v", err)
+		}
+	}
+}
+
+// validateDomain checks a registered domain name such as contoso.com.
+func validateDomain(d string) error {
+	if err := addrpolicy.ValidateDomain(d); err != nil {
+		return err
+	}
+	if !strings.Contains(d, ".") {
+		return fmt.Errorf("%q is not a domain name such as contoso.com", d)
+	}
+	return nil
+}
+
+func (v *validator) plainSMTP(key string, r *Route) {
+	a := &r.Auth
+	if a.Username == FromMailbox {
+		v.add(key+".auth.username", "%q is only for smtp-auth routes", FromMailbox)
+	}
+	if a.Mechanism == "" {
+		if a.Username != "" || a.Password != "" || a.PasswordFile != "" {
+			v.add(key+".auth.mechanism", "required when auth.username or auth.password is set: login, plain or xoauth2")
+		}
+		return
+	}
+	switch a.Mechanism {
+	case MechXOAUTH2, MechLogin, MechPlain:
+	default:
+		v.add(key+".auth.mechanism", "want xoauth2, login or plain, got %q", a.Mechanism)
+		return
+	}
+	if a.Username == "" {
+		v.add(key+".auth.username", "required with mechanism %s", a.Mechanism)
+	}
+	v.credentials(key, r)
+}
+
+func (v *validator) app(c *Config, key string, a *App) {
+	switch {
+	case a.ID == "":
+		v.add(key+".id", "required")
+	case !appIDRE.MatchString(a.ID):
+		v.add(key+".id", "%q: use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit", a.ID)
+	}
+
+	var r *Route
+	switch {
+	case a.Route == "":
+		v.add(key+".route", "required: the name of one of the routes")
+	default:
+		if r = c.Route(a.Route); r == nil {
+			names := make([]string, 0, len(c.Routes))
+			for _, r := range c.Routes {
+				names = append(names, r.Name)
+			}
+			v.add(key+".route", "no route is named %q; routes are: %s", a.Route, strings.Join(names, ", "))
+		}
+	}
+
+	// from.default, parsed to a bare address.
+	var defaultAddr string
+	if a.From.Default != "" {
+		addr, err := parseFromAddress(a.From.Default)
+		if err != nil {
+			v.add(key+".from.default", "%v", err)
+		} else {
+			defaultAddr = addr
+		}
+	}
+	allowed := make([]addrpolicy.Pattern, len(a.From.Allowed))
+	allowedOK := true
+	for i, s := range a.From.Allowed {
+		p, err := addrpolicy.Parse(s)
+		if err != nil {
+			v.add(fmt.Sprintf("%s.from.allowed[%d]", key, i), "%v", err)
+			allowedOK = false
+			continue
+		}
+		allowed[i] = p
+	}
+	if a.From.Default == "" && len(a.From.Allowed) == 0 {
+		v.add(key+".from", "give from.default, from.allowed or both: an app must be allowed some From address")
+	}
+	if defaultAddr != "" && len(allowed) > 0 && allowedOK && !addrpolicy.Set(allowed).Match(defaultAddr) {
+		v.add(key+".from.default", "%q is not matched by any pattern of from.allowed", defaultAddr)
+	}
+
+	for i, s := range a.Recipients.Allowed {
+		if _, err := addrpolicy.Parse(s); err != nil {
+			v.add(fmt.Sprintf("%s.recipients.allowed[%d]", key, i), "%v", err)
+		}
+	}
+	if n := a.Recipients.MaxPerMessage; n < 1 || n > maxPerMessage {
+		v.add(key+".recipients.max_per_message", "must be between 1 and %d, got %d", maxPerMessage, n)
+	} else if r != nil && r.Limits.RecipientsPerDay > 0 && n > r.Limits.RecipientsPerDay {
+		v.add(key+".recipients.max_per_message", "%d is more than route %q may send to in a day (limits.recipients_per_day %d): such a message could never be sent", n, r.Name, r.Limits.RecipientsPerDay)
+	}
+	switch n := a.MaxMessageBytes; {
+	case n <= 0:
+		v.add(key+".max_message_bytes", "must be positive, got %d", n)
+	case r != nil && (r.Type == RouteSMTPAuth || r.Type == RouteConnector) && n > exchangeMaxMessageBytes:
+		v.add(key+".max_message_bytes", "%d is above the largest message Exchange Online accepts (150 MB; 35 MB unless raised)", n)
+	}
+	if a.RateLimit.PerMinute < 0 {
+		v.add(key+".rate_limit.per_minute", "must not be negative (0 means no limit), got %d", a.RateLimit.PerMinute)
+	}
+
+	if r != nil {
+		v.policy(key, a, allowed, defaultAddr, r)
+	}
+}
+
+// parseFromAddress parses one address, with or without a display name
+// ("Alerts <alerts@contoso.com>"), and returns the bare address.
+func parseFromAddress(s string) (string, error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return "", fmt.Errorf("%q contains a line break", s)
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil {
+		return "", fmt.Errorf("%q is not a single address such as alerts@contoso.com or \"Alerts <alerts@contoso.com>\": %v", s, err)
+	}
+	if err := addrpolicy.ValidateAddress(a.Address); err != nil {
+		return "", err
+	}
+	return a.Address, nil
+}
