@@ -1,0 +1,39 @@
+// Package compose turns a submission into the exact RFC 5322 / MIME bytes
+// that mailgate stores in its queue and later hands to SMTP DATA unchanged.
+//
+// The message is rendered and checked exactly once, at the API's door
+// (shared/style.md, "one path for a message"): the worker never parses what
+// it sends. Everything that could make Exchange Online refuse or misread a
+// message, or let a client smuggle a header, is therefore refused here with
+// an *Error that names the offending field.
+//
+// Two entry points:
+//
+//   - Build renders a structured submission with go-mail
+//     (github.com/wneessen/go-mail). go-mail is only used as a renderer: the
+//     Msg is written into a buffer with WriteTo and never sent by go-mail. It
+//     chooses the MIME tree from what it is given: text/plain alone,
+//     multipart/alternative for text and HTML, multipart/related around the
+//     body when there are inline (Content-ID) parts and multipart/mixed around
+//     everything when there are attachments. Headers are encoded with RFC 2047
+//     and folded at spaces; bodies are quoted-printable, attachments base64
+//     (RFC 2045), so the result is 7-bit clean.
+//
+//   - ParseRaw accepts a complete message (the /v1/messages/raw endpoint). It
+//     is parsed and checked with go-message (github.com/emersion/go-message):
+//     the whole entity tree is read to EOF so that broken multipart framing and
+//     bad base64 or quoted-printable are caught now rather than by a recipient.
+//     Only the top-level header is re-serialised (Bcc removed, From, Date,
+//     Message-ID and MIME-Version added when missing); the body bytes are kept
+//     exactly as sent apart from line endings, which become CRLF (RFC 5322
+//     section 2.3; SMTP has no other line ending).
+//
+// Limits come from RFC 5322 section 2.1.1: a line is at most 998 bytes
+// without its CRLF. Size limits are the caller's business: it compares
+// len(Message.Bytes) against the app's max_message_bytes.
+//
+// ParseAddress is the one address parser of mailgate. It accepts exactly one
+// mailbox with an ASCII addr-spec on a dotted domain, and refuses display
+// names that contain an address, because `"ceo@contoso.com" <evil@x.example>`
+// shows as the CEO in most clients.
+package compose

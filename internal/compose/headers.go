@@ -1,0 +1,101 @@
+package compose
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// maxLine is the longest line RFC 5322 section 2.1.1 allows, without CRLF.
+const maxLine = 998
+
+// ownedHeader reports whether mailgate sets the header itself, so that a
+// client must not: the addresses and the envelope are checked against the
+// app's policy, the MIME structure is built here, and trace and signature
+// fields belong to the servers on the way.
+func ownedHeader(name string) bool {
+	n := strings.ToLower(name)
+	switch n {
+	case "from", "sender", "to", "cc", "bcc", "reply-to", "subject", "date",
+		"message-id", "mime-version", "return-path", "received", "dkim-signature":
+		return true
+	}
+	return strings.HasPrefix(n, "content-") || strings.HasPrefix(n, "resent-")
+}
+
+// checkFieldName checks an RFC 5322 field name (section 3.6.8): printable
+// ASCII except ':'.
+func checkFieldName(name string) string {
+	if name == "" {
+		return "header name is empty"
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c == '\r' || c == '\n' || c == 0 {
+			return "header name contains a line break or NUL (header injection)"
+		}
+		if c < 33 || c > 126 || c == ':' {
+			return "header name may contain only printable ASCII characters except ':'"
+		}
+	}
+	if len(name) > 76 {
+		return "header name is too long"
+	}
+	return ""
+}
+
+// checkHeaderValue checks a value that go-mail will write into the header
+// named name. go-mail RFC 2047-encodes values with non-ASCII characters (the
+// encoded words are at most 75 characters, RFC 2047 section 2) and folds
+// only at spaces, so an ASCII run without a space must fit on one line after
+// "Name: ".
+func checkHeaderValue(name, value string) string {
+	if msg := controlChar(value); msg != "" {
+		return msg
+	}
+	if !utf8.ValidString(value) {
+		return "is not valid UTF-8"
+	}
+	if needsEncoding(value) {
+		return "" // encoded words are short and separated by spaces
+	}
+	limit := maxLine - len(name) - len(": ")
+	for _, word := range strings.Split(value, " ") {
+		if len(word) > limit {
+			return "has a word too long for one header line (RFC 5322 allows 998 bytes); add spaces or shorten it"
+		}
+	}
+	return ""
+}
+
+// needsEncoding mirrors the test of mime.WordEncoder, which go-mail uses:
+// anything but printable ASCII and TAB is RFC 2047-encoded.
+func needsEncoding(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < ' ' || c > '~') && c != '\t' {
+			return true
+		}
+	}
+	return false
+}
+
+// squeezeSpace trims s and turns every run of spaces and tabs into one
+// space. go-mail folds at every space, so a long run of blanks would become
+// a header line made only of whitespace, which some parsers take for the
+// blank line that ends the header (RFC 5322 section 3.2.2 forbids it).
+func squeezeSpace(s string) string {
+	var b strings.Builder
+	space := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == ' ' || c == '\t' {
+			space = true
+			continue
+		}
+		if space && b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		space = false
+		b.WriteByte(c)
+	}
+	return b.String()
+}
