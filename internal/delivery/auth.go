@@ -1,0 +1,53 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/wneessen/go-mail/smtp"
+
+	"github.com/mailgate/mailgate/internal/config"
+)
+
+// Authenticator gives the SASL mechanism to authenticate as a mailbox.
+type Authenticator interface {
+	// Auth returns the mechanism for one AUTH exchange as mailbox.
+	Auth(ctx context.Context, mailbox string) (smtp.Auth, error)
+	// Refused tells the authenticator that the server refused the last
+	// credentials for mailbox, so a cached token is fetched anew.
+	Refused(mailbox string)
+}
+
+// passwordAuth is LOGIN or PLAIN with a fixed user name and password.
+type passwordAuth struct {
+	mechanism, username, password, host string
+}
+
+// NewPasswordAuth returns an Authenticator for AUTH LOGIN or PLAIN. The
+// credentials are only ever sent over TLS (go-mail refuses otherwise, except
+// to localhost).
+func NewPasswordAuth(mechanism, username, password, host string) Authenticator {
+	return &passwordAuth{mechanism: mechanism, username: username, password: password, host: host}
+}
+
+func (a *passwordAuth) Auth(context.Context, string) (smtp.Auth, error) {
+	if a.mechanism == "plain" {
+		return smtp.PlainAuth("", a.username, a.password, a.host, false), nil
+	}
+	return smtp.LoginAuth(a.username, a.password, a.host, false), nil
+}
+
+func (a *passwordAuth) Refused(string) {}
+
+// AuthenticatorFor picks the AUTH mechanism of a route: nil for routes
+// without AUTH (connectors, open relays).
+func AuthenticatorFor(r *config.Route) (Authenticator, error) {
+	switch r.Auth.Mechanism {
+	case "":
+		return nil, nil
+	case config.MechLogin, config.MechPlain:
+		return NewPasswordAuth(r.Auth.Mechanism, r.Auth.Username, r.Auth.Password, r.Host), nil
+	default:
+		return nil, fmt.Errorf("route %s: auth.mechanism %s is not supported", r.Name, r.Auth.Mechanism)
+	}
+}

@@ -1,0 +1,298 @@
+package delivery
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/wneessen/go-mail/smtp"
+
+	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/smtpreply"
+)
+
+// Stages of an SMTP exchange, for results and the route check.
+const (
+	StageConnect  = "connect"
+	StageTLS      = "starttls"
+	StageAuth     = "auth"
+	StageMail     = "mail"
+	StageRcpt     = "rcpt"
+	StageData     = "data"
+	StageGreeting = "ehlo"
+)
+
+// Dialer opens SMTP sessions to one route.
+type Dialer struct {
+	route     *config.Route
+	tls       *tls.Config
+	auth      Authenticator // nil for routes without AUTH
+	hello     string
+	connectTO time.Duration
+	commandTO time.Duration
+}
+
+// DialerOptions are the parts of the configuration a Dialer needs besides
+// its route.
+type DialerOptions struct {
+	HelloName      string
+	ConnectTimeout time.Duration
+	CommandTimeout time.Duration
+	Auth           Authenticator
+}
+
+// NewDialer prepares TLS for route once (CA file, client certificate), so a
+// bad file is reported at startup rather than per message.
+func NewDialer(route *config.Route, opts DialerOptions) (*Dialer, error) {
+	tc, err := TLSConfig(route)
+	if err != nil {
+		return nil, err
+	}
+	hello := opts.HelloName
+	if hello == "" {
+		if h, err := os.Hostname(); err == nil {
+			hello = h
+		} else {
+			hello = "localhost"
+		}
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 30 * time.Second
+	}
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = 5 * time.Minute
+	}
+	return &Dialer{route: route, tls: tc, auth: opts.Auth, hello: hello,
+		connectTO: opts.ConnectTimeout, commandTO: opts.CommandTimeout}, nil
+}
+
+// TLSConfig builds the client TLS configuration of route: TLS 1.2 or later,
+// verified against the system roots plus tls.ca_file, with the client
+// certificate of a certificate connector when one is configured.
+func TLSConfig(route *config.Route) (*tls.Config, error) {
+	tc := &tls.Config{
+		ServerName:         route.Host,
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: route.TLS.InsecureSkipVerify, //nolint:gosec // only when the operator asked for it
+	}
+	if route.TLS.ServerName != "" {
+		tc.ServerName = route.TLS.ServerName
+	}
+	if route.TLS.CAFile != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		pem, err := os.ReadFile(route.TLS.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: tls.ca_file: %w", route.Name, err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("route %s: tls.ca_file %s holds no PEM certificate", route.Name, route.TLS.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if route.TLS.ClientCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(route.TLS.ClientCertFile, route.TLS.ClientKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: tls client certificate: %w", route.Name, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// Conn is one SMTP session, authenticated as Mailbox when the route uses AUTH.
+type Conn struct {
+	c        *smtp.Client
+	Mailbox  string
+	LastUsed time.Time
+	dialer   *Dialer
+}
+
+// StepError is a failure at one stage of the exchange, with the server's
+// reply when there was one.
+type StepError struct {
+	Stage string
+	Reply *smtpreply.Reply // nil for network and TLS errors
+	Err   error
+}
+
+func (e *StepError) Error() string {
+	if e.Reply != nil {
+		return fmt.Sprintf("%s: %s", e.Stage, e.Reply)
+	}
+	return fmt.Sprintf("%s: %v", e.Stage, e.Err)
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+func stepErr(stage string, err error) *StepError {
+	se := &StepError{Stage: stage, Err: err}
+	if r, ok := smtpreply.FromError(err); ok {
+		se.Reply = &r
+	}
+	return se
+}
+
+// Step reports one completed step, for the route check's narration.
+type Step struct {
+	Stage  string
+	Detail string
+}
+
+// Dial connects, says EHLO, starts TLS and authenticates as mailbox. Each
+// step is reported to observe when it is not nil.
+func (d *Dialer) Dial(ctx context.Context, mailbox string, observe func(Step)) (*Conn, error) {
+	if observe == nil {
+		observe = func(Step) {}
+	}
+	addr := net.JoinHostPort(d.route.Host, strconv.Itoa(d.route.Port))
+	nd := &net.Dialer{Timeout: d.connectTO}
+	var raw net.Conn
+	var err error
+	if d.route.TLS.Mode == config.TLSImplicit {
+		raw, err = (&tls.Dialer{NetDialer: nd, Config: d.tls}).DialContext(ctx, "tcp", addr)
+	} else {
+		raw, err = nd.DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return nil, stepErr(StageConnect, err)
+	}
+	_ = raw.SetDeadline(time.Now().Add(d.commandTO))
+	c, err := smtp.NewClient(raw, d.route.Host)
+	if err != nil {
+		raw.Close()
+		return nil, stepErr(StageConnect, err)
+	}
+	observe(Step{StageConnect, "connected to " + addr})
+	fail := func(stage string, err error) (*Conn, error) {
+		c.Close()
+		return nil, stepErr(stage, err)
+	}
+	if err := c.Hello(d.hello); err != nil {
+		return fail(StageGreeting, err)
+	}
+	if err := c.UpdateDeadline(d.commandTO); err != nil {
+		return fail(StageGreeting, err)
+	}
+	if d.route.TLS.Mode == config.TLSStartTLS {
+		if ok, _ := c.Extension("STARTTLS"); !ok {
+			return fail(StageTLS, errors.New("the server does not offer STARTTLS, and the route requires TLS"))
+		}
+		if err := c.StartTLS(d.tls); err != nil {
+			return fail(StageTLS, err)
+		}
+		state, _ := c.TLSConnectionState()
+		observe(Step{StageTLS, fmt.Sprintf("TLS %s with %s, certificate verified: %v",
+			tls.VersionName(state.Version), d.tls.ServerName, !d.tls.InsecureSkipVerify)})
+	}
+	if d.auth != nil {
+		a, err := d.auth.Auth(ctx, mailbox)
+		if err != nil {
+			return fail(StageAuth, err)
+		}
+		if err := c.Auth(a); err != nil {
+			if _, isReply := smtpreply.FromError(err); isReply {
+				d.auth.Refused(mailbox)
+			}
+			return fail(StageAuth, err)
+		}
+		observe(Step{StageAuth, "authenticated as " + mailbox})
+	}
+	return &Conn{c: c, Mailbox: mailbox, LastUsed: time.Now(), dialer: d}, nil
+}
+
+// RecipientReply is a recipient refused at RCPT.
+type RecipientReply struct {
+	Recipient string
+	Reply     smtpreply.Reply
+}
+
+// Result is what one transaction achieved.
+type Result struct {
+	// Reply is the final reply to DATA when the message was sent.
+	Reply smtpreply.Reply
+	// Accepted recipients got 2xx at RCPT; Refused did not.
+	Accepted []string
+	Refused  []RecipientReply
+}
+
+// Send runs one transaction: MAIL FROM, RCPT TO for each recipient, DATA with
+// body exactly as stored. A refused recipient does not stop the others. The
+// returned error is a *StepError when the transaction as a whole did not go
+// through; the connection is then unusable if the error has no reply.
+func (c *Conn) Send(from string, rcpts []string, body []byte) (Result, error) {
+	var res Result
+	c.LastUsed = time.Now()
+	if err := c.c.UpdateDeadline(c.dialer.commandTO); err != nil {
+		return res, stepErr(StageMail, err)
+	}
+	if err := c.c.Mail(from); err != nil {
+		c.reset(err)
+		return res, stepErr(StageMail, err)
+	}
+	for _, r := range rcpts {
+		if err := c.c.Rcpt(r); err != nil {
+			reply, ok := smtpreply.FromError(err)
+			if !ok {
+				return res, stepErr(StageRcpt, err)
+			}
+			res.Refused = append(res.Refused, RecipientReply{Recipient: r, Reply: reply})
+			continue
+		}
+		res.Accepted = append(res.Accepted, r)
+	}
+	if len(res.Accepted) == 0 {
+		c.reset(nil)
+		return res, nil
+	}
+	w, err := c.c.Data()
+	if err != nil {
+		c.reset(err)
+		return res, stepErr(StageData, err)
+	}
+	if _, err := w.Write(body); err != nil {
+		return res, stepErr(StageData, err)
+	}
+	if err := w.Close(); err != nil {
+		c.reset(err)
+		return res, stepErr(StageData, err)
+	}
+	// go-mail keeps only the text of the DATA reply; one that did not fail
+	// was a 250.
+	res.Reply = smtpreply.Parse(250, "")
+	if dc, ok := w.(*smtp.DataCloser); ok {
+		res.Reply = smtpreply.Parse(250, dc.ServerResponse())
+	}
+	c.LastUsed = time.Now()
+	return res, nil
+}
+
+// reset ends a failed transaction so the connection can carry the next
+// one. After a network error there is nothing to reset.
+func (c *Conn) reset(err error) {
+	if err != nil {
+		if _, ok := smtpreply.FromError(err); !ok {
+			return
+		}
+	}
+	_ = c.c.Reset()
+}
+
+// Close says QUIT and closes the connection.
+func (c *Conn) Close() {
+	_ = c.c.UpdateDeadline(5 * time.Second)
+	if err := c.c.Quit(); err != nil {
+		_ = c.c.Close()
+	}
+}
+
+// Abort closes the connection without QUIT.
+func (c *Conn) Abort() { _ = c.c.Close() }

@@ -1,0 +1,327 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/queue"
+	"github.com/mailgate/mailgate/internal/smtpreply"
+)
+
+// Policy is the timing of a worker.
+type Policy struct {
+	MaxAge         time.Duration
+	BackoffInitial time.Duration
+	BackoffMax     time.Duration
+	Lease          time.Duration // the visibility timeout
+	IdleTimeout    time.Duration
+	PollInterval   time.Duration
+}
+
+// PolicyFrom reads the worker timing from the configuration.
+func PolicyFrom(d config.Delivery) Policy {
+	return Policy{MaxAge: d.MaxAge, BackoffInitial: d.BackoffInitial, BackoffMax: d.BackoffMax,
+		Lease: d.VisibilityTimeout, IdleTimeout: d.IdleTimeout, PollInterval: d.PollInterval}
+}
+
+// Worker delivers the messages of one route, one at a time, over at most
+// one SMTP connection.
+type Worker struct {
+	route  *config.Route
+	queue  *queue.Queue
+	dialer *Dialer
+	policy Policy
+	now    func() time.Time
+	jitter func() float64 // in [0, 1)
+	log    *slog.Logger
+	hooks  *Hooks
+
+	conn *Conn
+}
+
+// Hooks observe a worker; every field may be nil.
+type Hooks struct {
+	// Done is called after each message's outcome was recorded.
+	Done func(job *queue.Job, o queue.Outcome)
+}
+
+// WorkerOptions configure a Worker.
+type WorkerOptions struct {
+	Route  *config.Route
+	Queue  *queue.Queue
+	Dialer *Dialer
+	Policy Policy
+	Now    func() time.Time
+	Jitter func() float64
+	Log    *slog.Logger
+	Hooks  *Hooks
+}
+
+// NewWorker returns a worker for one route.
+func NewWorker(o WorkerOptions) *Worker {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Jitter == nil {
+		o.Jitter = rand.Float64
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Hooks == nil {
+		o.Hooks = &Hooks{}
+	}
+	return &Worker{route: o.Route, queue: o.Queue, dialer: o.Dialer, policy: o.Policy,
+		now: o.Now, jitter: o.Jitter, log: o.Log.With("route", o.Route.Name), hooks: o.Hooks}
+}
+
+// Run delivers until ctx is cancelled. A message being delivered when ctx
+// ends is finished (within the SMTP timeouts) and its outcome recorded; no
+// new one is taken.
+func (w *Worker) Run(ctx context.Context) {
+	defer w.closeConn()
+	redisDown := false
+	for ctx.Err() == nil {
+		job, err := w.queue.Claim(ctx, w.route.Name, w.policy.Lease)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !redisDown {
+				w.log.Error("cannot take messages from the queue; retrying", "err", err)
+				redisDown = true
+			}
+			sleep(ctx, time.Second)
+			continue
+		}
+		if redisDown {
+			w.log.Info("queue reachable again")
+			redisDown = false
+		}
+		if job == nil {
+			if w.conn != nil && w.now().Sub(w.conn.LastUsed) >= w.policy.IdleTimeout {
+				w.closeConn()
+			}
+			sleep(ctx, w.policy.PollInterval)
+			continue
+		}
+		// The delivery and its record run to the end even when ctx is
+		// cancelled: a graceful stop must not abandon a message mid-DATA.
+		w.process(context.WithoutCancel(ctx), job)
+	}
+}
+
+func (w *Worker) process(ctx context.Context, job *queue.Job) {
+	log := w.log.With("id", job.ID, "app", job.App, "attempt", job.Attempts+1)
+	stop := w.keepLease(ctx, job)
+	res, err := w.attempt(ctx, job)
+	stop()
+	o := w.decide(job, res, err)
+	if err := w.record(ctx, job, o); err != nil {
+		log.Error("could not record the outcome; the message will be delivered again after its lease expires",
+			"status", o.Status, "err", err)
+		return
+	}
+	log.Info("delivery attempt", "status", o.Status, "detail", o.Detail)
+	if w.hooks.Done != nil {
+		w.hooks.Done(job, o)
+	}
+}
+
+// record stores the outcome, retrying while Redis is briefly unreachable:
+// an outcome lost here means a second delivery later.
+func (w *Worker) record(ctx context.Context, job *queue.Job, o queue.Outcome) error {
+	deadline := time.Now().Add(w.policy.Lease)
+	for {
+		err := w.queue.Complete(ctx, job, o)
+		if err == nil || errors.Is(err, queue.ErrLeaseLost) || time.Now().After(deadline) {
+			return err
+		}
+		sleep(ctx, 500*time.Millisecond)
+	}
+}
+
+// keepLease extends the job's lease while the attempt runs, so only a dead
+// worker's messages are taken over.
+func (w *Worker) keepLease(ctx context.Context, job *queue.Job) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(w.policy.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := w.queue.Extend(ctx, job, w.policy.Lease); errors.Is(err, queue.ErrLeaseLost) {
+					w.log.Warn("lease lost while delivering", "id", job.ID)
+					return
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// mailbox is the mailbox a job authenticates as.
+func (w *Worker) mailbox(job *queue.Job) string {
+	if w.route.Auth.Username == config.FromMailbox {
+		return job.From
+	}
+	return w.route.Auth.Username
+}
+
+// attempt sends job over the worker's connection, opening one when needed.
+// A reused connection that the server closed while idle is reopened once.
+func (w *Worker) attempt(ctx context.Context, job *queue.Job) (Result, error) {
+	mailbox := w.mailbox(job)
+	if w.conn != nil && (w.conn.Mailbox != mailbox || w.now().Sub(w.conn.LastUsed) >= w.policy.IdleTimeout) {
+		w.closeConn()
+	}
+	reused := w.conn != nil
+	for {
+		if w.conn == nil {
+			c, err := w.dialer.Dial(ctx, mailbox, nil)
+			if err != nil {
+				return Result{}, err
+			}
+			w.conn = c
+		}
+		res, err := w.conn.Send(job.From, job.Recipients, job.Body)
+		var se *StepError
+		if err != nil && errors.As(err, &se) && se.Reply == nil {
+			w.conn.Abort()
+			w.conn = nil
+			if reused && se.Stage == StageMail {
+				reused = false
+				continue
+			}
+		}
+		return res, err
+	}
+}
+
+func (w *Worker) closeConn() {
+	if w.conn != nil {
+		w.conn.Close()
+		w.conn = nil
+	}
+}
+
+// decide turns an attempt's result into the outcome to record.
+func (w *Worker) decide(job *queue.Job, res Result, err error) queue.Outcome {
+	if err != nil {
+		var se *StepError
+		if !errors.As(err, &se) {
+			se = &StepError{Stage: StageConnect, Err: err}
+		}
+		if se.Reply == nil {
+			return w.deferred(job, nil, nil, fmt.Sprintf("%s failed: %v", se.Stage, se.Err))
+		}
+		resp := response(*se.Reply)
+		v := smtpreply.Classify(*se.Reply)
+		detail := se.Stage + ": " + se.Reply.String()
+		switch v.Action {
+		case smtpreply.Fail:
+			return queue.Outcome{Status: queue.StatusFailed, Attempted: true, Response: resp, Detail: withHint(detail, v.Hint)}
+		case smtpreply.Sent:
+			// A 2xx reported as an error cannot happen; treat it as temporary.
+		}
+		// Retry; and, until routes can be held, HoldRoute and WaitMailbox too,
+		// with the hint in the event so the operator sees what to fix.
+		return w.deferred(job, nil, resp, withHint(detail, v.Hint))
+	}
+
+	var temp, perm []RecipientReply
+	for _, r := range res.Refused {
+		if smtpreply.Classify(r.Reply).Action == smtpreply.Fail {
+			perm = append(perm, r)
+		} else {
+			temp = append(temp, r)
+		}
+	}
+	var parts []string
+	if len(res.Accepted) > 0 {
+		parts = append(parts, fmt.Sprintf("accepted for %s: %s", strings.Join(res.Accepted, ", "), res.Reply))
+	}
+	for _, r := range perm {
+		parts = append(parts, fmt.Sprintf("refused %s: %s", r.Recipient, r.Reply))
+	}
+	for _, r := range temp {
+		parts = append(parts, fmt.Sprintf("deferred %s: %s", r.Recipient, r.Reply))
+	}
+	detail := strings.Join(parts, "; ")
+	if len(temp) > 0 {
+		rest := make([]string, len(temp))
+		for i, r := range temp {
+			rest[i] = r.Recipient
+		}
+		resp := response(temp[0].Reply)
+		if len(res.Accepted) > 0 {
+			resp = response(res.Reply)
+		}
+		return w.deferred(job, rest, resp, detail)
+	}
+	if len(res.Accepted) == 0 {
+		return queue.Outcome{Status: queue.StatusFailed, Attempted: true, Response: response(perm[0].Reply), Detail: detail}
+	}
+	return queue.Outcome{Status: queue.StatusSent, Attempted: true, Response: response(res.Reply), Detail: detail}
+}
+
+// deferred schedules the next attempt, or fails the message when that
+// attempt would come after max_age.
+func (w *Worker) deferred(job *queue.Job, rcpts []string, resp *queue.Response, detail string) queue.Outcome {
+	now := w.now()
+	wait := Backoff(job.Attempts+1, w.policy.BackoffInitial, w.policy.BackoffMax, w.jitter())
+	due := now.Add(wait)
+	if due.Sub(job.CreatedAt) > w.policy.MaxAge {
+		return queue.Outcome{Status: queue.StatusFailed, Attempted: true, Response: resp,
+			Detail: fmt.Sprintf("not delivered within delivery.max_age (%s) after %d attempts; last: %s",
+				w.policy.MaxAge, job.Attempts+1, detail)}
+	}
+	return queue.Outcome{Status: queue.StatusDeferred, Attempted: true, Due: due, Response: resp, Recipients: rcpts,
+		Detail: fmt.Sprintf("%s; next attempt in %s", detail, wait.Round(time.Second))}
+}
+
+// Backoff is the wait before attempt n (n >= 1 counts attempts made):
+// initial doubling per attempt up to max, of which the upper half is random
+// ("equal jitter"), so retries of many messages spread out instead of
+// hitting the server together.
+func Backoff(n int, initial, max time.Duration, jitter float64) time.Duration {
+	d := initial
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d/2 + time.Duration(jitter*float64(d/2))
+}
+
+func response(r smtpreply.Reply) *queue.Response {
+	return &queue.Response{Code: r.Code, EnhancedCode: r.Enhanced, Text: r.Text}
+}
+
+func withHint(detail, hint string) string {
+	if hint == "" {
+		return detail
+	}
+	return detail + " (" + hint + ")"
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
