@@ -1,0 +1,110 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/mailgate/mailgate/internal/queue"
+)
+
+func errNotFound() *Problem {
+	return problem(http.StatusNotFound, CodeNotFound, "Not found", "no message with this id for this app")
+}
+
+// getMessage shows a message to the app that sent it. Another app's id is
+// a 404, exactly as an unknown one, so ids reveal nothing.
+func (s *Server) getMessage(c *echo.Context) error {
+	app, err := requireApp(c)
+	if err != nil {
+		return err
+	}
+	id := c.Param("id")
+	if !queue.ValidID(id) {
+		return errNotFound()
+	}
+	ctx, cancel := withTimeout(c.Request().Context())
+	defer cancel()
+	// The app's route first; then the others, for messages queued before
+	// the app was moved to another route.
+	routes := []string{app.route}
+	for _, r := range s.cfg.Routes {
+		if r.Name != app.route {
+			routes = append(routes, r.Name)
+		}
+	}
+	for _, route := range routes {
+		st, err := s.queue.Get(ctx, route, id)
+		if errors.Is(err, queue.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			s.log.Error("cannot read message status", "id", id, "err", err)
+			return errQueueUnavailable()
+		}
+		if st.App != app.id {
+			return errNotFound()
+		}
+		return c.JSON(http.StatusOK, st)
+	}
+	return errNotFound()
+}
+
+// routeView is one route in GET /v1/routes.
+type routeView struct {
+	Name   string      `json:"name"`
+	Type   string      `json:"type"`
+	State  string      `json:"state"`
+	Reason string      `json:"reason,omitempty"`
+	Since  string      `json:"since,omitempty"`
+	Limits routeLimits `json:"limits"`
+	Queue  queueDepth  `json:"queue"`
+}
+
+type routeLimits struct {
+	MessagesPerMinute int `json:"messages_per_minute"`
+	MaxConnections    int `json:"max_connections"`
+	RecipientsPerDay  int `json:"recipients_per_day"`
+}
+
+type queueDepth struct {
+	Waiting int64 `json:"waiting"`
+	Sending int64 `json:"sending"`
+	Failed  int64 `json:"failed"`
+}
+
+// listRoutes shows an app its own route, and an admin every route.
+func (s *Server) listRoutes(c *echo.Context) error {
+	ctx, cancel := withTimeout(c.Request().Context())
+	defer cancel()
+	app, _ := c.Get(ctxApp).(*appPolicy)
+	out := []routeView{}
+	for i := range s.cfg.Routes {
+		r := &s.cfg.Routes[i]
+		if !isAdmin(c) && (app == nil || app.route != r.Name) {
+			continue
+		}
+		v := routeView{Name: r.Name, Type: r.Type, State: "ok", Limits: routeLimits{
+			MessagesPerMinute: r.Limits.MessagesPerMinute, MaxConnections: r.Limits.MaxConnections,
+			RecipientsPerDay: r.Limits.RecipientsPerDay}}
+		if s.health != nil {
+			held, reason, since, err := s.health.State(ctx, r.Name)
+			if err != nil {
+				return errQueueUnavailable()
+			}
+			if held {
+				v.State, v.Reason, v.Since = "held", reason, since.UTC().Format(timeFormat)
+			}
+		}
+		d, err := s.queue.Depth(ctx, r.Name)
+		if err != nil {
+			return errQueueUnavailable()
+		}
+		v.Queue = queueDepth{Waiting: d.Ready, Sending: d.InFlight, Failed: d.Failed}
+		out = append(out, v)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"routes": out})
+}
+
+const timeFormat = "2006-01-02T15:04:05Z07:00"

@@ -1,0 +1,571 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/labstack/echo/v5"
+
+	"github.com/mailgate/mailgate/internal/compose"
+	"github.com/mailgate/mailgate/internal/queue"
+)
+
+// maxIdempotencyKey is the contract's limit on Idempotency-Key.
+const maxIdempotencyKey = 255
+
+// submission is a built-message request, whatever style it came in.
+type submission struct {
+	in       compose.Input
+	metadata map[string]string
+}
+
+func (s *Server) submit(c *echo.Context) error {
+	app, err := requireApp(c)
+	if err != nil {
+		return err
+	}
+	if err := s.rateLimit(c, app); err != nil {
+		return err
+	}
+	mt, params, err := mime.ParseMediaType(c.Request().Header.Get("Content-Type"))
+	if err != nil {
+		return unsupportedType("")
+	}
+	// A built message is larger than the request that describes it only by
+	// headers and MIME framing; base64 in JSON makes the request about 4/3 of
+	// the attachments. Reading at most twice the message limit keeps
+	// memory bounded while letting every acceptable message through.
+	body := http.MaxBytesReader(c.Response(), c.Request().Body, 2*app.maxBytes+64<<10)
+	var sub *submission
+	switch mt {
+	case "application/json":
+		sub, err = parseJSON(body)
+	case "multipart/form-data":
+		sub, err = parseMultipart(body, params["boundary"], app.maxBytes)
+	case "application/x-www-form-urlencoded":
+		sub, err = parseURLEncoded(body)
+	case "text/plain":
+		sub, err = parsePlain(c, body, params["charset"])
+	default:
+		return unsupportedType(mt)
+	}
+	if err != nil {
+		return tooLargeOr(err, app)
+	}
+	if sub.in.From == "" {
+		sub.in.From = app.defaultFrom
+	}
+	// The cheap policy checks come before rendering: a forged From or a
+	// recipient list of ten thousand costs nothing to refuse.
+	if p := checkRecipientCount(app, len(sub.in.To)+len(sub.in.Cc)+len(sub.in.Bcc)); p != nil {
+		return p
+	}
+	now := s.now()
+	id := queue.NewID(now)
+	msg, err := compose.Build(sub.in, compose.Options{Now: now, MessageIDLocal: id})
+	if err != nil {
+		return composeProblem(err)
+	}
+	return s.accept(c, app, id, msg, sub.metadata)
+}
+
+func (s *Server) submitRaw(c *echo.Context) error {
+	app, err := requireApp(c)
+	if err != nil {
+		return err
+	}
+	if err := s.rateLimit(c, app); err != nil {
+		return err
+	}
+	mt, _, err := mime.ParseMediaType(c.Request().Header.Get("Content-Type"))
+	if err != nil || mt != "message/rfc822" {
+		return unsupportedType(mt)
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, app.maxBytes))
+	if err != nil {
+		return tooLargeOr(fmt.Errorf("read body: %w", err), app)
+	}
+	q := c.Request().URL.Query()
+	if p := checkRecipientCount(app, len(q["to"])); p != nil {
+		return p
+	}
+	now := s.now()
+	id := queue.NewID(now)
+	msg, err := compose.ParseRaw(raw, compose.Options{Now: now, MessageIDLocal: id,
+		EnvelopeTo: q["to"], DefaultFrom: app.defaultFrom})
+	if err != nil {
+		return composeProblem(err)
+	}
+	return s.accept(c, app, id, msg, nil)
+}
+
+// accept runs the policy checks on a rendered message and stores it.
+func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose.Message, metadata map[string]string) error {
+	if !app.from.Match(msg.From.Address) {
+		return problem(http.StatusForbidden, CodeFromNotAllowed, "From address not allowed",
+			fmt.Sprintf("app %s may send as %s", app.id, app.fromText),
+			FieldError{Field: "from", Message: msg.From.Address + " is not within the app's From policy"})
+	}
+	if p := checkRecipientCount(app, len(msg.Recipients)); p != nil {
+		return p
+	}
+	if app.recipients != nil {
+		var errs []FieldError
+		for _, r := range msg.Recipients {
+			if !app.recipients.Match(r) {
+				errs = append(errs, FieldError{Field: "to", Message: r + " is not within the app's recipient policy"})
+			}
+		}
+		if len(errs) > 0 {
+			return problem(http.StatusForbidden, CodeRecipientNotAllowed, "Recipient not allowed",
+				fmt.Sprintf("app %s may not send to %d of the recipients", app.id, len(errs)), errs...)
+		}
+	}
+	if int64(len(msg.Bytes)) > app.maxBytes {
+		return errTooLarge(app)
+	}
+	key := c.Request().Header.Get("Idempotency-Key")
+	if len(key) > maxIdempotencyKey || strings.ContainsAny(key, "\r\n") {
+		return errValidation("Idempotency-Key must be at most 255 characters on one line",
+			FieldError{Field: "Idempotency-Key", Message: "too long or not one line"})
+	}
+	stored, created, err := s.queue.Enqueue(c.Request().Context(), queue.Message{
+		ID: id, App: app.id, Route: app.route,
+		From: msg.From.Address, HeaderFrom: msg.From.String(),
+		Recipients: msg.Recipients, To: msg.To, Cc: msg.Cc,
+		Subject: msg.Subject, MessageID: msg.MessageID, Body: msg.Bytes,
+		Metadata: metadata, IdempotencyKey: key,
+	})
+	if err != nil {
+		s.log.Error("could not queue a message", "app", app.id, "id", id, "err", err)
+		s.metrics.submissions.WithLabelValues(app.id, "queue_unavailable").Inc()
+		return errQueueUnavailable()
+	}
+	if created {
+		s.metrics.submissions.WithLabelValues(app.id, "accepted").Inc()
+		s.metrics.bytes.WithLabelValues(app.id).Add(float64(len(msg.Bytes)))
+		s.log.Info("message queued", "app", app.id, "id", stored, "route", app.route,
+			"recipients", len(msg.Recipients), "bytes", len(msg.Bytes))
+	} else {
+		s.metrics.submissions.WithLabelValues(app.id, "idempotent_replay").Inc()
+	}
+	c.Response().Header().Set("Location", "/v1/messages/"+stored)
+	return c.JSON(http.StatusAccepted, map[string]string{"id": stored, "status": queue.StatusQueued})
+}
+
+func (s *Server) rateLimit(c *echo.Context, app *appPolicy) error {
+	if s.limiter == nil || app.perMinute <= 0 {
+		return nil
+	}
+	res, err := s.limiter.Allow(c.Request().Context(), "api:"+app.id, redis_rate.PerMinute(app.perMinute))
+	if err != nil {
+		s.log.Error("rate limiter unavailable", "err", err)
+		return errQueueUnavailable()
+	}
+	if res.Allowed == 0 {
+		p := problem(http.StatusTooManyRequests, CodeRateLimited, "Rate limit exceeded",
+			fmt.Sprintf("app %s may submit %d messages a minute", app.id, app.perMinute))
+		p.retryAfter = res.RetryAfter
+		return p
+	}
+	return nil
+}
+
+func checkRecipientCount(app *appPolicy, n int) *Problem {
+	if n > app.maxRecipients {
+		return problem(http.StatusUnprocessableEntity, CodeTooManyRecipients, "Too many recipients",
+			fmt.Sprintf("%d recipients; app %s may send to at most %d per message", n, app.id, app.maxRecipients))
+	}
+	return nil
+}
+
+func unsupportedType(mt string) *Problem {
+	got := "no Content-Type"
+	if mt != "" {
+		got = "Content-Type " + mt
+	}
+	return problem(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, "Unsupported media type",
+		got+"; POST /v1/messages takes application/json, multipart/form-data, "+
+			"application/x-www-form-urlencoded or text/plain, POST /v1/messages/raw takes message/rfc822")
+}
+
+func errTooLarge(app *appPolicy) *Problem {
+	return problem(http.StatusRequestEntityTooLarge, CodeTooLarge, "Message too large",
+		fmt.Sprintf("app %s may send messages of at most %d bytes", app.id, app.maxBytes))
+}
+
+// tooLargeOr maps a body that hit its read limit to 413, anything else to 400.
+func tooLargeOr(err error, app *appPolicy) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return errTooLarge(app)
+	}
+	var p *Problem
+	if errors.As(err, &p) {
+		return p
+	}
+	return errInvalidBody(err.Error())
+}
+
+func composeProblem(err error) error {
+	var ce *compose.Error
+	if !errors.As(err, &ce) {
+		return err
+	}
+	fe := FieldError{Field: ce.Field, Message: ce.Message}
+	if ce.Code == "invalid_body" {
+		return errInvalidBody(ce.Message, fe)
+	}
+	return errValidation(ce.Message, fe)
+}
+
+// jsonSubmission is the JSON body of POST /v1/messages.
+type jsonSubmission struct {
+	From        string            `json:"from"`
+	To          addrList          `json:"to"`
+	Cc          addrList          `json:"cc"`
+	Bcc         addrList          `json:"bcc"`
+	ReplyTo     string            `json:"reply_to"`
+	Subject     string            `json:"subject"`
+	Text        string            `json:"text"`
+	HTML        string            `json:"html"`
+	Headers     map[string]string `json:"headers"`
+	Attachments []jsonAttachment  `json:"attachments"`
+	Metadata    map[string]string `json:"metadata"`
+}
+
+type jsonAttachment struct {
+	Filename    string `json:"filename"`
+	ContentType string `json:"content_type"`
+	Content     string `json:"content"`
+	ContentID   string `json:"content_id"`
+}
+
+// addrList takes a string (one address, or several separated by commas)
+// or an array of strings.
+type addrList []string
+
+func (a *addrList) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*a = splitAddresses(one)
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New("must be a string or an array of strings")
+	}
+	*a = many
+	return nil
+}
+
+// splitAddresses splits "a@x, Jane <j@x>" on the commas between addresses
+// (not those inside a quoted display name). A list that does not parse is
+// passed on whole, so the address check reports it.
+func splitAddresses(s string) []string {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	if !strings.Contains(s, ",") {
+		return []string{s}
+	}
+	list, err := mail.ParseAddressList(s)
+	if err != nil {
+		return []string{s}
+	}
+	out := make([]string, len(list))
+	for i, a := range list {
+		out[i] = a.String()
+	}
+	return out
+}
+
+func parseJSON(body io.Reader) (*submission, error) {
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	// encoding/json would silently turn invalid UTF-8 into U+FFFD.
+	if !utf8.Valid(raw) {
+		return nil, errInvalidBody("the body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var js jsonSubmission
+	if err := dec.Decode(&js); err != nil {
+		return nil, errInvalidBody("malformed JSON: " + jsonError(err))
+	}
+	if dec.More() {
+		return nil, errInvalidBody("malformed JSON: more than one value in the body")
+	}
+	sub := &submission{in: compose.Input{
+		From: js.From, To: js.To, Cc: js.Cc, Bcc: js.Bcc, ReplyTo: js.ReplyTo,
+		Subject: js.Subject, Text: js.Text, HTML: js.HTML, Headers: js.Headers,
+	}, metadata: js.Metadata}
+	for i, a := range js.Attachments {
+		content, err := base64.StdEncoding.DecodeString(a.Content)
+		if err != nil {
+			return nil, errInvalidBody("attachment content must be standard base64",
+				FieldError{Field: fmt.Sprintf("attachments[%d].content", i), Message: "invalid base64"})
+		}
+		sub.in.Attachments = append(sub.in.Attachments, compose.Attachment{
+			Filename: a.Filename, ContentType: a.ContentType, Content: content, ContentID: a.ContentID})
+	}
+	if err := checkMetadata(sub.metadata); err != nil {
+		return nil, err
+	}
+	return sub, nil
+}
+
+func jsonError(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%v (at byte %d)", se, se.Offset)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("field %q has the wrong type", te.Field)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return "the body ends before the JSON does"
+	}
+	return err.Error()
+}
+
+// Limits on metadata, which is stored with the message and shown in its status.
+const (
+	maxMetadataKeys  = 32
+	maxMetadataBytes = 4096
+)
+
+func checkMetadata(m map[string]string) error {
+	total := 0
+	for k, v := range m {
+		total += len(k) + len(v)
+		if strings.ContainsAny(k+v, "\r\n\x00") {
+			return errValidation("metadata must not contain line breaks", FieldError{Field: "metadata." + k, Message: "line break"})
+		}
+	}
+	if len(m) > maxMetadataKeys || total > maxMetadataBytes {
+		return errValidation(fmt.Sprintf("metadata is limited to %d keys and %d bytes", maxMetadataKeys, maxMetadataBytes),
+			FieldError{Field: "metadata", Message: "too large"})
+	}
+	return nil
+}
+
+// formFields applies the fields shared by multipart and URL-encoded forms.
+func formFields(values map[string][]string) (*submission, error) {
+	sub := &submission{}
+	for name, vs := range values {
+		one := func() (string, error) {
+			if len(vs) > 1 {
+				return "", errInvalidBody("field "+name+" was given more than once", FieldError{Field: name, Message: "repeated"})
+			}
+			return vs[0], nil
+		}
+		var err error
+		switch {
+		case name == "from":
+			sub.in.From, err = one()
+		case name == "to":
+			sub.in.To = appendAddrs(sub.in.To, vs)
+		case name == "cc":
+			sub.in.Cc = appendAddrs(sub.in.Cc, vs)
+		case name == "bcc":
+			sub.in.Bcc = appendAddrs(sub.in.Bcc, vs)
+		case name == "reply_to":
+			sub.in.ReplyTo, err = one()
+		case name == "subject":
+			sub.in.Subject, err = one()
+		case name == "text":
+			sub.in.Text, err = one()
+		case name == "html":
+			sub.in.HTML, err = one()
+		case name == "header":
+			// header=X-Ticket: 4711 (repeatable)
+			for _, h := range vs {
+				k, v, ok := strings.Cut(h, ":")
+				if !ok {
+					return nil, errValidation("header fields take `Name: value`", FieldError{Field: "header", Message: h})
+				}
+				if sub.in.Headers == nil {
+					sub.in.Headers = map[string]string{}
+				}
+				sub.in.Headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
+			}
+		case name == "metadata":
+			// metadata={"ticket":"4711"}: one JSON object
+			var v string
+			if v, err = one(); err == nil {
+				if json.Unmarshal([]byte(v), &sub.metadata) != nil {
+					return nil, errInvalidBody("metadata must be a JSON object of strings", FieldError{Field: "metadata", Message: "not a JSON object of strings"})
+				}
+			}
+		case strings.HasPrefix(name, "metadata."):
+			var v string
+			if v, err = one(); err == nil {
+				if sub.metadata == nil {
+					sub.metadata = map[string]string{}
+				}
+				sub.metadata[strings.TrimPrefix(name, "metadata.")] = v
+			}
+		default:
+			return nil, errInvalidBody("unknown form field "+name,
+				FieldError{Field: name, Message: "not a field of POST /v1/messages"})
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := checkMetadata(sub.metadata); err != nil {
+		return nil, err
+	}
+	return sub, nil
+}
+
+func appendAddrs(dst, vs []string) []string {
+	for _, v := range vs {
+		dst = append(dst, splitAddresses(v)...)
+	}
+	return dst
+}
+
+func parseURLEncoded(body io.Reader) (*submission, error) {
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	values, err := url.ParseQuery(string(raw))
+	if err != nil {
+		return nil, errInvalidBody("malformed form: " + err.Error())
+	}
+	if err := validUTF8Values(values); err != nil {
+		return nil, err
+	}
+	return formFields(values)
+}
+
+// parseMultipart streams the form: files go straight into attachments, and
+// nothing is spilled to disk.
+func parseMultipart(body io.Reader, boundary string, maxBytes int64) (*submission, error) {
+	if boundary == "" {
+		return nil, errInvalidBody("multipart/form-data without a boundary")
+	}
+	mr := multipart.NewReader(body, boundary)
+	values := map[string][]string{}
+	var files []compose.Attachment
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, err
+			}
+			return nil, errInvalidBody("malformed multipart form: " + err.Error())
+		}
+		name := part.FormName()
+		data, err := io.ReadAll(part)
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, err
+			}
+			return nil, errInvalidBody("malformed multipart form: " + err.Error())
+		}
+		switch name {
+		case "attachment", "inline":
+			a := compose.Attachment{Filename: part.FileName(), ContentType: part.Header.Get("Content-Type"), Content: data}
+			if a.ContentType == "application/octet-stream" {
+				a.ContentType = "" // curl's default: let compose sniff a better one
+			}
+			if name == "inline" {
+				a.ContentID = a.Filename
+			}
+			files = append(files, a)
+		default:
+			if part.FileName() != "" {
+				return nil, errInvalidBody("file field "+name+" is not known; send files as attachment or inline",
+					FieldError{Field: name, Message: "unknown file field"})
+			}
+			values[name] = append(values[name], string(data))
+		}
+	}
+	if err := validUTF8Values(values); err != nil {
+		return nil, err
+	}
+	sub, err := formFields(values)
+	if err != nil {
+		return nil, err
+	}
+	sub.in.Attachments = files
+	return sub, nil
+}
+
+func validUTF8Values(values map[string][]string) error {
+	for k, vs := range values {
+		for _, v := range vs {
+			if !utf8.ValidString(k) || !utf8.ValidString(v) {
+				return errInvalidBody("form fields must be UTF-8", FieldError{Field: k, Message: "not UTF-8"})
+			}
+		}
+	}
+	return nil
+}
+
+// parsePlain is the one-liner: the body is the text, recipients and
+// subject come from the query string or the Subject header.
+func parsePlain(c *echo.Context, body io.Reader, charset string) (*submission, error) {
+	if cs := strings.ToLower(charset); cs != "" && cs != "utf-8" && cs != "us-ascii" && cs != "utf8" {
+		return nil, problem(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, "Unsupported media type",
+			"text/plain bodies must be UTF-8 (charset="+charset+")")
+	}
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	if !utf8.Valid(raw) {
+		return nil, errInvalidBody("the body is not valid UTF-8")
+	}
+	q := c.Request().URL.Query()
+	allowed := map[string]bool{"to": true, "cc": true, "bcc": true, "from": true, "subject": true, "reply_to": true}
+	for k := range q {
+		if !allowed[k] {
+			return nil, errInvalidBody("unknown query parameter "+k, FieldError{Field: k, Message: "not a parameter of the text/plain one-liner"})
+		}
+	}
+	sub, err := formFields(map[string][]string(q))
+	if err != nil {
+		return nil, err
+	}
+	if sub.in.Subject == "" {
+		subj := c.Request().Header.Get("Subject")
+		if dec, err := new(mime.WordDecoder).DecodeHeader(subj); err == nil {
+			subj = dec
+		}
+		sub.in.Subject = subj
+	}
+	sub.in.Text = string(raw)
+	return sub, nil
+}
+
+// withTimeout bounds a Redis call made on behalf of a request.
+func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, 5*time.Second)
+}

@@ -1,0 +1,327 @@
+// Command mailgate is an HTTP-to-SMTP submission gateway for Microsoft 365.
+// This file only parses the command line and wires packages together; the
+// work lives under internal/ and api/.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/devmode"
+	"github.com/mailgate/mailgate/internal/gateway"
+	"github.com/mailgate/mailgate/internal/routecheck"
+	"github.com/mailgate/mailgate/internal/token"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `mailgate — an HTTP-to-SMTP submission gateway for Microsoft 365
+
+Usage:
+  mailgate serve --config FILE [--role all|api|worker]
+  mailgate dev [--listen ADDR] [--dir DIR]
+  mailgate token issue --config FILE --app ID [--ttl 720h]
+  mailgate token issue --config FILE --admin NAME [--ttl 720h]
+  mailgate token revoke --config FILE TOKEN_OR_ID
+  mailgate config check --config FILE [--mx DOMAIN]
+  mailgate check --config FILE --route NAME [--send-test TO]
+  mailgate version
+
+MAILGATE_CONFIG may stand in for --config.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+}
+
+// run executes one command and returns the exit code.
+func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		err = cmdServe(rest, stderr, getenv)
+	case "dev":
+		err = cmdDev(rest, stdout, stderr)
+	case "token":
+		err = cmdToken(rest, stdout, stderr, getenv)
+	case "config":
+		if len(rest) == 0 || rest[0] != "check" {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		return cmdConfigCheck(rest[1:], stdout, stderr, getenv)
+	case "check":
+		return cmdCheck(rest, stdout, stderr, getenv)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, versionString())
+		return 0
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "mailgate: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		var usageErr usageError
+		if errors.As(err, &usageErr) {
+			fmt.Fprintf(stderr, "mailgate: %v\n", err)
+			return 2
+		}
+		fmt.Fprintf(stderr, "mailgate: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("mailgate "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// configPath is --config, or MAILGATE_CONFIG.
+func configPath(flagValue string, getenv func(string) string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	if p := getenv("MAILGATE_CONFIG"); p != "" {
+		return p, nil
+	}
+	return "", usageError{"--config FILE (or MAILGATE_CONFIG) is required"}
+}
+
+func loadConfig(flagValue string, getenv func(string) string) (*config.Config, error) {
+	path, err := configPath(flagValue, getenv)
+	if err != nil {
+		return nil, err
+	}
+	return config.Load(path, getenv)
+}
+
+func newLogger(w io.Writer, l config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(l.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func cmdServe(args []string, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlags("serve", stderr)
+	cfgFlag := fs.String("config", "", "configuration file")
+	role := fs.String("role", gateway.RoleAll, "what to run: all, api or worker")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgFlag, getenv)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	g, err := gateway.New(gateway.Options{Config: cfg, Role: *role, Log: newLogger(stderr, cfg.Log),
+		DrainDelay: cfg.Shutdown.DrainDelay, ShutdownTimeout: cfg.Shutdown.Timeout})
+	if err != nil {
+		return err
+	}
+	return g.Run(ctx)
+}
+
+func cmdDev(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("dev", stderr)
+	listen := fs.String("listen", "127.0.0.1:8080", "API address")
+	dir := fs.String("dir", "mailgate-dev", "where captured mail is written (DIR/outbox)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return devmode.Run(ctx, devmode.Options{Listen: *listen, Dir: *dir, Stdout: stdout, Log: stderr})
+}
+
+func cmdToken(args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 || (args[0] != "issue" && args[0] != "revoke") {
+		return usageError{"token takes issue or revoke"}
+	}
+	fs := newFlags("token "+args[0], stderr)
+	cfgFlag := fs.String("config", "", "configuration file")
+	app := fs.String("app", "", "the app the token is for")
+	admin := fs.String("admin", "", "issue an operator token with this name instead of an app token")
+	ttl := fs.Duration("ttl", 0, "lifetime, e.g. 720h; 0 means no expiry")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgFlag, getenv)
+	if err != nil {
+		return err
+	}
+	if args[0] == "issue" {
+		return tokenIssue(cfg, *app, *admin, *ttl, stdout)
+	}
+	if fs.NArg() != 1 {
+		return usageError{"token revoke takes one TOKEN_OR_ID"}
+	}
+	return tokenRevoke(cfg, fs.Arg(0), stdout)
+}
+
+func tokenIssue(cfg *config.Config, app, admin string, ttl time.Duration, stdout io.Writer) error {
+	subject, scope := app, token.ScopeApp
+	switch {
+	case app != "" && admin != "":
+		return usageError{"give --app or --admin, not both"}
+	case admin != "":
+		subject, scope = admin, token.ScopeAdmin
+	case app == "":
+		return usageError{"--app ID is required"}
+	case cfg.App(app) == nil:
+		return fmt.Errorf("no app %q in the configuration", app)
+	}
+	m, err := token.New([]byte(cfg.Auth.SigningKey), cfg.Auth.Issuer, nil, nil)
+	if err != nil {
+		return err
+	}
+	raw, _, err := m.Issue(subject, scope, ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, raw)
+	return nil
+}
+
+func tokenRevoke(cfg *config.Config, tokenOrID string, stdout io.Writer) error {
+	m, err := token.New([]byte(cfg.Auth.SigningKey), cfg.Auth.Issuer, nil, nil)
+	if err != nil {
+		return err
+	}
+	jti, expires := tokenOrID, time.Time{}
+	if strings.Count(tokenOrID, ".") == 2 {
+		c, err := m.Parse(tokenOrID)
+		switch {
+		case errors.Is(err, token.ErrExpired):
+			fmt.Fprintln(stdout, "the token has already expired; nothing to revoke")
+			return nil
+		case err != nil:
+			return fmt.Errorf("not a token of this mailgate: %w", err)
+		}
+		jti = c.ID
+		if c.ExpiresAt != nil {
+			expires = c.ExpiresAt.Time
+		}
+	} else if len(jti) != 32 || strings.Trim(jti, "0123456789abcdef") != "" {
+		return usageError{"give a token, or a token id (the jti: 32 hex characters)"}
+	}
+	ro, err := redis.ParseURL(cfg.Redis.URL)
+	if err != nil {
+		return fmt.Errorf("redis.url: %w", err)
+	}
+	rdb := redis.NewClient(ro)
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := token.NewRevocations(rdb, cfg.Redis.KeyPrefix, nil).Revoke(ctx, jti, expires); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "revoked %s\n", jti)
+	return nil
+}
+
+func cmdConfigCheck(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := newFlags("config check", stderr)
+	cfgFlag := fs.String("config", "", "configuration file")
+	mx := fs.String("mx", "", "also print the Exchange Online MX host (connector host) of this domain")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *mx != "" {
+		fmt.Fprintf(stdout, "%s: connector host %s\n", *mx, config.MXHost(*mx))
+	}
+	path, err := configPath(*cfgFlag, getenv)
+	if err != nil {
+		if *mx != "" {
+			return 0
+		}
+		fmt.Fprintf(stderr, "mailgate: %v\n", err)
+		return 2
+	}
+	problems := config.Check(path, getenv)
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(stderr, p.String())
+		}
+		return 1
+	}
+	fmt.Fprintln(stdout, "ok")
+	return 0
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	fs := newFlags("check", stderr)
+	cfgFlag := fs.String("config", "", "configuration file")
+	route := fs.String("route", "", "the route to check")
+	sendTo := fs.String("send-test", "", "also send one test message to this address")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*cfgFlag, getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailgate: %v\n", err)
+		return 1
+	}
+	r := cfg.Route(*route)
+	if r == nil {
+		names := make([]string, len(cfg.Routes))
+		for i, rr := range cfg.Routes {
+			names[i] = rr.Name
+		}
+		fmt.Fprintf(stderr, "mailgate: no route %q; routes are: %s\n", *route, strings.Join(names, ", "))
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if ok := routecheck.Run(ctx, cfg, r, *sendTo, stdout); !ok {
+		return 1
+	}
+	return 0
+}
+
+func versionString() string {
+	s := "mailgate " + version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		s += " (" + bi.GoVersion
+		for _, kv := range bi.Settings {
+			if kv.Key == "vcs.revision" && len(kv.Value) >= 12 {
+				s += ", " + kv.Value[:12]
+			}
+		}
+		s += ")"
+	}
+	return s
+}

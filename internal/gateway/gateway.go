@@ -1,0 +1,244 @@
+// Package gateway assembles a running mailgate from its configuration: the
+// Redis client, the queue, the token manager, the HTTP API and the delivery
+// workers of every route, in the roles asked for (api, worker or all).
+//
+// Shutdown follows what a load balancer needs: /readyz turns 503 first, the
+// listener stops after a short drain delay, requests in flight finish, and
+// the workers finish the message each is delivering (bounded by the SMTP
+// timeouts) and record its outcome; a message not yet taken stays queued.
+// Nothing accepted is lost by a stop.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mailgate/mailgate/api"
+	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/delivery"
+	"github.com/mailgate/mailgate/internal/queue"
+	"github.com/mailgate/mailgate/internal/token"
+)
+
+// Roles a process can run.
+const (
+	RoleAll    = "all"
+	RoleAPI    = "api"
+	RoleWorker = "worker"
+)
+
+// Options configure a Gateway.
+type Options struct {
+	Config *config.Config
+	Role   string
+	Log    *slog.Logger
+	// Listener, when set, is used instead of listening on Config.Listen.
+	Listener net.Listener
+	// Redis, when set, is used instead of a client for Config.Redis.URL.
+	Redis redis.UniversalClient
+	// DrainDelay is how long /readyz answers 503 before the listener closes.
+	DrainDelay time.Duration
+	// ShutdownTimeout bounds the whole stop.
+	ShutdownTimeout time.Duration
+	Now             func() time.Time
+	// WorkerHooks observe every worker (tests use them to follow deliveries).
+	WorkerHooks *delivery.Hooks
+}
+
+// Gateway is a configured mailgate process.
+type Gateway struct {
+	opts     Options
+	cfg      *config.Config
+	rdb      redis.UniversalClient
+	ownRedis bool
+	queue    *queue.Queue
+	tokens   *token.Manager
+	api      *api.Server
+	listener net.Listener
+	workers  []*delivery.Worker
+	log      *slog.Logger
+}
+
+// New builds a Gateway; nothing runs until Run.
+func New(o Options) (*Gateway, error) {
+	if o.Role == "" {
+		o.Role = RoleAll
+	}
+	if o.Role != RoleAll && o.Role != RoleAPI && o.Role != RoleWorker {
+		return nil, fmt.Errorf("--role must be all, api or worker, not %q", o.Role)
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 30 * time.Second
+	}
+	cfg := o.Config
+	g := &Gateway{opts: o, cfg: cfg, log: o.Log, rdb: o.Redis}
+	if g.rdb == nil {
+		ro, err := redis.ParseURL(cfg.Redis.URL)
+		if err != nil {
+			return nil, fmt.Errorf("redis.url: %w", err)
+		}
+		g.rdb, g.ownRedis = redis.NewClient(ro), true
+	}
+	g.queue = queue.New(g.rdb, queue.Options{Prefix: cfg.Redis.KeyPrefix, Retention: cfg.Retention, Now: o.Now})
+	tokens, err := token.New([]byte(cfg.Auth.SigningKey), cfg.Auth.Issuer,
+		token.NewRevocations(g.rdb, cfg.Redis.KeyPrefix, o.Now), o.Now)
+	if err != nil {
+		return nil, err
+	}
+	g.tokens = tokens
+
+	if o.Role != RoleWorker {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		var limiter *redis_rate.Limiter
+		for _, a := range cfg.Apps {
+			if a.RateLimit.PerMinute > 0 {
+				limiter = redis_rate.NewLimiter(g.rdb)
+				break
+			}
+		}
+		g.api, err = api.New(api.Options{Config: cfg, Queue: g.queue, Tokens: tokens, Limiter: limiter,
+			Now: o.Now, Log: o.Log, Registry: reg})
+		if err != nil {
+			return nil, err
+		}
+		g.listener = o.Listener
+		if g.listener == nil {
+			if g.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
+				return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+			}
+		}
+	}
+	if o.Role != RoleAPI {
+		if err := g.buildWorkers(); err != nil {
+			if g.listener != nil && o.Listener == nil {
+				g.listener.Close()
+			}
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+func (g *Gateway) buildWorkers() error {
+	d := g.cfg.Delivery
+	for i := range g.cfg.Routes {
+		route := &g.cfg.Routes[i]
+		auth, err := delivery.AuthenticatorFor(route)
+		if err != nil {
+			return err
+		}
+		dialer, err := delivery.NewDialer(route, delivery.DialerOptions{HelloName: d.HelloName,
+			ConnectTimeout: d.ConnectTimeout, CommandTimeout: d.CommandTimeout, Auth: auth})
+		if err != nil {
+			return err
+		}
+		n := route.Limits.MaxConnections
+		if n <= 0 {
+			n = 1
+		}
+		for w := 0; w < n; w++ {
+			g.workers = append(g.workers, delivery.NewWorker(delivery.WorkerOptions{
+				Route: route, Queue: g.queue, Dialer: dialer, Policy: delivery.PolicyFrom(d),
+				Now: g.opts.Now, Log: g.log.With("worker", w), Hooks: g.opts.WorkerHooks}))
+		}
+	}
+	return nil
+}
+
+// Addr is the API's listening address ("" in the worker role).
+func (g *Gateway) Addr() string {
+	if g.listener == nil {
+		return ""
+	}
+	return g.listener.Addr().String()
+}
+
+// Tokens is the gateway's token manager.
+func (g *Gateway) Tokens() *token.Manager { return g.tokens }
+
+// Queue is the gateway's queue.
+func (g *Gateway) Queue() *queue.Queue { return g.queue }
+
+// Run serves until ctx is cancelled, then stops gracefully.
+func (g *Gateway) Run(ctx context.Context) error {
+	workCtx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWorkers()
+	var wg sync.WaitGroup
+	for _, w := range g.workers {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.Run(workCtx) }()
+	}
+
+	var srv *http.Server
+	serveErr := make(chan error, 1)
+	if g.api != nil {
+		srv = &http.Server{Handler: g.api.Handler(), ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)}
+		go func() { serveErr <- srv.Serve(g.listener) }()
+		g.log.Info("API listening", "addr", g.Addr())
+	}
+	g.log.Info("mailgate running", "role", g.opts.Role, "workers", len(g.workers), "routes", len(g.cfg.Routes))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			runErr = fmt.Errorf("API server: %w", err)
+		}
+	}
+
+	g.log.Info("stopping")
+	deadline, cancel := context.WithTimeout(context.Background(), g.opts.ShutdownTimeout)
+	defer cancel()
+	if srv != nil {
+		g.api.Drain()
+		sleepCtx(deadline, g.opts.DrainDelay)
+		if err := srv.Shutdown(deadline); err != nil {
+			g.log.Warn("API did not finish its requests in time", "err", err)
+		}
+	}
+	stopWorkers()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-deadline.Done():
+		g.log.Warn("workers did not finish in time; their messages return to the queue when their leases expire")
+	}
+	if g.ownRedis {
+		_ = g.rdb.Close()
+	}
+	g.log.Info("stopped")
+	return runErr
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
