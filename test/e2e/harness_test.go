@@ -1,0 +1,273 @@
+// Package e2e tests mailgate end to end: a real redis-server, the Exchange
+// Online simulator over real SMTP with STARTTLS and AUTH, and mailgate's own
+// gateway serving HTTP on a loopback port. Every HTTP response is checked
+// against openapi/openapi.yaml.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/delivery"
+	"github.com/mailgate/mailgate/internal/gateway"
+	"github.com/mailgate/mailgate/internal/queue"
+	"github.com/mailgate/mailgate/internal/token"
+	"github.com/mailgate/mailgate/openapi/contract"
+	"github.com/mailgate/mailgate/test/exosim"
+	"github.com/mailgate/mailgate/test/redistest"
+)
+
+const (
+	signingKey = "e2e-signing-key-0123456789abcdef0123456789"
+	relay      = "relay@contoso.com"
+	relayPass  = "relay-password"
+)
+
+// env is one test's mailgate with its Redis and its Exchange simulator.
+type env struct {
+	t        *testing.T
+	redis    *redistest.Server
+	sim      *exosim.Sim
+	cfg      *config.Config
+	tokens   *token.Manager
+	contract *contract.Validator
+	base     string // the API's base URL, when the API runs
+
+	mu       sync.Mutex
+	outcomes []outcome
+}
+
+type outcome struct {
+	id     string
+	status string
+}
+
+// baseConfig is a valid configuration pointing at sim and srv, with quick
+// retries so tests need no long waits.
+func baseConfig(sim *exosim.Sim, srv *redistest.Server) *config.Config {
+	cfg := &config.Config{
+		Listen: "127.0.0.1:0",
+		Redis:  config.Redis{URL: srv.URL()},
+		Auth:   config.Auth{SigningKey: signingKey, Issuer: "mailgate"},
+		Delivery: config.Delivery{
+			MaxAge: time.Minute, BackoffInitial: 100 * time.Millisecond, BackoffMax: 400 * time.Millisecond,
+			VisibilityTimeout: 2 * time.Second, IdleTimeout: 5 * time.Second, PollInterval: 20 * time.Millisecond,
+			ConnectTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second, HelloName: "mailgate.test",
+		},
+		Routes: []config.Route{{
+			Name: "m365", Type: config.RouteSMTPAuth, Host: sim.Host(), Port: sim.Port(),
+			TLS:    config.RouteTLS{Mode: config.TLSStartTLS, CAFile: sim.CAFile()},
+			Auth:   config.RouteAuth{Mechanism: config.MechLogin, Username: relay, Password: relayPass},
+			SendAs: []string{"helpdesk@contoso.com", "*@alerts.contoso.com"},
+		}},
+		Apps: []config.App{
+			{ID: "monitoring", Route: "m365",
+				From:            config.AppFrom{Default: "Alerts <alerts@alerts.contoso.com>", Allowed: []string{"*@alerts.contoso.com"}},
+				Recipients:      config.AppRecipients{Allowed: []string{"*@contoso.com", "*@example.com"}, MaxPerMessage: 50},
+				MaxMessageBytes: 256 << 10},
+			{ID: "billing", Route: "m365", From: config.AppFrom{Default: "helpdesk@contoso.com"}},
+			{ID: "retired", Route: "m365", From: config.AppFrom{Default: relay}, Disabled: true},
+		},
+	}
+	return cfg
+}
+
+func newSim(t *testing.T) *exosim.Sim {
+	return exosim.Start(t, exosim.Options{
+		Mailboxes: map[string]string{relay: relayPass},
+		SendAs:    map[string][]string{relay: {"helpdesk@contoso.com", "*@alerts.contoso.com"}},
+	})
+}
+
+// newEnv starts Redis and the simulator and prepares a configuration;
+// mutate may change it before it is validated.
+func newEnv(t *testing.T, mutate func(*config.Config)) *env {
+	t.Helper()
+	srv := redistest.Start(t)
+	sim := newSim(t)
+	cfg := baseConfig(sim, srv)
+	if mutate != nil {
+		mutate(cfg)
+	}
+	cfg.WithDefaults()
+	if problems := cfg.Validate(); len(problems) > 0 {
+		t.Fatalf("test configuration is invalid:\n%v", config.Problems(problems))
+	}
+	tm, err := token.New([]byte(signingKey), "mailgate", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, redis: srv, sim: sim, cfg: cfg, tokens: tm, contract: contract.New(t)}
+}
+
+// start runs a gateway in role until the test ends, and returns a function
+// that stops it and waits.
+func (e *env) start(role string) (stop func()) {
+	e.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	g, err := gateway.New(gateway.Options{Config: e.cfg, Role: role, Listener: ln,
+		ShutdownTimeout: 20 * time.Second,
+		WorkerHooks: &delivery.Hooks{Done: func(j *queue.Job, o queue.Outcome) {
+			e.mu.Lock()
+			e.outcomes = append(e.outcomes, outcome{j.ID, o.Status})
+			e.mu.Unlock()
+		}}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if role != gateway.RoleWorker {
+		e.base = "http://" + g.Addr()
+	} else {
+		ln.Close()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = g.Run(ctx) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	e.t.Cleanup(stop)
+	return stop
+}
+
+// token issues a token for app.
+func (e *env) token(app string) string {
+	raw, _, err := e.tokens.Issue(app, token.ScopeApp, time.Hour)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return raw
+}
+
+// response is an HTTP answer with its body read.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response is not JSON: %v\n%s", err, r.body)
+	}
+	return m
+}
+
+// do sends a request and checks the answer against the OpenAPI spec.
+func (e *env) do(method, path, contentType, auth string, body []byte, header map[string]string) response {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.base+path, bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if auth != "" {
+		if strings.HasPrefix(auth, "Basic ") || strings.HasPrefix(auth, "Bearer ") || auth == "-" {
+			if auth != "-" {
+				req.Header.Set("Authorization", auth)
+			}
+		} else {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	e.contract.Check(e.t, req, body, resp, b)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// submitJSON posts v as JSON and expects 202, returning the id.
+func (e *env) submitJSON(tok string, v any, header map[string]string) string {
+	e.t.Helper()
+	b, _ := json.Marshal(v)
+	r := e.do("POST", "/v1/messages", "application/json", tok, b, header)
+	if r.status != http.StatusAccepted {
+		e.t.Fatalf("submit: %d %s", r.status, r.body)
+	}
+	m := r.json(e.t)
+	id, _ := m["id"].(string)
+	if m["status"] != "queued" || r.header.Get("Location") != "/v1/messages/"+id {
+		e.t.Fatalf("submit answer: %s, Location %q", r.body, r.header.Get("Location"))
+	}
+	return id
+}
+
+// status reads a message's status.
+func (e *env) status(tok, id string) map[string]any {
+	e.t.Helper()
+	r := e.do("GET", "/v1/messages/"+id, "", tok, nil, nil)
+	if r.status != http.StatusOK {
+		e.t.Fatalf("status of %s: %d %s", id, r.status, r.body)
+	}
+	return r.json(e.t)
+}
+
+// waitStatus polls the status API until the message reaches want, and
+// fails on a final status that is not want.
+func (e *env) waitStatus(tok, id, want string, timeout time.Duration) map[string]any {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := e.status(tok, id)
+		got, _ := st["status"].(string)
+		if got == want {
+			return st
+		}
+		if (got == "sent" || got == "failed") && got != want {
+			e.t.Fatalf("message %s ended %s, want %s: %v", id, got, want, st)
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("message %s is %s after %s, want %s: %v", id, got, timeout, want, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// assertNothingQueued checks that Redis holds no message at all.
+func (e *env) assertNothingQueued() {
+	e.t.Helper()
+	ctx := context.Background()
+	keys, err := e.redis.Client().Keys(ctx, "mailgate:*msg:*").Result()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ready := e.redis.Client().ZCard(ctx, "mailgate:{m365}:ready").Val()
+	if len(keys) != 0 || ready != 0 {
+		e.t.Fatalf("something was queued: %d message keys, %d ready", len(keys), ready)
+	}
+}
+
+// events returns the statuses of a status document's events, in order.
+func events(st map[string]any) []string {
+	var out []string
+	evs, _ := st["events"].([]any)
+	for _, ev := range evs {
+		m, _ := ev.(map[string]any)
+		s, _ := m["status"].(string)
+		out = append(out, s)
+	}
+	return out
+}
