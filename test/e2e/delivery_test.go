@@ -307,7 +307,9 @@ func TestRecipientRefusedAtRCPT(t *testing.T) {
 // nothing: after the visibility timeout another worker delivers it.
 func TestMessageOfDeadWorkerIsTakenOver(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *config.Config) { c.Delivery.VisibilityTimeout = time.Second })
+	// Live workers keep a long lease (extended while they deliver); only the
+	// dead worker's short lease decides when the takeover happens.
+	e := newEnv(t, func(c *config.Config) { c.Delivery.VisibilityTimeout = 10 * time.Second })
 	e.start(gateway.RoleAPI)
 	tok := e.token("monitoring")
 	id := e.submitJSON(tok, map[string]any{"to": "ops@contoso.com", "subject": "survivor", "text": "x"}, nil)

@@ -1,0 +1,274 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mailgate/mailgate/internal/gateway"
+	"github.com/mailgate/mailgate/internal/token"
+)
+
+// request is one submission that must be refused.
+type refusal struct {
+	name        string
+	path        string
+	contentType string
+	auth        string // "" = the monitoring app's token; "-" = none
+	body        string
+	header      map[string]string
+	status      int
+	code        string
+	field       string // a field the problem must name, when set
+}
+
+
+// Every bad request is refused with the right status and code, and nothing
+// reaches the queue.
+func TestRefusedSubmissionsQueueNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.start(gateway.RoleAPI)
+	tok := e.token("monitoring")
+	many := make([]string, 51)
+	for i := range many {
+		many[i] = fmt.Sprintf(`"u%d@contoso.com"`, i)
+	}
+	big := strings.Repeat("x", 300<<10)
+
+	cases := []refusal{
+		{name: "forged From", body: `{"from":"ceo@contoso.com","to":"ops@contoso.com","text":"x"}`,
+			status: 403, code: "from_not_allowed", field: "from"},
+		{name: "From display name faking an allowed address", body: `{"from":"\"alerts@alerts.contoso.com\" <evil@evil.com>","to":"ops@contoso.com","text":"x"}`,
+			status: 422, code: "validation_failed", field: "from"},
+		{name: "recipient outside the policy", body: `{"to":["ops@contoso.com","someone@gmail.com"],"text":"x"}`,
+			status: 403, code: "recipient_not_allowed"},
+		{name: "Bcc outside the policy", body: `{"to":"ops@contoso.com","bcc":"leak@gmail.com","text":"x"}`,
+			status: 403, code: "recipient_not_allowed"},
+		{name: "CR LF in subject", body: `{"to":"ops@contoso.com","subject":"hi\r\nBcc: leak@gmail.com","text":"x"}`,
+			status: 422, code: "validation_failed", field: "subject"},
+		{name: "LF in an address", body: `{"to":"ops@contoso.com\nBcc: leak@gmail.com","text":"x"}`,
+			status: 422, code: "validation_failed"},
+		{name: "CR LF in a custom header", body: `{"to":"ops@contoso.com","text":"x","headers":{"X-A":"1\r\nBcc: leak@gmail.com"}}`,
+			status: 422, code: "validation_failed"},
+		{name: "Bcc smuggled through headers", body: `{"to":"ops@contoso.com","text":"x","headers":{"Bcc":"leak@gmail.com"}}`,
+			status: 422, code: "validation_failed"},
+		{name: "CR LF in attachment filename", body: `{"to":"ops@contoso.com","text":"x","attachments":[{"filename":"a\r\nX: y.txt","content":"aGk="}]}`,
+			status: 422, code: "validation_failed"},
+		{name: "invalid base64 attachment", body: `{"to":"ops@contoso.com","text":"x","attachments":[{"filename":"a.txt","content":"@@@"}]}`,
+			status: 400, code: "invalid_body"},
+		{name: "oversized message", body: `{"to":"ops@contoso.com","text":"` + big + `"}`,
+			status: 413, code: "message_too_large"},
+		{name: "oversized raw message", path: "/v1/messages/raw", contentType: "message/rfc822",
+			body:   "From: alerts@alerts.contoso.com\r\nTo: ops@contoso.com\r\nSubject: big\r\n\r\n" + big,
+			status: 413, code: "message_too_large"},
+		{name: "wrong content type", contentType: "application/xml", body: `<mail/>`,
+			status: 415, code: "unsupported_media_type"},
+		{name: "no content type", contentType: "-", body: `{"to":"ops@contoso.com","text":"x"}`,
+			status: 415, code: "unsupported_media_type"},
+		{name: "raw with JSON content type", path: "/v1/messages/raw", body: `{"to":"ops@contoso.com","text":"x"}`,
+			status: 415, code: "unsupported_media_type"},
+		{name: "malformed JSON", body: `{"to":"ops@contoso.com","text":`, status: 400, code: "invalid_body"},
+		{name: "JSON with trailing garbage", body: `{"to":"ops@contoso.com","text":"x"} {}`, status: 400, code: "invalid_body"},
+		{name: "JSON of the wrong shape", body: `["ops@contoso.com"]`, status: 400, code: "invalid_body"},
+		{name: "unknown JSON field", body: `{"to":"ops@contoso.com","text":"x","bodyy":"typo"}`, status: 400, code: "invalid_body"},
+		{name: "non-UTF-8 JSON", body: "{\"to\":\"ops@contoso.com\",\"text\":\"\xff\xfe\"}", status: 400, code: "invalid_body"},
+		{name: "no recipients", body: `{"subject":"x","text":"x"}`, status: 422, code: "validation_failed", field: "to"},
+		{name: "no body", body: `{"to":"ops@contoso.com","subject":"x"}`, status: 422, code: "validation_failed"},
+		{name: "invalid address", body: `{"to":"not-an-address","text":"x"}`, status: 422, code: "validation_failed"},
+		{name: "too many recipients", body: `{"to":[` + strings.Join(many, ",") + `],"text":"x"}`,
+			status: 422, code: "too_many_recipients"},
+		{name: "one-liner without recipient", path: "/v1/messages", contentType: "text/plain", body: "hello",
+			status: 422, code: "validation_failed"},
+		{name: "one-liner with non-UTF-8 charset", path: "/v1/messages?to=ops@contoso.com", contentType: "text/plain; charset=iso-8859-1", body: "h\xe9",
+			status: 415, code: "unsupported_media_type"},
+		{name: "raw with forged From", path: "/v1/messages/raw", contentType: "message/rfc822",
+			body:   "From: ceo@contoso.com\r\nTo: ops@contoso.com\r\nSubject: x\r\n\r\nbody\r\n",
+			status: 403, code: "from_not_allowed"},
+		{name: "raw that is not MIME", path: "/v1/messages/raw", contentType: "message/rfc822",
+			body:   "this is not a message at all",
+			status: 400, code: "invalid_body"},
+		{name: "no token", auth: "-", body: `{"to":"ops@contoso.com","text":"x"}`, status: 401, code: "unauthorized"},
+		{name: "token signed with another key", auth: foreignToken(t), body: `{"to":"ops@contoso.com","text":"x"}`,
+			status: 401, code: "unauthorized"},
+		{name: "alg none token", auth: noneToken(), body: `{"to":"ops@contoso.com","text":"x"}`, status: 401, code: "unauthorized"},
+		{name: "expired token", auth: expiredToken(t), body: `{"to":"ops@contoso.com","text":"x"}`, status: 401, code: "unauthorized"},
+		{name: "token of an unknown app", auth: e.token("ghost"), body: `{"to":"ops@contoso.com","text":"x"}`,
+			status: 401, code: "unauthorized"},
+		{name: "token of a disabled app", auth: e.token("retired"), body: `{"to":"ops@contoso.com","text":"x"}`,
+			status: 403, code: "app_disabled"},
+		{name: "Basic with a bad password", auth: "Basic " + base64.StdEncoding.EncodeToString([]byte("x:nope")),
+			body: `{"to":"ops@contoso.com","text":"x"}`, status: 401, code: "unauthorized"},
+		{name: "admin token cannot send", auth: adminToken(t), body: `{"to":"ops@contoso.com","text":"x"}`,
+			status: 403, code: "forbidden"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path, ct, auth := tc.path, tc.contentType, tc.auth
+			if path == "" {
+				path = "/v1/messages"
+			}
+			if ct == "" {
+				ct = "application/json"
+			} else if ct == "-" {
+				ct = ""
+			}
+			if auth == "" {
+				auth = tok
+			}
+			r := e.do("POST", path, ct, auth, []byte(tc.body), tc.header)
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+				t.Fatalf("Content-Type %q", ct)
+			}
+			p := r.json(t)
+			if p["code"] != tc.code {
+				t.Fatalf("code %v, want %s: %s", p["code"], tc.code, r.body)
+			}
+			if tc.field != "" && !strings.Contains(string(r.body), `"field":"`+tc.field) {
+				t.Fatalf("the problem does not name field %q: %s", tc.field, r.body)
+			}
+			e.assertNothingQueued()
+		})
+	}
+}
+
+func foreignToken(t *testing.T) string {
+	m, _ := token.New([]byte("another-key-another-key-another-key!!"), "mailgate", nil, nil)
+	s, _, err := m.Issue("monitoring", token.ScopeApp, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func noneToken() string {
+	s, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{
+		"iss": "mailgate", "sub": "monitoring", "jti": "0123456789abcdef0123456789abcdef", "scope": "app",
+	}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	return s
+}
+
+func expiredToken(t *testing.T) string {
+	past := func() time.Time { return time.Now().Add(-2 * time.Hour) }
+	m, _ := token.New([]byte(signingKey), "mailgate", nil, past)
+	s, _, err := m.Issue("monitoring", token.ScopeApp, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func adminToken(t *testing.T) string {
+	m, _ := token.New([]byte(signingKey), "mailgate", nil, nil)
+	s, _, err := m.Issue("ops", token.ScopeAdmin, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// A revoked token is refused at once, while the app's other tokens work.
+func TestRevokedTokenIsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.start(gateway.RoleAPI)
+	raw, c, err := e.tokens.Issue("monitoring", token.ScopeApp, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := e.token("monitoring")
+	body := []byte(`{"to":"ops@contoso.com","text":"x"}`)
+	if r := e.do("POST", "/v1/messages", "application/json", raw, body, nil); r.status != http.StatusAccepted {
+		t.Fatalf("before revocation: %d %s", r.status, r.body)
+	}
+	if err := token.NewRevocations(e.redis.Client(), "mailgate", nil).Revoke(context.Background(), c.ID, c.ExpiresAt.Time); err != nil {
+		t.Fatal(err)
+	}
+	r := e.do("POST", "/v1/messages", "application/json", raw, body, nil)
+	if r.status != http.StatusUnauthorized || !strings.Contains(string(r.body), "revoked") {
+		t.Fatalf("revoked token: %d %s", r.status, r.body)
+	}
+	if r := e.do("POST", "/v1/messages", "application/json", other, body, nil); r.status != http.StatusAccepted {
+		t.Fatalf("another token of the app: %d %s", r.status, r.body)
+	}
+}
+
+// An app cannot see another app's message: the answer is the same 404 as
+// for an id that never existed.
+func TestOtherAppsMessageIsNotFound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.start(gateway.RoleAPI)
+	id := e.submitJSON(e.token("monitoring"), map[string]any{"to": "ops@contoso.com", "text": "x"}, nil)
+	for _, path := range []string{"/v1/messages/" + id, "/v1/messages/06h06jjb92njteh1da0z8cppk0", "/v1/messages/not-an-id*"} {
+		r := e.do("GET", path, "", e.token("billing"), nil, nil)
+		if r.status != http.StatusNotFound || r.json(t)["code"] != "not_found" {
+			t.Fatalf("GET %s as another app: %d %s", path, r.status, r.body)
+		}
+	}
+	if r := e.do("GET", "/v1/messages/"+id, "", "-", nil, nil); r.status != http.StatusUnauthorized {
+		t.Fatalf("GET without token: %d", r.status)
+	}
+	if st := e.status(e.token("monitoring"), id); st["id"] != id {
+		t.Fatalf("the owner cannot read its message: %v", st)
+	}
+}
+
+// With Redis gone the API answers 503 and never 202 or 500; when Redis is
+// back it accepts again without a restart.
+func TestRedisDownGives503(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.start(gateway.RoleAPI)
+	tok := e.token("monitoring")
+	body := []byte(`{"to":"ops@contoso.com","text":"x"}`)
+	e.redis.Stop()
+	r := e.do("POST", "/v1/messages", "application/json", tok, body, nil)
+	if r.status != http.StatusServiceUnavailable || r.json(t)["code"] != "queue_unavailable" {
+		t.Fatalf("with Redis down: %d %s", r.status, r.body)
+	}
+	if r := e.do("GET", "/readyz", "", "", nil, nil); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with Redis down: %d", r.status)
+	}
+	if r := e.do("GET", "/healthz", "", "", nil, nil); r.status != http.StatusOK {
+		t.Fatalf("healthz with Redis down: %d", r.status)
+	}
+	e.redis.Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := e.do("POST", "/v1/messages", "application/json", tok, body, nil)
+		if r.status == http.StatusAccepted {
+			break
+		}
+		if r.status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("after Redis came back: %d %s", r.status, r.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The operational endpoints answer, and the spec is served.
+func TestOperationalEndpoints(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.start(gateway.RoleAPI)
+	for path, want := range map[string]string{"/healthz": `"ok"`, "/readyz": `"ok"`, "/openapi.yaml": "openapi: 3.1", "/metrics": "go_goroutines"} {
+		r := e.do("GET", path, "", "", nil, nil)
+		if r.status != http.StatusOK || !strings.Contains(string(r.body), want) {
+			t.Errorf("GET %s: %d, body lacks %q", path, r.status, want)
+		}
+	}
+	r := e.do("GET", "/v1/routes", "", e.token("monitoring"), nil, nil)
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"name":"m365"`) || !strings.Contains(string(r.body), `"state":"ok"`) {
+		t.Fatalf("routes: %d %s", r.status, r.body)
+	}
+}
