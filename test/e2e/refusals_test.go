@@ -28,7 +28,6 @@ type refusal struct {
 	field       string // a field the problem must name, when set
 }
 
-
 // Every bad request is refused with the right status and code, and nothing
 // reaches the queue.
 func TestRefusedSubmissionsQueueNothing(t *testing.T) {
