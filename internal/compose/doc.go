@@ -15,14 +15,23 @@
 //     chooses the MIME tree from what it is given: text/plain alone,
 //     multipart/alternative for text and HTML, multipart/related around the
 //     body when there are inline (Content-ID) parts and multipart/mixed around
-//     everything when there are attachments. Headers are encoded with RFC 2047
-//     and folded at spaces; bodies are quoted-printable, attachments base64
-//     (RFC 2045), so the result is 7-bit clean.
+//     everything when there are attachments. With text, HTML and inline
+//     images that is related[alternative[text, html], image] rather than
+//     alternative[text, related[html, image]]: go-mail has no way to build
+//     the latter. Both are common in practice; go-mail also omits the type
+//     parameter RFC 2387 asks for on multipart/related, which clients ignore.
+//     Headers are encoded with RFC 2047 and folded at spaces; bodies are
+//     quoted-printable, attachments base64 (RFC 2045), so the result is 7-bit
+//     clean. Because go-mail folds at every space, runs of blanks in header
+//     values are squeezed to one space: a folded line made only of blanks
+//     could be taken for the end of the header.
 //
 //   - ParseRaw accepts a complete message (the /v1/messages/raw endpoint). It
 //     is parsed and checked with go-message (github.com/emersion/go-message):
 //     the whole entity tree is read to EOF so that broken multipart framing and
-//     bad base64 or quoted-printable are caught now rather than by a recipient.
+//     bad base64 or quoted-printable are caught now rather than by a recipient
+//     (Go's quoted-printable decoder takes a stray "=" literally, as RFC 2045
+//     section 6.7 suggests, but refuses raw control characters).
 //     Only the top-level header is re-serialised (Bcc removed, From, Date,
 //     Message-ID and MIME-Version added when missing); the body bytes are kept
 //     exactly as sent apart from line endings, which become CRLF (RFC 5322

@@ -198,6 +198,12 @@ func checkRawHeader(h textproto.Header, size int, part string) *Error {
 			if len(line) > maxLine {
 				return fail(fields.Key(), "has a line of %d bytes; RFC 5322 allows %d", len(line), maxLine)
 			}
+			// RFC 5322 section 4.2 forbids generating these; a parser on
+			// the way that takes one for the end of the header would see
+			// another message than the one checked here.
+			if part == "" && len(bytes.Trim(line, " \t")) == 0 {
+				return fail(fields.Key(), "has a line made only of whitespace")
+			}
 			for _, c := range line {
 				if c < ' ' && c != '\t' || c == 0x7f {
 					return fail(fields.Key(), "contains a control character")

@@ -243,12 +243,12 @@ func TestParseRawNormalisesLineEndings(t *testing.T) {
 func TestParseRawKeepsUnchangedInput(t *testing.T) {
 	t.Parallel()
 	// A message with nothing to add comes out byte for byte, Bcc aside.
-	in := crlf("From: a@contoso.com\nTo: b@contoso.com\nBcc: c@contoso.com\nMessage-ID: <1@contoso.com>\nDate: Wed, 02 Apr 2025 08:00:00 +0000\nMIME-Version: 1.0\nX-Long: a\n  folded\tvalue\n\nbody\n")
+	in := crlf("From: a@contoso.com\nTo: b@contoso.com\nBcc: c@contoso.com\nResent-Bcc: d@contoso.com\nMessage-ID: <1@contoso.com>\nDate: Wed, 02 Apr 2025 08:00:00 +0000\nMIME-Version: 1.0\nX-Long: a\n  folded\tvalue\n\nbody\n")
 	msg, err := ParseRaw(in, testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := bytes.Replace(in, []byte("Bcc: c@contoso.com\r\n"), nil, 1)
+	want := bytes.Replace(in, []byte("Bcc: c@contoso.com\r\nResent-Bcc: d@contoso.com\r\n"), nil, 1)
 	if !bytes.Equal(msg.Bytes, want) {
 		t.Errorf("got\n%q\nwant\n%q", msg.Bytes, want)
 	}
@@ -318,6 +318,7 @@ func TestParseRawRejects(t *testing.T) {
 		{"starts with continuation line", " folded\n" + head + "\nbody\n", nil, CodeInvalidBody, ""},
 		{"header line over 998 bytes", head + "Subject: " + strings.Repeat("x", 990) + "\n\nbody\n", nil, CodeInvalidBody, "headers.Subject"},
 		{"folded header line over 998 bytes", head + "Subject: a\n " + strings.Repeat("x", 998) + "\n\nbody\n", nil, CodeInvalidBody, "headers.Subject"},
+		{"whitespace-only folded line", head + "Subject: a\n \nX-B: b\n\nbody\n", nil, CodeInvalidBody, "headers.Subject"},
 		{"NUL in header", head + "X-A: a\x00b\n\nbody\n", nil, CodeInvalidBody, "headers.X-A"},
 		{"multipart without boundary", head + "Content-Type: multipart/mixed\n\n--x\n\nhi\n--x--\n", nil, CodeInvalidBody, ""},
 		{"multipart with empty boundary", head + "Content-Type: multipart/mixed; boundary=\"\"\n\nhi\n", nil, CodeInvalidBody, ""},
