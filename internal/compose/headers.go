@@ -19,7 +19,23 @@ func ownedHeader(name string) bool {
 		"message-id", "mime-version", "return-path", "received", "dkim-signature":
 		return true
 	}
-	return strings.HasPrefix(n, "content-") || strings.HasPrefix(n, "resent-")
+	return strings.HasPrefix(n, "content-") || strings.HasPrefix(n, "resent-") || trustedHeader(n)
+}
+
+// trustedHeader reports whether a header carries a verdict that Exchange
+// Online may honour from a trusted source: an inbound connector can be
+// trusted to keep X-MS-Exchange-Organization-* (an SCL of -1 skips spam
+// filtering), and authentication results and ARC seals vouch for a path the
+// message never took. An app must never be able to set them.
+func trustedHeader(name string) bool {
+	n := strings.ToLower(name)
+	for _, p := range []string{"x-ms-exchange-organization-", "x-ms-exchange-crosstenant-",
+		"x-ms-exchange-transport-", "arc-"} {
+		if strings.HasPrefix(n, p) {
+			return true
+		}
+	}
+	return n == "authentication-results" || n == "received-spf"
 }
 
 // checkFieldName checks an RFC 5322 field name (section 3.6.8): printable

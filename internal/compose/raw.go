@@ -70,6 +70,13 @@ func parseRaw(raw []byte, opt Options) (*Message, error) {
 		return nil, e
 	}
 
+	for f := h.Fields(); f.Next(); {
+		if trustedHeader(f.Key()) {
+			return nil, invalid("headers."+f.Key(), "header %s vouches for spam filtering or "+
+				"authentication results, which only Exchange Online may set", f.Key())
+		}
+	}
+
 	from, e := rawFrom(&h, opt.DefaultFrom)
 	if e != nil {
 		return nil, e
