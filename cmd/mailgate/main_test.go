@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mailgate/mailgate/internal/token"
+)
+
+const validConfig = `
+auth:
+  signing_key: "${KEY}"
+routes:
+  - name: m365
+    type: smtp-auth
+    auth:
+      mechanism: login
+      username: relay@contoso.com
+      password: secret
+    send_as: ["*@alerts.contoso.com"]
+apps:
+  - id: monitoring
+    route: m365
+    from:
+      allowed: ["*@alerts.contoso.com"]
+`
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+const key = "cmd-test-signing-key-0123456789abcdef"
+
+func TestTokenIssuePrintsOnlyAVerifiableToken(t *testing.T) {
+	cfg := writeConfig(t, validConfig)
+	var out, errOut bytes.Buffer
+	code := run([]string{"token", "issue", "--config", cfg, "--app", "monitoring", "--ttl", "1h"}, &out, &errOut, env(map[string]string{"KEY": key}))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	raw := strings.TrimSuffix(out.String(), "\n")
+	if strings.ContainsAny(raw, " \n") || strings.Count(raw, ".") != 2 {
+		t.Fatalf("stdout is not just a token: %q", out.String())
+	}
+	m, _ := token.New([]byte(key), "mailgate", nil, nil)
+	c, err := m.Parse(raw)
+	if err != nil || c.Subject != "monitoring" || c.ExpiresAt == nil {
+		t.Fatalf("issued token: %+v, %v", c, err)
+	}
+	// MAILGATE_CONFIG stands in for --config; an unknown app is an error.
+	code = run([]string{"token", "issue", "--app", "nope"}, &out, &errOut, env(map[string]string{"KEY": key, "MAILGATE_CONFIG": cfg}))
+	if code != 1 || !strings.Contains(errOut.String(), `no app "nope"`) {
+		t.Fatalf("unknown app: exit %d, %s", code, errOut.String())
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	var out, errOut bytes.Buffer
+	good := writeConfig(t, validConfig)
+	if code := run([]string{"config", "check", "--config", good}, &out, &errOut, env(map[string]string{"KEY": key})); code != 0 || out.String() != "ok\n" {
+		t.Fatalf("valid config: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+	bad := writeConfig(t, strings.Replace(validConfig, `allowed: ["*@alerts.contoso.com"]`, `allowed: ["*@evil.com"]`, 1))
+	out.Reset()
+	errOut.Reset()
+	code := run([]string{"config", "check", "--config", bad}, &out, &errOut, env(map[string]string{}))
+	if code != 1 {
+		t.Fatalf("bad config: exit %d", code)
+	}
+	for _, want := range []string{"auth.signing_key", "apps[monitoring].from.allowed[0]", "*@evil.com", "m365"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("config check output lacks %q:\n%s", want, errOut.String())
+		}
+	}
+	out.Reset()
+	if code := run([]string{"config", "check", "--mx", "contoso.com"}, &out, &errOut, env(nil)); code != 0 ||
+		!strings.Contains(out.String(), "contoso-com.mail.protection.outlook.com") {
+		t.Fatalf("--mx: exit %d, %q", code, out.String())
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"frobnicate"}, &out, &errOut, env(nil)); code != 2 || !strings.Contains(errOut.String(), "Usage") {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	out.Reset()
+	if code := run([]string{"version"}, &out, &errOut, env(nil)); code != 0 || !strings.HasPrefix(out.String(), "mailgate ") {
+		t.Fatalf("version: %d %q", code, out.String())
+	}
+}

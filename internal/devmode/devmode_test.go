@@ -1,0 +1,94 @@
+package devmode_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailgate/mailgate/internal/devmode"
+)
+
+// syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// The dev install's printed curl line works: the message it sends lands in
+// the outbox as an .eml file within a second or two.
+func TestDevCurlLineLandsInOutbox(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, log syncBuffer
+	ready := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- devmode.Run(ctx, devmode.Options{Listen: "127.0.0.1:0", Dir: dir, Stdout: &stdout, Log: &log,
+			Ready: func(string, string) { close(ready) }})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dev mode ended with %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("dev mode stopped: %v\n%s", err, log.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("dev mode did not start")
+	}
+
+	banner := stdout.String()
+	if !strings.Contains(banner, "Nothing persists across restarts") {
+		t.Errorf("the banner does not say nothing persists:\n%s", banner)
+	}
+	// Run the curl line exactly as printed, read back from the banner.
+	m := regexp.MustCompile(`curl -sS (\S+/v1/messages) -H 'Authorization: Bearer (\S+)' \\\s+-H 'Content-Type: application/json' \\\s+-d '(.+)'`).
+		FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("no curl line in the banner:\n%s", banner)
+	}
+	req, _ := http.NewRequest("POST", m[1], strings.NewReader(m[3]))
+	req.Header.Set("Authorization", "Bearer "+m[2])
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("the printed curl line got %d", resp.StatusCode)
+	}
+
+	outbox := filepath.Join(dir, "outbox")
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		files, _ := filepath.Glob(filepath.Join(outbox, "*.eml"))
+		if len(files) == 1 {
+			b, _ := os.ReadFile(files[0])
+			if !bytes.Contains(b, []byte("Subject: Hello from mailgate")) || !bytes.Contains(b, []byte("It works.")) {
+				t.Fatalf("captured message:\n%s", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no .eml in %s within 2s (found %d)\nlog:\n%s", outbox, len(files), log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(log.String(), "msg=captured") {
+		t.Errorf("no log line for the captured message:\n%s", log.String())
+	}
+}
