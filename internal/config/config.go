@@ -97,6 +97,10 @@ type Delivery struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// PollInterval is how often an idle worker looks for due messages.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// ProbeInterval is how often a held route is probed (connect, STARTTLS,
+	// AUTH) to find out whether it works again; one probe per interval
+	// across all instances.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
 	// HelloName is the name sent in EHLO; the host name when empty.
 	HelloName string `yaml:"hello_name"`
 }

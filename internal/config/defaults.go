@@ -23,6 +23,7 @@ const (
 	DefaultCommandTimeout    = 5 * time.Minute
 	DefaultIdleTimeout       = 30 * time.Second
 	DefaultPollInterval      = 200 * time.Millisecond
+	DefaultProbeInterval     = time.Minute
 	DefaultRetention         = 7 * 24 * time.Hour
 
 	DefaultLogLevel  = "info"
@@ -69,6 +70,7 @@ func (c *Config) WithDefaults() *Config {
 	setDuration(&d.CommandTimeout, DefaultCommandTimeout)
 	setDuration(&d.IdleTimeout, DefaultIdleTimeout)
 	setDuration(&d.PollInterval, DefaultPollInterval)
+	setDuration(&d.ProbeInterval, DefaultProbeInterval)
 	setDuration(&c.Retention, DefaultRetention)
 
 	setString(&c.Log.Level, DefaultLogLevel)

@@ -58,6 +58,7 @@ func TestDefaults(t *testing.T) {
 			CommandTimeout:    5 * time.Minute,
 			IdleTimeout:       30 * time.Second,
 			PollInterval:      200 * time.Millisecond,
+			ProbeInterval:     time.Minute,
 		},
 		Log: Log{Level: "info", Format: "text"},
 		Routes: []Route{{

@@ -144,6 +144,7 @@ func (v *validator) top(c *Config) {
 		{"delivery.command_timeout", d.CommandTimeout},
 		{"delivery.idle_timeout", d.IdleTimeout},
 		{"delivery.poll_interval", d.PollInterval},
+		{"delivery.probe_interval", d.ProbeInterval},
 		{"retention", c.Retention},
 	} {
 		if f.d <= 0 {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wneessen/go-mail/smtp"
@@ -36,6 +37,7 @@ type Dialer struct {
 	hello     string
 	connectTO time.Duration
 	commandTO time.Duration
+	retryAuth bool
 }
 
 // DialerOptions are the parts of the configuration a Dialer needs besides
@@ -45,6 +47,9 @@ type DialerOptions struct {
 	ConnectTimeout time.Duration
 	CommandTimeout time.Duration
 	Auth           Authenticator
+	// RetryAuthOnce retries a refused AUTH once with fresh credentials
+	// (for OAuth tokens, which the server may refuse before their expiry).
+	RetryAuthOnce bool
 }
 
 // NewDialer prepares TLS for route once (CA file, client certificate), so a
@@ -69,7 +74,7 @@ func NewDialer(route *config.Route, opts DialerOptions) (*Dialer, error) {
 		opts.CommandTimeout = 5 * time.Minute
 	}
 	return &Dialer{route: route, tls: tc, auth: opts.Auth, hello: hello,
-		connectTO: opts.ConnectTimeout, commandTO: opts.CommandTimeout}, nil
+		connectTO: opts.ConnectTimeout, commandTO: opts.CommandTimeout, retryAuth: opts.RetryAuthOnce}, nil
 }
 
 // TLSConfig builds the client TLS configuration of route: TLS 1.2 or later,
@@ -198,10 +203,19 @@ func (d *Dialer) Dial(ctx context.Context, mailbox string, observe func(Step)) (
 		if err != nil {
 			return fail(StageAuth, err)
 		}
-		if err := c.Auth(a); err != nil {
-			if _, isReply := smtpreply.FromError(err); isReply {
-				d.auth.Refused(mailbox)
+		err = c.Auth(a)
+		if r, isReply := smtpreply.FromError(err); isReply && r.Code == 535 {
+			d.auth.Refused(mailbox)
+			// A refused OAuth token may only have expired early: fetch a
+			// new one and try once more. Passwords are not retried, to keep
+			// the failure count of the mailbox low.
+			if d.retryAuth {
+				if a, aerr := d.auth.Auth(ctx, mailbox); aerr == nil {
+					err = c.Auth(a)
+				}
 			}
+		}
+		if err != nil {
 			return fail(StageAuth, err)
 		}
 		observe(Step{StageAuth, "authenticated as " + mailbox})
@@ -296,3 +310,25 @@ func (c *Conn) Close() {
 
 // Abort closes the connection without QUIT.
 func (c *Conn) Abort() { _ = c.c.Close() }
+
+// tlsConfigError explains a TLS failure that no retry can cure: the
+// server's certificate does not verify against the route's configuration.
+func tlsConfigError(se *StepError) string {
+	if se.Stage != StageTLS && se.Stage != StageConnect {
+		return ""
+	}
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(se.Err, &unknown):
+		return "the server's certificate is not signed by a trusted CA; add the CA to tls.ca_file"
+	case errors.As(se.Err, &host):
+		return "the server's certificate does not name the route's host; fix host or tls.server_name"
+	case errors.As(se.Err, &invalid):
+		return "the server's certificate is not valid (expired or not yet valid)"
+	case se.Stage == StageTLS && strings.Contains(se.Err.Error(), "does not offer STARTTLS"):
+		return "the server does not offer STARTTLS, which the route requires"
+	}
+	return ""
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/queue"
+	"github.com/mailgate/mailgate/internal/routehealth"
 	"github.com/mailgate/mailgate/internal/smtpreply"
 )
 
@@ -22,12 +23,19 @@ type Policy struct {
 	Lease          time.Duration // the visibility timeout
 	IdleTimeout    time.Duration
 	PollInterval   time.Duration
+	// ProbeInterval is how often a held route is probed (across all
+	// instances together).
+	ProbeInterval time.Duration
+	// QuotaWait is how long a mailbox whose daily recipient quota Exchange
+	// reported exhausted waits before it is tried again.
+	QuotaWait time.Duration
 }
 
 // PolicyFrom reads the worker timing from the configuration.
 func PolicyFrom(d config.Delivery) Policy {
 	return Policy{MaxAge: d.MaxAge, BackoffInitial: d.BackoffInitial, BackoffMax: d.BackoffMax,
-		Lease: d.VisibilityTimeout, IdleTimeout: d.IdleTimeout, PollInterval: d.PollInterval}
+		Lease: d.VisibilityTimeout, IdleTimeout: d.IdleTimeout, PollInterval: d.PollInterval,
+		ProbeInterval: d.ProbeInterval, QuotaWait: time.Hour}
 }
 
 // Worker delivers the messages of one route, one at a time, over at most
@@ -41,8 +49,13 @@ type Worker struct {
 	jitter func() float64 // in [0, 1)
 	log    *slog.Logger
 	hooks  *Hooks
+	health *routehealth.Health
 
 	conn *Conn
+	// held caches the route's hold state for a moment, so a busy worker
+	// does not ask Redis before every message.
+	held        bool
+	heldChecked time.Time
 }
 
 // Hooks observe a worker; every field may be nil.
@@ -61,6 +74,9 @@ type WorkerOptions struct {
 	Jitter func() float64
 	Log    *slog.Logger
 	Hooks  *Hooks
+	// Health, when set, holds the route on configuration errors and blocks
+	// and lets one worker probe it; without it such replies are retried.
+	Health *routehealth.Health
 }
 
 // NewWorker returns a worker for one route.
@@ -77,8 +93,14 @@ func NewWorker(o WorkerOptions) *Worker {
 	if o.Hooks == nil {
 		o.Hooks = &Hooks{}
 	}
+	if o.Policy.ProbeInterval <= 0 {
+		o.Policy.ProbeInterval = time.Minute
+	}
+	if o.Policy.QuotaWait <= 0 {
+		o.Policy.QuotaWait = time.Hour
+	}
 	return &Worker{route: o.Route, queue: o.Queue, dialer: o.Dialer, policy: o.Policy,
-		now: o.Now, jitter: o.Jitter, log: o.Log.With("route", o.Route.Name), hooks: o.Hooks}
+		now: o.Now, jitter: o.Jitter, log: o.Log.With("route", o.Route.Name), hooks: o.Hooks, health: o.Health}
 }
 
 // Run delivers until ctx is cancelled. A message being delivered when ctx
@@ -88,6 +110,12 @@ func (w *Worker) Run(ctx context.Context) {
 	defer w.closeConn()
 	redisDown := false
 	for ctx.Err() == nil {
+		if w.routeHeld(ctx) {
+			w.closeConn()
+			w.probe(ctx)
+			sleep(ctx, min(w.policy.ProbeInterval, time.Second))
+			continue
+		}
 		job, err := w.queue.Claim(ctx, w.route.Name, w.policy.Lease)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -120,9 +148,16 @@ func (w *Worker) Run(ctx context.Context) {
 func (w *Worker) process(ctx context.Context, job *queue.Job) {
 	log := w.log.With("id", job.ID, "app", job.App, "attempt", job.Attempts+1)
 	stop := w.keepLease(ctx, job)
-	res, err := w.attempt(ctx, job)
+	var o queue.Outcome
+	if until, reason := w.mailboxWait(ctx, job); !until.IsZero() {
+		o = queue.Outcome{Status: queue.StatusQueued, Due: until, Detail: "waiting: " + reason}
+	} else {
+		res, err := w.attempt(ctx, job)
+		var hold *holdAction
+		o, hold = w.decide(job, res, err)
+		w.applyHold(ctx, job, hold)
+	}
 	stop()
-	o := w.decide(job, res, err)
 	if err := w.record(ctx, job, o); err != nil {
 		log.Error("could not record the outcome; the message will be delivered again after its lease expires",
 			"status", o.Status, "err", err)
@@ -189,6 +224,15 @@ func (w *Worker) attempt(ctx context.Context, job *queue.Job) (Result, error) {
 	reused := w.conn != nil
 	for {
 		if w.conn == nil {
+			// Another worker may have held the route a moment ago: ask
+			// afresh before each new connection, so a held route gets no
+			// more failed AUTHs than the one that held it.
+			if w.health != nil {
+				if held, reason, _, err := w.health.State(ctx, w.route.Name); err == nil && held {
+					w.held, w.heldChecked = true, w.now()
+					return Result{}, errRouteHeld{reason}
+				}
+			}
 			c, err := w.dialer.Dial(ctx, mailbox, nil)
 			if err != nil {
 				return Result{}, err
@@ -216,28 +260,52 @@ func (w *Worker) closeConn() {
 	}
 }
 
-// decide turns an attempt's result into the outcome to record.
-func (w *Worker) decide(job *queue.Job, res Result, err error) queue.Outcome {
+// holdAction is what decide asks of the shared route state.
+type holdAction struct {
+	route   bool // hold the whole route
+	mailbox bool // make the job's mailbox wait until `until`
+	until   time.Time
+	reason  string
+}
+
+// decide turns an attempt's result into the outcome to record, and says
+// whether the route or the mailbox must stop.
+func (w *Worker) decide(job *queue.Job, res Result, err error) (queue.Outcome, *holdAction) {
+	var held errRouteHeld
+	if errors.As(err, &held) {
+		return w.handBack(held.reason), nil
+	}
 	if err != nil {
 		var se *StepError
 		if !errors.As(err, &se) {
 			se = &StepError{Stage: StageConnect, Err: err}
 		}
 		if se.Reply == nil {
-			return w.deferred(job, nil, nil, fmt.Sprintf("%s failed: %v", se.Stage, se.Err))
+			if hint := tlsConfigError(se); hint != "" && w.health != nil {
+				reason := fmt.Sprintf("%s failed: %v (%s)", se.Stage, se.Err, hint)
+				return w.handBack(reason), &holdAction{route: true, reason: reason}
+			}
+			return w.deferred(job, nil, nil, fmt.Sprintf("%s failed: %v", se.Stage, se.Err)), nil
 		}
 		resp := response(*se.Reply)
 		v := smtpreply.Classify(*se.Reply)
-		detail := se.Stage + ": " + se.Reply.String()
+		detail := withHint(se.Stage+": "+se.Reply.String(), v.Hint)
 		switch v.Action {
 		case smtpreply.Fail:
-			return queue.Outcome{Status: queue.StatusFailed, Attempted: true, Response: resp, Detail: withHint(detail, v.Hint)}
-		case smtpreply.Sent:
-			// A 2xx reported as an error cannot happen; treat it as temporary.
+			return queue.Outcome{Status: queue.StatusFailed, Attempted: true, Response: resp, Detail: detail}, nil
+		case smtpreply.HoldRoute:
+			if w.health != nil {
+				return w.handBack(detail), &holdAction{route: true, reason: detail}
+			}
+		case smtpreply.WaitMailbox:
+			if w.health != nil {
+				until := w.now().Add(w.policy.QuotaWait)
+				o := queue.Outcome{Status: queue.StatusQueued, Due: until, Response: resp,
+					Detail: detail + "; waiting until " + until.UTC().Format(time.RFC3339)}
+				return o, &holdAction{mailbox: true, until: until, reason: detail}
+			}
 		}
-		// Retry; and, until routes can be held, HoldRoute and WaitMailbox too,
-		// with the hint in the event so the operator sees what to fix.
-		return w.deferred(job, nil, resp, withHint(detail, v.Hint))
+		return w.deferred(job, nil, resp, detail), nil
 	}
 
 	var temp, perm []RecipientReply
@@ -268,12 +336,114 @@ func (w *Worker) decide(job *queue.Job, res Result, err error) queue.Outcome {
 		if len(res.Accepted) > 0 {
 			resp = response(res.Reply)
 		}
-		return w.deferred(job, rest, resp, detail)
+		return w.deferred(job, rest, resp, detail), nil
 	}
 	if len(res.Accepted) == 0 {
-		return queue.Outcome{Status: queue.StatusFailed, Attempted: true, Response: response(perm[0].Reply), Detail: detail}
+		return queue.Outcome{Status: queue.StatusFailed, Attempted: true, Response: response(perm[0].Reply), Detail: detail}, nil
 	}
-	return queue.Outcome{Status: queue.StatusSent, Attempted: true, Response: response(res.Reply), Detail: detail}
+	return queue.Outcome{Status: queue.StatusSent, Attempted: true, Response: response(res.Reply), Detail: detail}, nil
+}
+
+// errRouteHeld stops an attempt before it starts: the route is held.
+type errRouteHeld struct{ reason string }
+
+func (e errRouteHeld) Error() string { return "route held: " + e.reason }
+
+// handBack returns a message to the queue untouched — no attempt counted —
+// because its route cannot deliver anything right now.
+func (w *Worker) handBack(reason string) queue.Outcome {
+	return queue.Outcome{Status: queue.StatusQueued, Due: w.now(),
+		Detail: "route " + w.route.Name + " is held, the message waits: " + reason}
+}
+
+// applyHold records a hold decided for job in the shared route state.
+func (w *Worker) applyHold(ctx context.Context, job *queue.Job, h *holdAction) {
+	if h == nil || w.health == nil {
+		return
+	}
+	switch {
+	case h.route:
+		if err := w.health.Hold(ctx, w.route.Name, h.reason); err != nil {
+			w.log.Error("cannot hold the route", "err", err)
+			return
+		}
+		w.held, w.heldChecked = true, w.now()
+		w.closeConn()
+		w.log.Error("route held: its messages stay queued until a probe succeeds", "reason", h.reason)
+	case h.mailbox:
+		mailbox := w.mailbox(job)
+		if err := w.health.HoldMailbox(ctx, w.route.Name, mailbox, h.until, h.reason); err != nil {
+			w.log.Error("cannot make the mailbox wait", "mailbox", mailbox, "err", err)
+			return
+		}
+		w.closeConn()
+		w.log.Warn("mailbox waits for its quota window", "mailbox", mailbox, "until", h.until)
+	}
+}
+
+// routeHeld tells, from a state at most a second old, whether the route is held.
+func (w *Worker) routeHeld(ctx context.Context) bool {
+	if w.health == nil {
+		return false
+	}
+	if w.now().Sub(w.heldChecked) < time.Second {
+		return w.held
+	}
+	held, _, _, err := w.health.State(ctx, w.route.Name)
+	if err != nil {
+		return w.held // Redis trouble: the claim that follows will say so
+	}
+	w.held, w.heldChecked = held, w.now()
+	return held
+}
+
+// probe tries the held route once (connect, STARTTLS, AUTH) when no other
+// worker of any instance did so within the probe interval, and releases the
+// route when it works again.
+func (w *Worker) probe(ctx context.Context) {
+	ok, err := w.health.TryProbe(ctx, w.route.Name, w.policy.ProbeInterval)
+	if err != nil || !ok {
+		return
+	}
+	c, err := w.dialer.Dial(ctx, w.probeMailbox(), nil)
+	if err != nil {
+		reason := err.Error()
+		var se *StepError
+		if errors.As(err, &se) && se.Reply != nil {
+			reason = withHint(se.Stage+": "+se.Reply.String(), smtpreply.Classify(*se.Reply).Hint)
+		}
+		w.log.Warn("route still held: probe failed", "reason", reason)
+		_ = w.health.Hold(ctx, w.route.Name, reason)
+		return
+	}
+	c.Close()
+	if err := w.health.Release(ctx, w.route.Name); err == nil {
+		w.held, w.heldChecked = false, w.now()
+		w.log.Info("route released: the probe succeeded, delivery resumes")
+	}
+}
+
+// probeMailbox is the mailbox a probe authenticates as.
+func (w *Worker) probeMailbox() string {
+	if w.route.Auth.Username == config.FromMailbox {
+		if len(w.route.Mailboxes) > 0 {
+			return w.route.Mailboxes[0]
+		}
+		return ""
+	}
+	return w.route.Auth.Username
+}
+
+// mailboxWait tells whether the job's mailbox must wait for its quota.
+func (w *Worker) mailboxWait(ctx context.Context, job *queue.Job) (time.Time, string) {
+	if w.health == nil {
+		return time.Time{}, ""
+	}
+	until, reason, err := w.health.MailboxWait(ctx, w.route.Name, w.mailbox(job))
+	if err != nil || !until.After(w.now()) {
+		return time.Time{}, ""
+	}
+	return until, reason
 }
 
 // deferred schedules the next attempt, or fails the message when that

@@ -28,6 +28,7 @@ import (
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/delivery"
 	"github.com/mailgate/mailgate/internal/queue"
+	"github.com/mailgate/mailgate/internal/routehealth"
 	"github.com/mailgate/mailgate/internal/token"
 )
 
@@ -63,6 +64,7 @@ type Gateway struct {
 	rdb      redis.UniversalClient
 	ownRedis bool
 	queue    *queue.Queue
+	health   *routehealth.Health
 	tokens   *token.Manager
 	api      *api.Server
 	listener net.Listener
@@ -97,6 +99,7 @@ func New(o Options) (*Gateway, error) {
 		g.rdb, g.ownRedis = redis.NewClient(ro), true
 	}
 	g.queue = queue.New(g.rdb, queue.Options{Prefix: cfg.Redis.KeyPrefix, Retention: cfg.Retention, Now: o.Now})
+	g.health = routehealth.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
 	tokens, err := token.New([]byte(cfg.Auth.SigningKey), cfg.Auth.Issuer,
 		token.NewRevocations(g.rdb, cfg.Redis.KeyPrefix, o.Now), o.Now)
 	if err != nil {
@@ -115,7 +118,7 @@ func New(o Options) (*Gateway, error) {
 			}
 		}
 		g.api, err = api.New(api.Options{Config: cfg, Queue: g.queue, Tokens: tokens, Limiter: limiter,
-			Now: o.Now, Log: o.Log, Registry: reg})
+			Health: g.health, Now: o.Now, Log: o.Log, Registry: reg})
 		if err != nil {
 			return nil, err
 		}
@@ -146,7 +149,8 @@ func (g *Gateway) buildWorkers() error {
 			return err
 		}
 		dialer, err := delivery.NewDialer(route, delivery.DialerOptions{HelloName: d.HelloName,
-			ConnectTimeout: d.ConnectTimeout, CommandTimeout: d.CommandTimeout, Auth: auth})
+			ConnectTimeout: d.ConnectTimeout, CommandTimeout: d.CommandTimeout, Auth: auth,
+			RetryAuthOnce: route.Auth.Mechanism == config.MechXOAUTH2})
 		if err != nil {
 			return err
 		}
@@ -157,7 +161,7 @@ func (g *Gateway) buildWorkers() error {
 		for w := 0; w < n; w++ {
 			g.workers = append(g.workers, delivery.NewWorker(delivery.WorkerOptions{
 				Route: route, Queue: g.queue, Dialer: dialer, Policy: delivery.PolicyFrom(d),
-				Now: g.opts.Now, Log: g.log.With("worker", w), Hooks: g.opts.WorkerHooks}))
+				Now: g.opts.Now, Log: g.log.With("worker", w), Hooks: g.opts.WorkerHooks, Health: g.health}))
 		}
 	}
 	return nil

@@ -81,19 +81,27 @@ func baseConfig(sim *exosim.Sim, srv *redistest.Server) *config.Config {
 	return cfg
 }
 
-func newSim(t *testing.T) *exosim.Sim {
-	return exosim.Start(t, exosim.Options{
+// simOptions is the tenant the tests deliver to: relay@contoso.com with
+// Send As on what the configuration's send_as says.
+func simOptions() exosim.Options {
+	return exosim.Options{
 		Mailboxes: map[string]string{relay: relayPass},
 		SendAs:    map[string][]string{relay: {"helpdesk@contoso.com", "*@alerts.contoso.com"}},
-	})
+	}
 }
 
 // newEnv starts Redis and the simulator and prepares a configuration;
 // mutate may change it before it is validated.
 func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	t.Helper()
+	return newEnvSim(t, simOptions(), mutate)
+}
+
+// newEnvSim is newEnv with a tenant of the test's own.
+func newEnvSim(t *testing.T, simOpts exosim.Options, mutate func(*config.Config)) *env {
+	t.Helper()
 	srv := redistest.Start(t)
-	sim := newSim(t)
+	sim := exosim.Start(t, simOpts)
 	cfg := baseConfig(sim, srv)
 	if mutate != nil {
 		mutate(cfg)
