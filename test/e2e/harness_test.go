@@ -100,8 +100,18 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 // newEnvSim is newEnv with a tenant of the test's own.
 func newEnvSim(t *testing.T, simOpts exosim.Options, mutate func(*config.Config)) *env {
 	t.Helper()
+	return newEnvSimHook(t, simOpts, nil, mutate)
+}
+
+// newEnvSimHook is newEnvSim with a look at the started simulator before
+// the configuration is mutated (for files the simulator makes).
+func newEnvSimHook(t *testing.T, simOpts exosim.Options, started func(*exosim.Sim), mutate func(*config.Config)) *env {
+	t.Helper()
 	srv := redistest.Start(t)
 	sim := exosim.Start(t, simOpts)
+	if started != nil {
+		started(sim)
+	}
 	cfg := baseConfig(sim, srv)
 	if mutate != nil {
 		mutate(cfg)

@@ -1,0 +1,122 @@
+package routecheck_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/routecheck"
+	"github.com/mailgate/mailgate/test/exosim"
+)
+
+func setup(t *testing.T) (*exosim.Sim, *config.Config) {
+	t.Helper()
+	sim := exosim.Start(t, exosim.Options{Mailboxes: map[string]string{"relay@contoso.com": "pw"}})
+	cfg := &config.Config{
+		Auth: config.Auth{SigningKey: "0123456789abcdef0123456789abcdef"},
+		Routes: []config.Route{{Name: "m365", Type: config.RouteSMTPAuth, Host: sim.Host(), Port: sim.Port(),
+			TLS:  config.RouteTLS{Mode: config.TLSStartTLS, CAFile: sim.CAFile()},
+			Auth: config.RouteAuth{Mechanism: config.MechLogin, Username: "relay@contoso.com", Password: "pw"}}},
+		Apps: []config.App{{ID: "a", Route: "m365", From: config.AppFrom{Default: "relay@contoso.com"}}},
+	}
+	cfg.WithDefaults()
+	return sim, cfg
+}
+
+func TestCheckPassesAndSendsTest(t *testing.T) {
+	t.Parallel()
+	sim, cfg := setup(t)
+	var out bytes.Buffer
+	if ok := routecheck.Run(context.Background(), cfg, &cfg.Routes[0], "ops@contoso.com", &out); !ok {
+		t.Fatalf("check failed:\n%s", out.String())
+	}
+	for _, want := range []string{"✓ connect", "✓ starttls", "certificate verified: true", "✓ auth", "authenticated as relay@contoso.com", "✓ send", "250"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	msgs := sim.Messages()
+	if len(msgs) != 1 || msgs[0].Rcpt[0] != "ops@contoso.com" || !bytes.Contains(msgs[0].Data, []byte("mailgate route check")) {
+		t.Fatalf("test message: %+v", msgs)
+	}
+}
+
+func TestCheckExplainsFailures(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		breakIt func(*exosim.Sim, *config.Config)
+		want    []string
+	}{
+		{"SMTP AUTH disabled", func(s *exosim.Sim, _ *config.Config) { s.SetSMTPAuthDisabled("", true) },
+			[]string{"✗ auth", "535 5.7.139", "fix:", "Set-CASMailbox"}},
+		{"basic auth off", func(s *exosim.Sim, _ *config.Config) { s.SetBasicAuthDisabled(true) },
+			[]string{"✗ auth", "5.7.30", "xoauth2"}},
+		{"wrong password", func(_ *exosim.Sim, c *config.Config) { c.Routes[0].Auth.Password = "nope" },
+			[]string{"✗ auth", "535 5.7.3"}},
+		{"untrusted certificate", func(_ *exosim.Sim, c *config.Config) {
+			c.Routes[0].TLS.CAFile = otherCA(t)
+		}, []string{"✗ starttls", "tls.ca_file"}},
+		{"nothing listening", func(_ *exosim.Sim, c *config.Config) { c.Routes[0].Port = closedPort(t) },
+			[]string{"✗ connect", "nothing listens"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sim, cfg := setup(t)
+			tc.breakIt(sim, cfg)
+			var out bytes.Buffer
+			if ok := routecheck.Run(context.Background(), cfg, &cfg.Routes[0], "", &out); ok {
+				t.Fatalf("check passed:\n%s", out.String())
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("report lacks %q:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}
+
+func closedPort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return port
+}
+
+// otherCA writes a freshly made CA that signed nothing the simulator uses.
+func otherCA(t *testing.T) string {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "other-ca.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
