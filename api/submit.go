@@ -99,7 +99,10 @@ func (s *Server) submitRaw(c *echo.Context) error {
 	if err != nil {
 		return tooLargeOr(fmt.Errorf("read body: %w", err), app)
 	}
-	q := c.Request().URL.Query()
+	q, err := query(c)
+	if err != nil {
+		return err
+	}
 	if p := checkRecipientCount(app, len(q["to"])); p != nil {
 		return p
 	}
@@ -543,7 +546,10 @@ func parsePlain(c *echo.Context, body io.Reader, charset string) (*submission, e
 	if !utf8.Valid(raw) {
 		return nil, errInvalidBody("the body is not valid UTF-8")
 	}
-	q := c.Request().URL.Query()
+	q, err := query(c)
+	if err != nil {
+		return nil, err
+	}
 	allowed := map[string]bool{"to": true, "cc": true, "bcc": true, "from": true, "subject": true, "reply_to": true}
 	for k := range q {
 		if !allowed[k] {
@@ -563,6 +569,16 @@ func parsePlain(c *echo.Context, body io.Reader, charset string) (*submission, e
 	}
 	sub.in.Text = string(raw)
 	return sub, nil
+}
+
+// query parses the query string, refusing one that does not parse (or has
+// more parameters than net/url accepts) rather than reading it as empty.
+func query(c *echo.Context) (url.Values, error) {
+	q, err := url.ParseQuery(c.Request().URL.RawQuery)
+	if err != nil {
+		return nil, errInvalidBody("malformed query string: " + err.Error())
+	}
+	return q, nil
 }
 
 // withTimeout bounds a Redis call made on behalf of a request.

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,10 @@ func TestRefusedSubmissionsQueueNothing(t *testing.T) {
 		many[i] = fmt.Sprintf(`"u%d@contoso.com"`, i)
 	}
 	big := strings.Repeat("x", 300<<10)
+	// Warm up, then count goroutines: the table must leave none behind.
+	e.do("GET", "/healthz", "", "", nil, nil)
+	http.DefaultClient.CloseIdleConnections()
+	baseline := runtime.NumGoroutine()
 
 	cases := []refusal{
 		{name: "forged From", body: `{"from":"ceo@contoso.com","to":"ops@contoso.com","text":"x"}`,
@@ -106,6 +111,54 @@ func TestRefusedSubmissionsQueueNothing(t *testing.T) {
 			body: `{"to":"ops@contoso.com","text":"x"}`, status: 401, code: "unauthorized"},
 		{name: "admin token cannot send", auth: adminToken(t), body: `{"to":"ops@contoso.com","text":"x"}`,
 			status: 403, code: "forbidden"},
+		{name: "10,000 recipients", body: `{"to":[` + strings.Repeat(`"a@contoso.com",`, 9999) + `"b@contoso.com"],"text":"x"}`,
+			status: 422, code: "too_many_recipients"},
+		{name: "too many recipients in raw ?to=", path: "/v1/messages/raw?" + strings.Repeat("to=a@contoso.com&", 600), contentType: "message/rfc822",
+			body: "From: alerts@alerts.contoso.com\r\nSubject: x\r\n\r\nbody\r\n", status: 422, code: "too_many_recipients"},
+		{name: "20,000 query parameters", path: "/v1/messages/raw?" + strings.Repeat("to=a@contoso.com&", 20000), contentType: "message/rfc822",
+			body: "From: alerts@alerts.contoso.com\r\nSubject: x\r\n\r\nbody\r\n", status: 400, code: "invalid_body"},
+		{name: "header name with a colon", body: `{"to":"ops@contoso.com","text":"x","headers":{"X-A: 1\r\nBcc":"leak@gmail.com"}}`,
+			status: 422, code: "validation_failed"},
+		{name: "header name with a space", body: `{"to":"ops@contoso.com","text":"x","headers":{"X A":"1"}}`,
+			status: 422, code: "validation_failed"},
+		{name: "spam verdict header", body: `{"to":"ops@contoso.com","text":"x","headers":{"X-MS-Exchange-Organization-SCL":"-1"}}`,
+			status: 422, code: "validation_failed"},
+		{name: "CR LF in reply_to", body: `{"to":"ops@contoso.com","text":"x","reply_to":"a@contoso.com\r\nBcc: leak@gmail.com"}`,
+			status: 422, code: "validation_failed"},
+		{name: "CR in content_type", body: `{"to":"ops@contoso.com","text":"x","attachments":[{"filename":"a.txt","content_type":"text/plain\rX: y","content":"aGk="}]}`,
+			status: 422, code: "validation_failed"},
+		{name: "CR LF in a form field", contentType: "application/x-www-form-urlencoded", body: "to=ops%40contoso.com&text=x&subject=a%0D%0ABcc%3A+leak%40gmail.com",
+			status: 422, code: "validation_failed", field: "subject"},
+		{name: "unknown form field", contentType: "application/x-www-form-urlencoded", body: "to=ops%40contoso.com&text=x&bodyy=typo",
+			status: 400, code: "invalid_body"},
+		{name: "multipart without boundary", contentType: "multipart/form-data", body: "--x\r\n", status: 400, code: "invalid_body"},
+		{name: "truncated multipart form", contentType: "multipart/form-data; boundary=b", body: "--b\r\nContent-Disposition: form-data; name=\"to\"\r\n\r\nops@contoso.com",
+			status: 400, code: "invalid_body"},
+		{name: "truncated JSON string", body: `{"to":"ops@contoso.com","text":"x`, status: 400, code: "invalid_body"},
+		{name: "JSON number where a string belongs", body: `{"to":"ops@contoso.com","text":42}`, status: 400, code: "invalid_body"},
+		{name: "truncated raw MIME", path: "/v1/messages/raw", contentType: "message/rfc822",
+			body:   "From: alerts@alerts.contoso.com\r\nTo: ops@contoso.com\r\nContent-Type: multipart/mixed; boundary=q\r\n\r\n--q\r\nContent-Type: text/plain\r\n\r\nhalf",
+			status: 400, code: "invalid_body"},
+		{name: "deeply nested raw MIME", path: "/v1/messages/raw", contentType: "message/rfc822", body: nestedMIME(40),
+			status: 400, code: "invalid_body"},
+		{name: "raw with invalid base64 part", path: "/v1/messages/raw", contentType: "message/rfc822",
+			body:   "From: alerts@alerts.contoso.com\r\nTo: ops@contoso.com\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n",
+			status: 400, code: "invalid_body"},
+		{name: "raw with a huge header line", path: "/v1/messages/raw", contentType: "message/rfc822",
+			body:   "From: alerts@alerts.contoso.com\r\nTo: ops@contoso.com\r\nX-Long: " + strings.Repeat("a", 5000) + "\r\n\r\nbody\r\n",
+			status: 400, code: "invalid_body"},
+		{name: "raw with a Sender-less display-name spoof", path: "/v1/messages/raw", contentType: "message/rfc822",
+			body:   "From: \"ceo@contoso.com\" <alerts@alerts.contoso.com>\r\nTo: ops@contoso.com\r\n\r\nbody\r\n",
+			status: 422, code: "validation_failed"},
+		{name: "raw with two From addresses", path: "/v1/messages/raw", contentType: "message/rfc822",
+			body:   "From: alerts@alerts.contoso.com, ceo@contoso.com\r\nTo: ops@contoso.com\r\n\r\nbody\r\n",
+			status: 422, code: "validation_failed"},
+		{name: "one-liner with an unknown charset", path: "/v1/messages?to=ops@contoso.com", contentType: "text/plain; charset=x-unknown", body: "hi",
+			status: 415, code: "unsupported_media_type"},
+		{name: "non-UTF-8 one-liner", path: "/v1/messages?to=ops@contoso.com", contentType: "text/plain", body: "h\xe9llo",
+			status: 400, code: "invalid_body"},
+		{name: "Idempotency-Key too long", body: `{"to":"ops@contoso.com","text":"x"}`, header: map[string]string{"Idempotency-Key": strings.Repeat("k", 256)},
+			status: 422, code: "validation_failed"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,6 +191,32 @@ func TestRefusedSubmissionsQueueNothing(t *testing.T) {
 			e.assertNothingQueued()
 		})
 	}
+	if len(cases) < 40 {
+		t.Fatalf("only %d hostile requests; the table should hold at least 40", len(cases))
+	}
+	// None of them left a goroutine behind (handlers, readers, timers).
+	http.DefaultClient.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > baseline+5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after the hostile requests, %d before", runtime.NumGoroutine(), baseline)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// nestedMIME is a raw message whose multiparts nest depth deep.
+func nestedMIME(depth int) string {
+	var b strings.Builder
+	b.WriteString("From: alerts@alerts.contoso.com\r\nTo: ops@contoso.com\r\nMIME-Version: 1.0\r\n")
+	for i := 0; i < depth; i++ {
+		fmt.Fprintf(&b, "Content-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n--b%d\r\n", i, i)
+	}
+	b.WriteString("Content-Type: text/plain\r\n\r\ndeep\r\n")
+	for i := depth - 1; i >= 0; i-- {
+		fmt.Fprintf(&b, "--b%d--\r\n", i)
+	}
+	return b.String()
 }
 
 func foreignToken(t *testing.T) string {
