@@ -393,10 +393,15 @@ func (v *validator) credentials(key string, r *Route) {
 			v.add(ok+".tenant_id", "want a tenant ID or domain, got %q", o.TenantID)
 		}
 		if o.TokenURL != "" {
+			// MSAL talks to authorities over https only; the path names the
+			// tenant, as Entra's own endpoint does.
 			u, err := url.Parse(o.TokenURL)
-			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				v.add(ok+".token_url", "want an http:// or https:// URL")
+			if err != nil || u.Scheme != "https" || u.Host == "" || !strings.HasSuffix(u.Path, "/oauth2/v2.0/token") {
+				v.add(ok+".token_url", "want https://HOST/TENANT/oauth2/v2.0/token, got %q", o.TokenURL)
 			}
+		}
+		if r.TLS.Mode == TLSNone {
+			v.add(key+".tls.mode", "mechanism xoauth2 sends a bearer token: it needs TLS (starttls or implicit)")
 		}
 		if o.Scope == "" {
 			v.add(ok+".scope", "required with mechanism xoauth2, normally %s", Office365Scope)

@@ -98,7 +98,7 @@ func TestValidate(t *testing.T) {
 		{"client id", func(_ *testBundle, c *Config) { m365(c).Auth.OAuth.ClientID = "" }, "routes[m365].auth.oauth.client_id", []string{"required with mechanism xoauth2"}},
 		{"tenant id", func(_ *testBundle, c *Config) { m365(c).Auth.OAuth.TenantID = "" }, "routes[m365].auth.oauth.tenant_id", []string{"unless token_url is set"}},
 		{"tenant id with a slash", func(_ *testBundle, c *Config) { m365(c).Auth.OAuth.TenantID = "a/b" }, "routes[m365].auth.oauth.tenant_id", []string{`got "a/b"`}},
-		{"token url", func(_ *testBundle, c *Config) { m365(c).Auth.OAuth.TokenURL = "ftp://x/token" }, "routes[m365].auth.oauth.token_url", []string{"want an http:// or https:// URL"}},
+		{"token url", func(_ *testBundle, c *Config) { m365(c).Auth.OAuth.TokenURL = "ftp://x/token" }, "routes[m365].auth.oauth.token_url", []string{"want https://HOST/TENANT/oauth2/v2.0/token"}},
 		{"scope", func(_ *testBundle, c *Config) { m365(c).Auth.OAuth.Scope = "" }, "routes[m365].auth.oauth.scope", []string{"required"}},
 		{"no client credential", func(_ *testBundle, c *Config) { m365(c).Auth.OAuth.ClientSecret = "" }, "routes[m365].auth.oauth.client_secret", []string{"give client_secret"}},
 		{"secret and certificate", func(b *testBundle, c *Config) {

@@ -7,6 +7,7 @@ import (
 	"github.com/wneessen/go-mail/smtp"
 
 	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/oauth"
 )
 
 // Authenticator gives the SASL mechanism to authenticate as a mailbox.
@@ -47,6 +48,15 @@ func AuthenticatorFor(r *config.Route) (Authenticator, error) {
 		return nil, nil
 	case config.MechLogin, config.MechPlain:
 		return NewPasswordAuth(r.Auth.Mechanism, r.Auth.Username, r.Auth.Password, r.Host), nil
+	case config.MechXOAUTH2:
+		// One token source per route: every connection of the route shares
+		// its cached token. The route's tls.ca_file also vouches for the
+		// token endpoint (tests and private authorities).
+		ts, err := oauth.NewTokenSource(&r.Auth.OAuth, oauth.Options{CAFile: r.TLS.CAFile})
+		if err != nil {
+			return nil, fmt.Errorf("route %s: %w", r.Name, err)
+		}
+		return oauth.NewXOAUTH2(ts), nil
 	default:
 		return nil, fmt.Errorf("route %s: auth.mechanism %s is not supported", r.Name, r.Auth.Mechanism)
 	}

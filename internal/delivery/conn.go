@@ -154,7 +154,21 @@ type Step struct {
 
 // Dial connects, says EHLO, starts TLS and authenticates as mailbox. Each
 // step is reported to observe when it is not nil.
+//
+// A refused OAuth token may only have expired early: the authenticator is
+// told, and one more connection is made with a fresh token (go-mail ends
+// the session after a failed AUTH). Passwords are not retried, to keep the
+// failure count of the mailbox low.
 func (d *Dialer) Dial(ctx context.Context, mailbox string, observe func(Step)) (*Conn, error) {
+	c, err := d.dial(ctx, mailbox, observe)
+	var se *StepError
+	if err != nil && d.retryAuth && errors.As(err, &se) && se.Stage == StageAuth && se.Reply != nil && se.Reply.Code == 535 {
+		return d.dial(ctx, mailbox, observe)
+	}
+	return c, err
+}
+
+func (d *Dialer) dial(ctx context.Context, mailbox string, observe func(Step)) (*Conn, error) {
 	if observe == nil {
 		observe = func(Step) {}
 	}
@@ -203,19 +217,10 @@ func (d *Dialer) Dial(ctx context.Context, mailbox string, observe func(Step)) (
 		if err != nil {
 			return fail(StageAuth, err)
 		}
-		err = c.Auth(a)
-		if r, isReply := smtpreply.FromError(err); isReply && r.Code == 535 {
-			d.auth.Refused(mailbox)
-			// A refused OAuth token may only have expired early: fetch a
-			// new one and try once more. Passwords are not retried, to keep
-			// the failure count of the mailbox low.
-			if d.retryAuth {
-				if a, aerr := d.auth.Auth(ctx, mailbox); aerr == nil {
-					err = c.Auth(a)
-				}
+		if err := c.Auth(a); err != nil {
+			if _, isReply := smtpreply.FromError(err); isReply {
+				d.auth.Refused(mailbox)
 			}
-		}
-		if err != nil {
 			return fail(StageAuth, err)
 		}
 		observe(Step{StageAuth, "authenticated as " + mailbox})

@@ -1,0 +1,184 @@
+package oauth_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wneessen/go-mail/smtp"
+
+	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/oauth"
+	"github.com/mailgate/mailgate/test/exosim"
+)
+
+const (
+	appID     = "7c1d2e3f-0000-4000-8000-00000000a001"
+	appSecret = "s3cr3t~Value.0123456789abcdef"
+	relay     = "relay@contoso.com"
+	alice     = "alice@contoso.com"
+	waitLong  = 10 * time.Second
+)
+
+// testBundle is a tenant with an app registered by client secret, and the
+// configuration of a route that uses it.
+type testBundle struct {
+	sim   *exosim.Sim
+	oauth config.OAuth
+	clock *fakeClock
+}
+
+// setup starts a simulator with the relay and alice mailboxes. mod, when not
+// nil, changes its options first.
+func setup(t *testing.T, mod func(*exosim.Options)) *testBundle {
+	t.Helper()
+	clock := newFakeClock()
+	opt := exosim.Options{
+		Mailboxes: map[string]string{relay: "relay-password", alice: "alice-password"},
+		Now:       clock.Now,
+	}
+	if mod != nil {
+		mod(&opt)
+	}
+	sim := exosim.Start(t, opt)
+	sim.RegisterClientSecret(appID, appSecret)
+	return &testBundle{
+		sim:   sim,
+		clock: clock,
+		oauth: config.OAuth{
+			ClientID:     appID,
+			ClientSecret: appSecret,
+			TokenURL:     sim.TokenURL(),
+			Scope:        config.Office365Scope,
+		},
+	}
+}
+
+// options trust the simulator through the route's CA file and share its clock.
+func (b *testBundle) options() oauth.Options {
+	return oauth.Options{CAFile: b.sim.CAFile(), Now: b.clock.Now}
+}
+
+func (b *testBundle) tokenSource(t *testing.T, opts oauth.Options) *oauth.TokenSource {
+	t.Helper()
+	ts, err := oauth.NewTokenSource(&b.oauth, opts)
+	if err != nil {
+		t.Fatalf("NewTokenSource: %v", err)
+	}
+	return ts
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mustToken(t *testing.T, ts *oauth.TokenSource) (string, time.Time) {
+	t.Helper()
+	tok, exp, err := ts.Token(ctxFor(t))
+	if err != nil {
+		t.Fatalf("Token: %v", err)
+	}
+	if tok == "" {
+		t.Fatal("Token: empty token")
+	}
+	return tok, exp
+}
+
+func wantIssued(t *testing.T, sim *exosim.Sim, n int) {
+	t.Helper()
+	if got := sim.TokensIssued(); got != n {
+		t.Fatalf("TokensIssued = %d, want %d", got, n)
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// dialTLS connects with go-mail's SMTP client, the one mailgate uses, and
+// says STARTTLS; the connection closes when the test ends.
+func dialTLS(t *testing.T, sim *exosim.Sim) *smtp.Client {
+	t.Helper()
+	c, err := smtp.Dial(sim.Addr())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.StartTLS(sim.TLSConfig()); err != nil {
+		t.Fatalf("starttls: %v", err)
+	}
+	return c
+}
+
+// wantReply fails unless err is the SMTP reply code with enhanced code.
+func wantReply(t *testing.T, err error, code int, enhanced string) {
+	t.Helper()
+	var te *textproto.Error
+	if !errors.As(err, &te) {
+		t.Fatalf("want %d %s, got %v", code, enhanced, err)
+	}
+	if te.Code != code || !strings.HasPrefix(te.Msg, enhanced+" ") {
+		t.Fatalf("want %d %s, got %d %s", code, enhanced, te.Code, te.Msg)
+	}
+}
+
+// fakeClock is an Options.Now that moves only when told.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// hookTransport calls before for each request to the token endpoint (not
+// for discovery) and fails the request with its error.
+type hookTransport struct {
+	base   http.RoundTripper
+	before func(*http.Request) error
+}
+
+func (h hookTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/oauth2/v2.0/token") {
+		if err := h.before(r); err != nil {
+			return nil, err
+		}
+	}
+	return h.base.RoundTrip(r)
+}
+
+// hookedClient is the simulator's HTTP client with before in front of its
+// token requests.
+func hookedClient(sim *exosim.Sim, before func(*http.Request) error) *http.Client {
+	c := sim.HTTPClient()
+	c.Transport = hookTransport{base: c.Transport, before: before}
+	return c
+}
