@@ -3,9 +3,11 @@ package api
 import (
 	"errors"
 	"net/http"
+	"sort"
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/queue"
 )
 
@@ -59,7 +61,22 @@ type routeView struct {
 	Reason string      `json:"reason,omitempty"`
 	Since  string      `json:"since,omitempty"`
 	Limits routeLimits `json:"limits"`
-	Queue  queueDepth  `json:"queue"`
+	// Usage is the use of the limits now, summed over the route's
+	// mailboxes when there are several (Mailboxes has each).
+	Usage     *routeUsage    `json:"usage,omitempty"`
+	Mailboxes []mailboxUsage `json:"mailboxes,omitempty"`
+	Queue     queueDepth     `json:"queue"`
+}
+
+type routeUsage struct {
+	Connections        int `json:"connections"`
+	MessagesLastMinute int `json:"messages_last_minute"`
+	RecipientsLastDay  int `json:"recipients_last_day"`
+}
+
+type mailboxUsage struct {
+	Mailbox string `json:"mailbox"`
+	routeUsage
 }
 
 type routeLimits struct {
@@ -97,6 +114,23 @@ func (s *Server) listRoutes(c *echo.Context) error {
 				v.State, v.Reason, v.Since = "held", reason, since.UTC().Format(timeFormat)
 			}
 		}
+		if s.usage != nil {
+			per, err := s.usage(ctx, r.Name)
+			if err != nil {
+				return errQueueUnavailable()
+			}
+			v.Usage = &routeUsage{}
+			for _, name := range sortedKeys(per) {
+				u := per[name]
+				ru := routeUsage{Connections: u.Connections, MessagesLastMinute: u.MessagesLastMinute, RecipientsLastDay: u.RecipientsLastDay}
+				v.Usage.Connections += ru.Connections
+				v.Usage.MessagesLastMinute += ru.MessagesLastMinute
+				v.Usage.RecipientsLastDay += ru.RecipientsLastDay
+				if r.Auth.Username == config.FromMailbox {
+					v.Mailboxes = append(v.Mailboxes, mailboxUsage{Mailbox: name, routeUsage: ru})
+				}
+			}
+		}
 		d, err := s.queue.Depth(ctx, r.Name)
 		if err != nil {
 			return errQueueUnavailable()
@@ -105,6 +139,15 @@ func (s *Server) listRoutes(c *echo.Context) error {
 		out = append(out, v)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"routes": out})
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 const timeFormat = "2006-01-02T15:04:05Z07:00"

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/queue"
 	"github.com/mailgate/mailgate/internal/routehealth"
 	"github.com/mailgate/mailgate/internal/smtpreply"
@@ -41,17 +42,27 @@ func PolicyFrom(d config.Delivery) Policy {
 // Worker delivers the messages of one route, one at a time, over at most
 // one SMTP connection.
 type Worker struct {
-	route  *config.Route
-	queue  *queue.Queue
-	dialer *Dialer
-	policy Policy
-	now    func() time.Time
-	jitter func() float64 // in [0, 1)
-	log    *slog.Logger
-	hooks  *Hooks
-	health *routehealth.Health
+	route   *config.Route
+	queue   *queue.Queue
+	dialer  *Dialer
+	policy  Policy
+	now     func() time.Time
+	jitter  func() float64 // in [0, 1)
+	log     *slog.Logger
+	hooks   *Hooks
+	health  *routehealth.Health
+	limiter *limits.Limiter
 
 	conn *Conn
+	// The connection slot (Exchange's 3 per mailbox, across instances)
+	// this worker holds, for which limiter mailbox, renewed when.
+	slot        *limits.Lease
+	slotMailbox string
+	slotRenewed time.Time
+	// pauseUntil keeps the worker from claiming while its mailbox's limits
+	// say wait.
+	pauseUntil time.Time
+	lastActive time.Time
 	// held caches the route's hold state for a moment, so a busy worker
 	// does not ask Redis before every message.
 	held        bool
@@ -77,6 +88,9 @@ type WorkerOptions struct {
 	// Health, when set, holds the route on configuration errors and blocks
 	// and lets one worker probe it; without it such replies are retried.
 	Health *routehealth.Health
+	// Limiter, when set, keeps Exchange's per-mailbox limits across all
+	// instances (route.limits); without it only this worker's own pace applies.
+	Limiter *limits.Limiter
 }
 
 // NewWorker returns a worker for one route.
@@ -100,7 +114,7 @@ func NewWorker(o WorkerOptions) *Worker {
 		o.Policy.QuotaWait = time.Hour
 	}
 	return &Worker{route: o.Route, queue: o.Queue, dialer: o.Dialer, policy: o.Policy,
-		now: o.Now, jitter: o.Jitter, log: o.Log.With("route", o.Route.Name), hooks: o.Hooks, health: o.Health}
+		now: o.Now, jitter: o.Jitter, log: o.Log.With("route", o.Route.Name), hooks: o.Hooks, health: o.Health, limiter: o.Limiter}
 }
 
 // Run delivers until ctx is cancelled. A message being delivered when ctx
@@ -115,6 +129,24 @@ func (w *Worker) Run(ctx context.Context) {
 			w.probe(ctx)
 			sleep(ctx, min(w.policy.ProbeInterval, time.Second))
 			continue
+		}
+		if wait := w.pauseUntil.Sub(w.now()); wait > 0 {
+			sleep(ctx, wait)
+			continue
+		}
+		if w.fixedMailbox() {
+			// Take a connection slot before a message, so a worker without
+			// one never holds a message it cannot send.
+			wait, err := w.ensureSlot(ctx, w.probeMailbox())
+			if err != nil {
+				w.log.Error("cannot take a connection slot; retrying", "err", err)
+				sleep(ctx, time.Second)
+				continue
+			}
+			if wait > 0 {
+				sleep(ctx, wait)
+				continue
+			}
 		}
 		job, err := w.queue.Claim(ctx, w.route.Name, w.policy.Lease)
 		if err != nil {
@@ -133,7 +165,7 @@ func (w *Worker) Run(ctx context.Context) {
 			redisDown = false
 		}
 		if job == nil {
-			if w.conn != nil && w.now().Sub(w.conn.LastUsed) >= w.policy.IdleTimeout {
+			if (w.conn != nil || w.slot != nil) && w.now().Sub(w.lastActive) >= w.policy.IdleTimeout {
 				w.closeConn()
 			}
 			sleep(ctx, w.policy.PollInterval)
@@ -148,25 +180,56 @@ func (w *Worker) Run(ctx context.Context) {
 func (w *Worker) process(ctx context.Context, job *queue.Job) {
 	log := w.log.With("id", job.ID, "app", job.App, "attempt", job.Attempts+1)
 	stop := w.keepLease(ctx, job)
-	var o queue.Outcome
-	if until, reason := w.mailboxWait(ctx, job); !until.IsZero() {
-		o = queue.Outcome{Status: queue.StatusQueued, Due: until, Detail: "waiting: " + reason}
-	} else {
-		res, err := w.attempt(ctx, job)
-		var hold *holdAction
-		o, hold = w.decide(job, res, err)
-		w.applyHold(ctx, job, hold)
-	}
+	o := w.deliver(ctx, job)
 	stop()
+	w.lastActive = w.now()
 	if err := w.record(ctx, job, o); err != nil {
 		log.Error("could not record the outcome; the message will be delivered again after its lease expires",
 			"status", o.Status, "err", err)
 		return
 	}
-	log.Info("delivery attempt", "status", o.Status, "detail", o.Detail)
+	if o.Attempted || o.Detail != "" {
+		log.Info("delivery attempt", "status", o.Status, "detail", o.Detail)
+	} else {
+		log.Debug("handed back: a limit says wait", "due", o.Due)
+	}
 	if w.hooks.Done != nil {
 		w.hooks.Done(job, o)
 	}
+}
+
+// deliver checks the mailbox's quota wait, its connection slot and its
+// limits, in that order (so a message handed back costs no limit budget),
+// then attempts the delivery.
+func (w *Worker) deliver(ctx context.Context, job *queue.Job) queue.Outcome {
+	if until, reason := w.mailboxWait(ctx, job); !until.IsZero() {
+		return queue.Outcome{Status: queue.StatusQueued, Due: until, Detail: "waiting: " + reason}
+	}
+	if w.conn != nil && w.conn.Mailbox != w.mailbox(job) {
+		w.closeConn() // its slot goes with it: never a connection without a slot
+	}
+	if w.conn == nil {
+		if wait, err := w.ensureSlot(ctx, w.mailbox(job)); err != nil || wait > 0 {
+			if err != nil {
+				wait = time.Second
+			}
+			return w.waitOutcome(wait, "connection slots")
+		}
+	}
+	wait, err := w.admit(ctx, job)
+	switch {
+	case errors.Is(err, limits.ErrTooManyRecipients):
+		return w.tooManyForADay(job)
+	case err != nil:
+		// Redis trouble: try again shortly; nothing was attempted.
+		return w.waitOutcome(time.Second, err.Error())
+	case wait > 0:
+		return w.waitOutcome(wait, "per-mailbox limit")
+	}
+	res, err := w.attempt(ctx, job)
+	o, hold := w.decide(job, res, err)
+	w.applyHold(ctx, job, hold)
+	return o
 }
 
 // record stores the outcome, retrying while Redis is briefly unreachable:
@@ -224,6 +287,12 @@ func (w *Worker) attempt(ctx context.Context, job *queue.Job) (Result, error) {
 	reused := w.conn != nil
 	for {
 		if w.conn == nil {
+			if wait, err := w.ensureSlot(ctx, mailbox); err != nil || wait > 0 {
+				if err != nil {
+					wait = time.Second
+				}
+				return Result{}, errWaitSlot{wait}
+			}
 			// Another worker may have held the route a moment ago: ask
 			// afresh before each new connection, so a held route gets no
 			// more failed AUTHs than the one that held it.
@@ -253,11 +322,13 @@ func (w *Worker) attempt(ctx context.Context, job *queue.Job) (Result, error) {
 	}
 }
 
+// closeConn ends the worker's connection and gives its slot back.
 func (w *Worker) closeConn() {
 	if w.conn != nil {
 		w.conn.Close()
 		w.conn = nil
 	}
+	w.releaseSlot(context.Background())
 }
 
 // holdAction is what decide asks of the shared route state.
@@ -274,6 +345,10 @@ func (w *Worker) decide(job *queue.Job, res Result, err error) (queue.Outcome, *
 	var held errRouteHeld
 	if errors.As(err, &held) {
 		return w.handBack(held.reason), nil
+	}
+	var slotWait errWaitSlot
+	if errors.As(err, &slotWait) {
+		return w.waitOutcome(slotWait.wait, slotWait.Error()), nil
 	}
 	if err != nil {
 		var se *StepError

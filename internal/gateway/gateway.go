@@ -27,6 +27,7 @@ import (
 	"github.com/mailgate/mailgate/api"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/delivery"
+	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/queue"
 	"github.com/mailgate/mailgate/internal/routehealth"
 	"github.com/mailgate/mailgate/internal/token"
@@ -65,6 +66,7 @@ type Gateway struct {
 	ownRedis bool
 	queue    *queue.Queue
 	health   *routehealth.Health
+	limiter  *limits.Limiter
 	tokens   *token.Manager
 	api      *api.Server
 	listener net.Listener
@@ -100,6 +102,7 @@ func New(o Options) (*Gateway, error) {
 	}
 	g.queue = queue.New(g.rdb, queue.Options{Prefix: cfg.Redis.KeyPrefix, Retention: cfg.Retention, Now: o.Now})
 	g.health = routehealth.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
+	g.limiter = limits.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
 	tokens, err := token.New([]byte(cfg.Auth.SigningKey), cfg.Auth.Issuer,
 		token.NewRevocations(g.rdb, cfg.Redis.KeyPrefix, o.Now), o.Now)
 	if err != nil {
@@ -118,7 +121,7 @@ func New(o Options) (*Gateway, error) {
 			}
 		}
 		g.api, err = api.New(api.Options{Config: cfg, Queue: g.queue, Tokens: tokens, Limiter: limiter,
-			Health: g.health, Now: o.Now, Log: o.Log, Registry: reg})
+			Health: g.health, Usage: g.usage, Now: o.Now, Log: o.Log, Registry: reg})
 		if err != nil {
 			return nil, err
 		}
@@ -161,10 +164,19 @@ func (g *Gateway) buildWorkers() error {
 		for w := 0; w < n; w++ {
 			g.workers = append(g.workers, delivery.NewWorker(delivery.WorkerOptions{
 				Route: route, Queue: g.queue, Dialer: dialer, Policy: delivery.PolicyFrom(d),
-				Now: g.opts.Now, Log: g.log.With("worker", w), Hooks: g.opts.WorkerHooks, Health: g.health}))
+				Now: g.opts.Now, Log: g.log.With("worker", w), Hooks: g.opts.WorkerHooks, Health: g.health, Limiter: g.limiter}))
 		}
 	}
 	return nil
+}
+
+// usage reports a route's limit usage per mailbox, for GET /v1/routes.
+func (g *Gateway) usage(ctx context.Context, route string) (map[string]limits.Usage, error) {
+	r := g.cfg.Route(route)
+	if r == nil {
+		return nil, nil
+	}
+	return delivery.UsageOf(ctx, g.limiter, r)
 }
 
 // Addr is the API's listening address ("" in the worker role).

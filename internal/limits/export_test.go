@@ -1,0 +1,8 @@
+package limits
+
+// Windows and caps the tests check against.
+const (
+	RecipientWindow = recipientWindow
+	MessageWindow   = messageWindow
+	MaxConnWait     = maxConnWait
+)

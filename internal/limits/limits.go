@@ -1,0 +1,184 @@
+package limits
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+)
+
+const (
+	// messageWindow is the period the per-minute limit is spread over: a
+	// minute plus one second, so that evenly spaced admissions never put more
+	// than the limit into any 60 s window (see the package comment).
+	messageWindow = time.Minute + time.Second
+
+	// recipientWindow is the rolling window of the daily recipient limit: 24
+	// hours plus a margin for the time between admission and Exchange's count
+	// and for clock differences between instances.
+	recipientWindow = 24*time.Hour + 5*time.Minute
+
+	// usageMinute is the window of Usage.MessagesLastMinute.
+	usageMinute = time.Minute
+
+	// maxConnWait caps the wait answered when all connection slots are taken.
+	maxConnWait = time.Second
+
+	// DefaultLeaseTTL is the lease TTL AcquireConn uses when given none.
+	DefaultLeaseTTL = 2 * time.Minute
+)
+
+// ErrTooManyRecipients means a message has more recipients than its mailbox
+// may send in a whole day: it can never be admitted, so waiting is pointless.
+var ErrTooManyRecipients = errors.New("more recipients than the mailbox's daily limit")
+
+// Limits are a mailbox's submission limits; 0 means no limit.
+type Limits struct {
+	MessagesPerMinute int
+	MaxConnections    int
+	RecipientsPerDay  int
+}
+
+// Usage is what a mailbox is using now, for GET /v1/routes.
+type Usage struct {
+	Connections        int // live connection leases
+	MessagesLastMinute int // messages admitted in the last 60 s
+	RecipientsLastDay  int // recipients admitted within the daily window (24 h plus the margin)
+}
+
+// Limiter keeps per-mailbox limits in Redis, shared by every Limiter (every
+// mailgate instance) on the same Redis and prefix. It is safe for concurrent
+// use.
+type Limiter struct {
+	rdb    redis.UniversalClient
+	rate   *redis_rate.Limiter
+	prefix string
+	now    func() time.Time
+}
+
+// New returns a Limiter on rdb whose keys start with prefix ("mailgate" when
+// empty). now is the clock of the connection leases and of the recipient log
+// (time.Now when nil); the per-minute limit uses the Redis server's clock.
+func New(rdb redis.UniversalClient, prefix string, now func() time.Time) *Limiter {
+	if prefix == "" {
+		prefix = "mailgate"
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Limiter{rdb: rdb, rate: redis_rate.NewLimiter(rdb), prefix: prefix, now: now}
+}
+
+// keys are one mailbox's keys; they share the hash tag {route:mailbox}.
+type keys struct {
+	conns, log, rcpts, gcra string
+}
+
+func (l *Limiter) keys(route, mailbox string) (keys, error) {
+	if route == "" || strings.ContainsAny(route, ":{}") {
+		return keys{}, fmt.Errorf("invalid route name %q", route)
+	}
+	if mailbox == "" {
+		return keys{}, errors.New("empty mailbox")
+	}
+	base := l.prefix + ":limits:{" + route + ":" + strings.ToLower(mailbox) + "}:"
+	return keys{conns: base + "conns", log: base + "log", rcpts: base + "rcpts", gcra: base + "gcra"}, nil
+}
+
+// AdmitMessage decides whether a message with the given number of envelope
+// recipients may be submitted now through mailbox; call it right before MAIL
+// FROM. A zero wait means go ahead: the message has been counted against both
+// limits. A positive wait means the message was not counted and should be
+// tried again after wait. A message with more recipients than
+// lim.RecipientsPerDay returns an error wrapping ErrTooManyRecipients.
+//
+// lim.MaxConnections is not used here; see AcquireConn.
+func (l *Limiter) AdmitMessage(ctx context.Context, route, mailbox string, recipients int, lim Limits) (time.Duration, error) {
+	wait, err := l.admit(ctx, route, mailbox, recipients, lim)
+	if err != nil {
+		return 0, fmt.Errorf("admit message from %s on route %s: %w", mailbox, route, err)
+	}
+	return wait, nil
+}
+
+func (l *Limiter) admit(ctx context.Context, route, mailbox string, recipients int, lim Limits) (time.Duration, error) {
+	if recipients < 1 {
+		return 0, fmt.Errorf("%d recipients", recipients)
+	}
+	if lim.RecipientsPerDay > 0 && recipients > lim.RecipientsPerDay {
+		return 0, fmt.Errorf("%w: %d recipients, %d a day", ErrTooManyRecipients, recipients, lim.RecipientsPerDay)
+	}
+	if lim.MessagesPerMinute <= 0 && lim.RecipientsPerDay <= 0 {
+		return 0, nil
+	}
+	k, err := l.keys(route, mailbox)
+	if err != nil {
+		return 0, err
+	}
+	// 1. Over the daily limit: refuse before the GCRA spends a slot.
+	if lim.RecipientsPerDay > 0 && lim.MessagesPerMinute > 0 {
+		wait, err := l.recipients(ctx, k, recipients, lim.RecipientsPerDay, "")
+		if err != nil || wait > 0 {
+			return wait, err
+		}
+	}
+	// 2. The per-minute GCRA, which consumes a slot only when it admits.
+	if lim.MessagesPerMinute > 0 {
+		res, err := l.rate.Allow(ctx, k.gcra, redis_rate.Limit{Rate: lim.MessagesPerMinute, Period: messageWindow, Burst: 1})
+		if err != nil {
+			return 0, fmt.Errorf("messages per minute: %w", err)
+		}
+		if res.Allowed == 0 {
+			return ceilMS(res.RetryAfter), nil
+		}
+	}
+	// 3. Record the recipients, checking again: another instance may have
+	// taken the last of them since step 1 (the GCRA slot is then lost).
+	return l.recipients(ctx, k, recipients, lim.RecipientsPerDay, rand.Text())
+}
+
+// recipients runs recipientsScript; id "" only checks.
+func (l *Limiter) recipients(ctx context.Context, k keys, n, limit int, id string) (time.Duration, error) {
+	ms, err := recipientsScript.Run(ctx, l.rdb, []string{k.log, k.rcpts},
+		l.now().UnixMilli(), recipientWindow.Milliseconds(), n, limit, id).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("recipients per day: %w", err)
+	}
+	if ms < 0 {
+		return 0, fmt.Errorf("%w: %d recipients, %d a day", ErrTooManyRecipients, n, limit)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
+// Usage reads what mailbox is using now. It changes nothing, so expired
+// leases and log entries that no write has removed yet are left out by time.
+func (l *Limiter) Usage(ctx context.Context, route, mailbox string) (Usage, error) {
+	k, err := l.keys(route, mailbox)
+	if err != nil {
+		return Usage{}, fmt.Errorf("usage of %s on route %s: %w", mailbox, route, err)
+	}
+	now := l.now()
+	v, err := usageScript.RunRO(ctx, l.rdb, []string{k.conns, k.log, k.rcpts},
+		now.UnixMilli(), now.Add(-usageMinute).UnixMilli(), now.Add(-recipientWindow).UnixMilli()).Int64Slice()
+	if err != nil {
+		return Usage{}, fmt.Errorf("usage of %s on route %s: %w", mailbox, route, err)
+	}
+	if len(v) != 3 {
+		return Usage{}, fmt.Errorf("usage of %s on route %s: script returned %d values", mailbox, route, len(v))
+	}
+	return Usage{Connections: int(v[0]), MessagesLastMinute: int(v[1]), RecipientsLastDay: int(v[2])}, nil
+}
+
+// ceilMS rounds a positive wait up to whole milliseconds, so that a caller
+// retrying after it does not come back a fraction of a millisecond early.
+func ceilMS(d time.Duration) time.Duration {
+	if d <= 0 {
+		return time.Millisecond
+	}
+	return (d + time.Millisecond - 1).Truncate(time.Millisecond)
+}
