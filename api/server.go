@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/queue"
 	"github.com/mailgate/mailgate/internal/token"
 	"github.com/mailgate/mailgate/openapi"
@@ -38,8 +39,10 @@ type Options struct {
 	Tokens  *token.Manager
 	Limiter *redis_rate.Limiter // nil: no API rate limits
 	Health  RouteHealth         // nil: every route reports ok
-	Now     func() time.Time
-	Log     *slog.Logger
+	// Usage reports a route's current use of its limits, per mailbox.
+	Usage func(ctx context.Context, route string) (map[string]limits.Usage, error)
+	Now   func() time.Time
+	Log   *slog.Logger
 	// Registry collects the API's metrics and is served at /metrics.
 	Registry *prometheus.Registry
 }
@@ -57,6 +60,7 @@ type Server struct {
 	tokens   *token.Manager
 	limiter  *redis_rate.Limiter
 	health   RouteHealth
+	usage    func(ctx context.Context, route string) (map[string]limits.Usage, error)
 	now      func() time.Time
 	log      *slog.Logger
 	e        *echo.Echo
@@ -81,7 +85,7 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: o.Config, apps: apps, queue: o.Queue, tokens: o.Tokens, limiter: o.Limiter,
-		health: o.Health, now: o.Now, log: o.Log, metrics: newAPIMetrics(o.Registry)}
+		health: o.Health, usage: o.Usage, now: o.Now, log: o.Log, metrics: newAPIMetrics(o.Registry)}
 	e := echo.NewWithConfig(echo.Config{Logger: o.Log, HTTPErrorHandler: s.handleError})
 	e.Use(s.recoverPanics)
 
@@ -97,6 +101,7 @@ func New(o Options) (*Server, error) {
 	v1.POST("/messages/raw", s.submitRaw)
 	v1.GET("/messages/:id", s.getMessage)
 	v1.GET("/routes", s.listRoutes)
+	s.registerAdmin(v1)
 	s.e = e
 	return s, nil
 }

@@ -39,6 +39,7 @@ Usage:
   mailgate token revoke --config FILE TOKEN_OR_ID
   mailgate config check --config FILE [--mx DOMAIN]
   mailgate check --config FILE --route NAME [--send-test TO]
+  mailgate queue failed|requeue|delete --config FILE --route NAME [ID | --all] [--json]
   mailgate version
 
 MAILGATE_CONFIG may stand in for --config.
@@ -62,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		err = cmdDev(rest, stdout, stderr)
 	case "token":
 		err = cmdToken(rest, stdout, stderr, getenv)
+	case "queue":
+		err = cmdQueue(rest, stdout, stderr, getenv)
 	case "config":
 		if len(rest) == 0 || rest[0] != "check" {
 			fmt.Fprint(stderr, usage)

@@ -256,6 +256,9 @@ func (q *Queue) Claim(ctx context.Context, route string, lease time.Duration) (*
 		CreatedAt: time.UnixMilli(int64(atoi(h["created_at"]))),
 		Lease:     token,
 	}
+	if r := atoi(h["requeued_at"]); r > 0 {
+		j.CreatedAt = time.UnixMilli(int64(r)) // max_age counts from an operator's requeue
+	}
 	_ = json.Unmarshal([]byte(h["rcpt"]), &j.Recipients)
 	return j, nil
 }
