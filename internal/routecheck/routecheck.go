@@ -19,6 +19,7 @@ import (
 	"github.com/mailgate/mailgate/internal/compose"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/delivery"
+	"github.com/mailgate/mailgate/internal/oauth"
 	"github.com/mailgate/mailgate/internal/smtpreply"
 )
 
@@ -34,6 +35,9 @@ func Run(ctx context.Context, cfg *config.Config, r *config.Route, sendTo string
 		fmt.Fprintln(out, "  ! tls.insecure_skip_verify is on: the server's certificate is NOT verified")
 	}
 
+	if r.Auth.Mechanism == config.MechXOAUTH2 && !checkToken(ctx, r, out) {
+		return false
+	}
 	auth, err := delivery.AuthenticatorFor(r)
 	if err != nil {
 		fail(out, "auth", err.Error(), "")
@@ -87,6 +91,25 @@ func Run(ctx context.Context, cfg *config.Config, r *config.Route, sendTo string
 	}
 	fmt.Fprintf(out, "  ✓ %-8s %s\n", "send", res.Reply.String())
 	fmt.Fprintf(out, "ok: test message sent from %s to %s (Message-ID <%s>)\n", from, sendTo, msg.MessageID)
+	return true
+}
+
+// checkToken fetches an app-only token on its own, so a problem in Entra ID
+// (secret, certificate, tenant, consent) is told apart from one in Exchange.
+func checkToken(ctx context.Context, r *config.Route, out io.Writer) bool {
+	ts, err := oauth.NewTokenSource(&r.Auth.OAuth, oauth.Options{CAFile: r.TLS.CAFile})
+	if err != nil {
+		fail(out, "token", err.Error(), "")
+		return false
+	}
+	_, expires, err := ts.Token(ctx)
+	if err != nil {
+		// oauth errors carry Entra's code and what to change; never the secret.
+		fail(out, "token", err.Error(), "")
+		return false
+	}
+	fmt.Fprintf(out, "  ✓ %-8s app-only token from %s for client %s, valid until %s\n", "token",
+		ts.Authority(), r.Auth.OAuth.ClientID, expires.UTC().Format(time.RFC3339))
 	return true
 }
 

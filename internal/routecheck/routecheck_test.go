@@ -120,3 +120,26 @@ func otherCA(t *testing.T) string {
 	}
 	return p
 }
+
+func TestCheckXOAUTH2ShowsTheTokenStep(t *testing.T) {
+	t.Parallel()
+	for _, secret := range []string{"right-secret", "wrong-secret"} {
+		sim, cfg := setup(t)
+		sim.RegisterClientSecret("check-client", "right-secret")
+		r := &cfg.Routes[0]
+		r.Auth = config.RouteAuth{Mechanism: config.MechXOAUTH2, Username: "relay@contoso.com", OAuth: config.OAuth{
+			TenantID: sim.TenantID(), ClientID: "check-client", ClientSecret: secret, TokenURL: sim.TokenURL(),
+			Scope: config.Office365Scope}}
+		var out bytes.Buffer
+		ok := routecheck.Run(context.Background(), cfg, r, "", &out)
+		if secret == "right-secret" {
+			if !ok || !strings.Contains(out.String(), "✓ token") || !strings.Contains(out.String(), "✓ auth") {
+				t.Fatalf("check with the right secret:\n%s", out.String())
+			}
+			continue
+		}
+		if ok || !strings.Contains(out.String(), "✗ token") || strings.Contains(out.String(), "wrong-secret") {
+			t.Fatalf("check with a wrong secret (must fail at the token step, never print the secret):\n%s", out.String())
+		}
+	}
+}
