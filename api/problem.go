@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -64,12 +65,14 @@ func writeProblem(c *echo.Context, p *Problem) error {
 	if p.Status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="mailgate", Basic realm="mailgate"`)
 	}
-	b, err := json.Marshal(p)
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(p); err != nil {
 		return err
 	}
 	c.Response().WriteHeader(p.Status)
-	_, err = c.Response().Write(b)
+	_, err := c.Response().Write(b.Bytes())
 	return err
 }
 
