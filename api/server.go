@@ -45,6 +45,9 @@ type Options struct {
 	Log   *slog.Logger
 	// Registry collects the API's metrics and is served at /metrics.
 	Registry *prometheus.Registry
+	// MaxInFlightBytes bounds the request bodies being received and
+	// handled at once; 0 means DefaultMaxInFlightBytes.
+	MaxInFlightBytes int64
 }
 
 // RouteHealth tells whether a route is held, and why.
@@ -66,6 +69,7 @@ type Server struct {
 	e        *echo.Echo
 	draining atomic.Bool
 	metrics  *apiMetrics
+	budget   *bodyBudget
 }
 
 // New builds the API. It fails when an app's policy does not compile, which
@@ -85,7 +89,8 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: o.Config, apps: apps, queue: o.Queue, tokens: o.Tokens, limiter: o.Limiter,
-		health: o.Health, usage: o.Usage, now: o.Now, log: o.Log, metrics: newAPIMetrics(o.Registry)}
+		health: o.Health, usage: o.Usage, now: o.Now, log: o.Log, metrics: newAPIMetrics(o.Registry),
+		budget: newBodyBudget(o.MaxInFlightBytes)}
 	e := echo.NewWithConfig(echo.Config{Logger: o.Log, HTTPErrorHandler: s.handleError, JSONSerializer: jsonSerializer{}})
 	e.Use(s.recoverPanics)
 

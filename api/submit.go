@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +37,18 @@ func (s *Server) submit(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// A built message is larger than the request that describes it only by
+	// headers and MIME framing; base64 in JSON makes the request about 4/3 of
+	// the attachments. Reading at most twice the message limit keeps
+	// memory bounded while letting every acceptable message through.
+	limit := 2*app.maxBytes + 64<<10
+	// The budget comes before the rate limit: a request refused for the
+	// server's load should not cost the app its quota.
+	release, err := s.admitBody(c, app, limit)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if err := s.rateLimit(c, app); err != nil {
 		return err
 	}
@@ -45,21 +56,18 @@ func (s *Server) submit(c *echo.Context) error {
 	if err != nil {
 		return unsupportedType("")
 	}
-	// A built message is larger than the request that describes it only by
-	// headers and MIME framing; base64 in JSON makes the request about 4/3 of
-	// the attachments. Reading at most twice the message limit keeps
-	// memory bounded while letting every acceptable message through.
-	body := http.MaxBytesReader(c.Response(), c.Request().Body, 2*app.maxBytes+64<<10)
+	body := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
+	size := c.Request().ContentLength
 	var sub *submission
 	switch mt {
 	case "application/json":
-		sub, err = parseJSON(body)
+		sub, err = parseJSON(body, size)
 	case "multipart/form-data":
-		sub, err = parseMultipart(body, params["boundary"], app.maxBytes)
+		sub, err = parseMultipart(body, size, params["boundary"])
 	case "application/x-www-form-urlencoded":
-		sub, err = parseURLEncoded(body)
+		sub, err = parseURLEncoded(body, size)
 	case "text/plain":
-		sub, err = parsePlain(c, body, params["charset"])
+		sub, err = parsePlain(c, body, size, params["charset"])
 	default:
 		return unsupportedType(mt)
 	}
@@ -88,6 +96,11 @@ func (s *Server) submitRaw(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
+	release, err := s.admitBody(c, app, app.maxBytes)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if err := s.rateLimit(c, app); err != nil {
 		return err
 	}
@@ -95,7 +108,7 @@ func (s *Server) submitRaw(c *echo.Context) error {
 	if err != nil || mt != "message/rfc822" {
 		return unsupportedType(mt)
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, app.maxBytes))
+	raw, err := readSized(http.MaxBytesReader(c.Response(), c.Request().Body, app.maxBytes), c.Request().ContentLength)
 	if err != nil {
 		return tooLargeOr(fmt.Errorf("read body: %w", err), app)
 	}
@@ -252,10 +265,10 @@ type jsonSubmission struct {
 }
 
 type jsonAttachment struct {
-	Filename    string `json:"filename"`
-	ContentType string `json:"content_type"`
-	Content     string `json:"content"`
-	ContentID   string `json:"content_id"`
+	Filename    string      `json:"filename"`
+	ContentType string      `json:"content_type"`
+	Content     jsonContent `json:"content"`
+	ContentID   string      `json:"content_id"`
 }
 
 // addrList takes a string (one address, or several separated by commas)
@@ -297,8 +310,11 @@ func splitAddresses(s string) []string {
 	return out
 }
 
-func parseJSON(body io.Reader) (*submission, error) {
-	raw, err := io.ReadAll(body)
+// parseJSON decodes the body with json.Unmarshal straight from one buffer
+// of the declared size; attachments are base64-decoded as they are met
+// (jsonContent). See body.go for what that saves.
+func parseJSON(body io.Reader, size int64) (*submission, error) {
+	raw, err := readSized(body, size)
 	if err != nil {
 		return nil, err
 	}
@@ -306,27 +322,26 @@ func parseJSON(body io.Reader) (*submission, error) {
 	if !utf8.Valid(raw) {
 		return nil, errInvalidBody("the body is not valid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
 	var js jsonSubmission
-	if err := dec.Decode(&js); err != nil {
+	if err := json.Unmarshal(raw, &js); err != nil {
 		return nil, errInvalidBody("malformed JSON: " + jsonError(err))
 	}
-	if dec.More() {
-		return nil, errInvalidBody("malformed JSON: more than one value in the body")
+	dec := json.NewDecoder(bytes.NewReader(jsonSkeleton(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(new(jsonSubmission)); err != nil {
+		return nil, errInvalidBody("malformed JSON: " + jsonError(err))
 	}
 	sub := &submission{in: compose.Input{
 		From: js.From, To: js.To, Cc: js.Cc, Bcc: js.Bcc, ReplyTo: js.ReplyTo,
 		Subject: js.Subject, Text: js.Text, HTML: js.HTML, Headers: js.Headers,
 	}, metadata: js.Metadata}
 	for i, a := range js.Attachments {
-		content, err := base64.StdEncoding.DecodeString(a.Content)
-		if err != nil {
+		if a.Content.err != nil {
 			return nil, errInvalidBody("attachment content must be standard base64",
 				FieldError{Field: fmt.Sprintf("attachments[%d].content", i), Message: "invalid base64"})
 		}
 		sub.in.Attachments = append(sub.in.Attachments, compose.Attachment{
-			Filename: a.Filename, ContentType: a.ContentType, Content: content, ContentID: a.ContentID})
+			Filename: a.Filename, ContentType: a.ContentType, Content: a.Content.data, ContentID: a.ContentID})
 	}
 	if err := checkMetadata(sub.metadata); err != nil {
 		return nil, err
@@ -447,8 +462,8 @@ func appendAddrs(dst, vs []string) []string {
 	return dst
 }
 
-func parseURLEncoded(body io.Reader) (*submission, error) {
-	raw, err := io.ReadAll(body)
+func parseURLEncoded(body io.Reader, size int64) (*submission, error) {
+	raw, err := readSized(body, size)
 	if err != nil {
 		return nil, err
 	}
@@ -463,12 +478,16 @@ func parseURLEncoded(body io.Reader) (*submission, error) {
 }
 
 // parseMultipart streams the form: files go straight into attachments, and
-// nothing is spilled to disk.
-func parseMultipart(body io.Reader, boundary string, maxBytes int64) (*submission, error) {
+// nothing is spilled to disk. A file is read into one buffer the size of
+// what is left of the body (size, the Content-Length), which for the last
+// or only file is about its size; other fields are small and read as they
+// come.
+func parseMultipart(body io.Reader, size int64, boundary string) (*submission, error) {
 	if boundary == "" {
 		return nil, errInvalidBody("multipart/form-data without a boundary")
 	}
-	mr := multipart.NewReader(body, boundary)
+	cr := &countingReader{r: body}
+	mr := multipart.NewReader(cr, boundary)
 	values := map[string][]string{}
 	var files []compose.Attachment
 	for {
@@ -484,7 +503,18 @@ func parseMultipart(body io.Reader, boundary string, maxBytes int64) (*submissio
 			return nil, errInvalidBody("malformed multipart form: " + err.Error())
 		}
 		name := part.FormName()
-		data, err := io.ReadAll(part)
+		var data []byte
+		if part.FileName() != "" || name == "attachment" || name == "inline" {
+			// A part is at most what is left of the body and what the
+			// multipart reader has buffered of it (4 KiB).
+			left := int64(-1)
+			if size >= 0 {
+				left = size - cr.n + 4<<10
+			}
+			data, err = readSized(part, left)
+		} else {
+			data, err = io.ReadAll(part)
+		}
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
@@ -534,12 +564,12 @@ func validUTF8Values(values map[string][]string) error {
 
 // parsePlain is the one-liner: the body is the text, recipients and
 // subject come from the query string or the Subject header.
-func parsePlain(c *echo.Context, body io.Reader, charset string) (*submission, error) {
+func parsePlain(c *echo.Context, body io.Reader, size int64, charset string) (*submission, error) {
 	if cs := strings.ToLower(charset); cs != "" && cs != "utf-8" && cs != "us-ascii" && cs != "utf8" {
 		return nil, problem(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, "Unsupported media type",
 			"text/plain bodies must be UTF-8 (charset="+charset+")")
 	}
-	raw, err := io.ReadAll(body)
+	raw, err := readSized(body, size)
 	if err != nil {
 		return nil, err
 	}

@@ -24,8 +24,8 @@ type Attachment struct {
 	// ContentType is sniffed from the filename's extension, then from the
 	// content (mime.TypeByExtension, http.DetectContentType) when empty.
 	ContentType string
-	// Content is not copied: go-mail base64-encodes it straight from this
-	// slice while rendering.
+	// Content is not copied: Build base64-encodes it straight from this
+	// slice into the rendered message.
 	Content []byte
 	// ContentID, when set, makes the part inline: it goes into the
 	// multipart/related part next to the HTML, which refers to it as
@@ -199,14 +199,17 @@ func build(in Input, opt Options) (*Message, error) {
 		m.SetBodyWriter(gomail.TypeTextHTML, stringWriter(in.HTML))
 	}
 
+	// go-mail writes the embeds before the attachments; splice takes the
+	// bodies in that order.
 	var files, embeds []*gomail.File
-	size := len(in.Text) + len(in.HTML)
+	var embedBodies, fileBodies []*attachmentBody
 	for _, a := range atts {
+		body, token := newAttachmentBody(a.content)
 		f := &gomail.File{
 			Name:        a.filename,
 			ContentType: gomail.ContentType(a.contentType),
 			Header:      textproto.MIMEHeader{},
-			Writer:      bytesWriter(a.content),
+			Writer:      bytesWriter(token),
 		}
 		if a.contentID != "" {
 			f.Header.Set("Content-ID", "<"+a.contentID+">")
@@ -215,20 +218,26 @@ func build(in Input, opt Options) (*Message, error) {
 		// them; without HTML they travel as attachments.
 		if a.contentID != "" && in.HTML != "" {
 			embeds = append(embeds, f)
+			embedBodies = append(embedBodies, body)
 		} else {
 			files = append(files, f)
+			fileBodies = append(fileBodies, body)
 		}
-		size += len(a.content)/57*78 + 78 + 512 // base64 lines of 76 plus CRLF, and the part header
 	}
 	m.SetEmbeds(embeds)
 	m.SetAttachments(files)
 
+	// Without the attachments' content the rendering is small: text and
+	// HTML in quoted-printable, headers and part headers.
 	var buf bytes.Buffer
-	buf.Grow(size + size/8 + 4096)
+	buf.Grow((len(in.Text)+len(in.HTML))*9/8 + 1024*len(atts) + 4096)
 	if _, err := m.WriteTo(&buf); err != nil {
 		return nil, fmt.Errorf("compose: render message: %w", err)
 	}
-	out := buf.Bytes()
+	out, err := splice(buf.Bytes(), append(embedBodies, fileBodies...), 2)
+	if err != nil {
+		return nil, fmt.Errorf("compose: render message: %w", err)
+	}
 	if !bytes.HasSuffix(out, []byte("\r\n")) {
 		out = append(out, '\r', '\n')
 	}
