@@ -63,6 +63,9 @@ type Worker struct {
 	// say wait.
 	pauseUntil time.Time
 	lastActive time.Time
+	// waits caches, per mailbox and for a second, whether Exchange's quota
+	// made it wait: one Redis round trip per mailbox a second, not per message.
+	waits map[string]cachedWait
 	// held caches the route's hold state for a moment, so a busy worker
 	// does not ask Redis before every message.
 	held        bool
@@ -447,6 +450,7 @@ func (w *Worker) applyHold(ctx context.Context, job *queue.Job, h *holdAction) {
 		w.log.Error("route held: its messages stay queued until a probe succeeds", "reason", h.reason)
 	case h.mailbox:
 		mailbox := w.mailbox(job)
+		delete(w.waits, mailbox)
 		if err := w.health.HoldMailbox(ctx, w.route.Name, mailbox, h.until, h.reason); err != nil {
 			w.log.Error("cannot make the mailbox wait", "mailbox", mailbox, "err", err)
 			return
@@ -509,16 +513,33 @@ func (w *Worker) probeMailbox() string {
 	return w.route.Auth.Username
 }
 
+type cachedWait struct {
+	until, checked time.Time
+	reason         string
+}
+
 // mailboxWait tells whether the job's mailbox must wait for its quota.
 func (w *Worker) mailboxWait(ctx context.Context, job *queue.Job) (time.Time, string) {
 	if w.health == nil {
 		return time.Time{}, ""
 	}
-	until, reason, err := w.health.MailboxWait(ctx, w.route.Name, w.mailbox(job))
-	if err != nil || !until.After(w.now()) {
+	mailbox, now := w.mailbox(job), w.now()
+	c, ok := w.waits[mailbox]
+	if !ok || now.Sub(c.checked) >= time.Second {
+		until, reason, err := w.health.MailboxWait(ctx, w.route.Name, mailbox)
+		if err != nil {
+			return time.Time{}, ""
+		}
+		if w.waits == nil || len(w.waits) > 1000 {
+			w.waits = map[string]cachedWait{}
+		}
+		c = cachedWait{until: until, checked: now, reason: reason}
+		w.waits[mailbox] = c
+	}
+	if !c.until.After(now) {
 		return time.Time{}, ""
 	}
-	return until, reason
+	return c.until, c.reason
 }
 
 // deferred schedules the next attempt, or fails the message when that
