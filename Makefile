@@ -32,3 +32,4 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseRaw -fuzztime $(FUZZTIME) ./internal/compose
 	$(GO) test -run '^$$' -fuzz FuzzParseAddress -fuzztime $(FUZZTIME) ./internal/compose
 	$(GO) test -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME) ./internal/compose
+	$(GO) test -run '^$$' -fuzz FuzzParseJSONToMIME -fuzztime $(FUZZTIME) ./api
