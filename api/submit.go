@@ -159,7 +159,7 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 		return errValidation("Idempotency-Key must be at most 255 characters on one line",
 			FieldError{Field: "Idempotency-Key", Message: "too long or not one line"})
 	}
-	stored, created, err := s.queue.Enqueue(c.Request().Context(), queue.Message{
+	stored, created, err := s.enqueue(c.Request().Context(), queue.Message{
 		ID: id, App: app.id, Route: app.route,
 		From: msg.From.Address, HeaderFrom: msg.From.String(),
 		Recipients: msg.Recipients, To: msg.To, Cc: msg.Cc,
@@ -169,7 +169,14 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 	if err != nil {
 		s.log.Error("could not queue a message", "app", app.id, "id", id, "err", err)
 		s.metrics.submissions.WithLabelValues(app.id, "queue_unavailable").Inc()
-		return errQueueUnavailable()
+		p := errQueueUnavailable()
+		// Redis went away while this message was being stored, and did not
+		// come back in time to say whether it was: say so, rather than
+		// promise what cannot be known.
+		p.Detail = "Redis failed while the message was being stored and did not recover within " +
+			enqueueRetryFor.String() + "; it was most likely not stored. Retry with the same " +
+			"Idempotency-Key to be sure it is sent once (message id " + id + ")"
+		return p
 	}
 	if created {
 		s.metrics.submissions.WithLabelValues(app.id, "accepted").Inc()
@@ -181,6 +188,44 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 	}
 	c.Response().Header().Set("Location", "/v1/messages/"+stored)
 	return c.JSON(http.StatusAccepted, map[string]string{"id": stored, "status": queue.StatusQueued})
+}
+
+// enqueueRetryFor bounds how long a submission keeps trying to store its
+// message while Redis is unreachable, before it answers 503.
+const enqueueRetryFor = 10 * time.Second
+
+// enqueue stores m, retrying for a moment when Redis fails. A failure can
+// come after Redis ran the script but before its reply arrived (Redis
+// restarted, the connection dropped): answering 503 then would make the
+// client send the message a second time, under another Message-ID. The
+// enqueue script does nothing for an id it already stored, so retrying with
+// the same id is safe, and a success means the message is stored — once.
+func (s *Server) enqueue(ctx context.Context, m queue.Message) (string, bool, error) {
+	deadline := time.Now().Add(enqueueRetryFor)
+	wait := 50 * time.Millisecond
+	for {
+		id, created, err := s.queue.Enqueue(ctx, m)
+		if err == nil || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			if err == nil && !created && id == m.ID {
+				// Stored by an earlier try whose reply was lost.
+				created = true
+			}
+			if err != nil {
+				// Last word: a plain read may still tell whether an earlier
+				// try stored it.
+				if ok, xerr := s.queue.Exists(context.WithoutCancel(ctx), m.Route, m.ID); xerr == nil && ok {
+					return m.ID, true, nil
+				}
+			}
+			return id, created, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", false, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 func (s *Server) rateLimit(c *echo.Context, app *appPolicy) error {

@@ -137,6 +137,18 @@ func newLogger(w io.Writer, l config.Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// redisLog sends go-redis's own messages (every failed dial during an
+// outage) to the debug log; the workers and the API report outages once.
+type redisLog struct{ log *slog.Logger }
+
+func (r redisLog) Printf(_ context.Context, format string, v ...any) {
+	r.log.Debug(fmt.Sprintf(format, v...), "component", "go-redis")
+}
+
+// quietRedis installs redisLog. go-redis keeps its logger in a package
+// variable; main is the one place that may set it.
+func quietRedis(log *slog.Logger) { redis.SetLogger(redisLog{log}) }
+
 func cmdServe(args []string, stderr io.Writer, getenv func(string) string) error {
 	fs := newFlags("serve", stderr)
 	cfgFlag := fs.String("config", "", "configuration file")
@@ -150,7 +162,9 @@ func cmdServe(args []string, stderr io.Writer, getenv func(string) string) error
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	g, err := gateway.New(gateway.Options{Config: cfg, Role: *role, Log: newLogger(stderr, cfg.Log),
+	log := newLogger(stderr, cfg.Log)
+	quietRedis(log)
+	g, err := gateway.New(gateway.Options{Config: cfg, Role: *role, Log: log,
 		DrainDelay: cfg.Shutdown.DrainDelay, ShutdownTimeout: cfg.Shutdown.Timeout})
 	if err != nil {
 		return err

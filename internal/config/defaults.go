@@ -18,7 +18,7 @@ const (
 	DefaultMaxAge            = 24 * time.Hour
 	DefaultBackoffInitial    = 30 * time.Second
 	DefaultBackoffMax        = 30 * time.Minute
-	DefaultVisibilityTimeout = 5 * time.Minute
+	DefaultVisibilityTimeout = time.Minute
 	DefaultConnectTimeout    = 30 * time.Second
 	DefaultCommandTimeout    = 5 * time.Minute
 	DefaultIdleTimeout       = 30 * time.Second

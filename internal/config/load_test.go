@@ -53,7 +53,7 @@ func TestDefaults(t *testing.T) {
 			MaxAge:            24 * time.Hour,
 			BackoffInitial:    30 * time.Second,
 			BackoffMax:        30 * time.Minute,
-			VisibilityTimeout: 5 * time.Minute,
+			VisibilityTimeout: time.Minute,
 			ConnectTimeout:    30 * time.Second,
 			CommandTimeout:    5 * time.Minute,
 			IdleTimeout:       30 * time.Second,

@@ -48,46 +48,70 @@ func (w *Worker) ensureSlot(ctx context.Context, mailbox string) (time.Duration,
 	}
 	key := w.limitMailbox(mailbox)
 	if w.slot != nil && w.slotMailbox == key {
-		return 0, w.renewSlot(ctx)
+		return 0, nil
 	}
 	w.releaseSlot(ctx)
-	lease, wait, err := w.limiter.AcquireConn(ctx, w.route.Name, key, w.route.Limits.MaxConnections, limits.DefaultLeaseTTL)
+	lease, wait, err := w.limiter.AcquireConn(ctx, w.route.Name, key, w.route.Limits.MaxConnections, slotTTL)
 	if err != nil {
 		return 0, err
 	}
 	if lease == nil {
+		if w.slotWaitSince.IsZero() {
+			w.slotWaitSince = w.now()
+		} else if waited := w.now().Sub(w.slotWaitSince); waited > slotTTL && !w.slotWaitLogged {
+			w.log.Warn("waiting for a connection slot of the mailbox for longer than a slot lease lasts; "+
+				"are other instances holding them all?", "mailbox", key, "waited", waited.Round(time.Second))
+			w.slotWaitLogged = true
+		}
 		return max(wait, 50*time.Millisecond), nil
 	}
-	w.slot, w.slotMailbox, w.slotRenewed = lease, key, w.now()
+	w.slotWaitSince, w.slotWaitLogged = time.Time{}, false
+	w.slot, w.slotMailbox = lease, key
+	w.slotDone = keepSlot(lease, w.log)
 	return 0, nil
 }
 
-// renewSlot keeps the slot alive while the worker holds it.
-func (w *Worker) renewSlot(ctx context.Context) error {
-	if w.slot == nil || w.now().Sub(w.slotRenewed) < limits.DefaultLeaseTTL/3 {
-		return nil
-	}
-	if err := w.slot.Renew(ctx); err != nil {
-		if errors.Is(err, limits.ErrLeaseLost) {
-			// Our slot expired and may be someone else's now: give up the
-			// connection with it.
-			w.slot = nil
-			w.closeConn()
+// slotTTL is how long a connection slot outlives its holder: a process that
+// dies (kill -9) blocks its slots for at most this long. The holder renews
+// it every slotTTL/3 while it lives, even in the middle of a long DATA.
+// Instances' clocks must agree to well within this (NTP does).
+const slotTTL = 15 * time.Second
+
+// keepSlot renews lease until the returned stop is called.
+func keepSlot(lease *limits.Lease, log interface{ Warn(string, ...any) }) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(slotTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithTimeout(context.Background(), slotTTL/3)
+				err := lease.Renew(ctx)
+				cancel()
+				if errors.Is(err, limits.ErrLeaseLost) {
+					log.Warn("a connection slot expired while held; the limit may be exceeded briefly")
+					return
+				}
+			}
 		}
-		return err
-	}
-	w.slotRenewed = w.now()
-	return nil
+	}()
+	return func() { close(done); <-finished }
 }
 
 func (w *Worker) releaseSlot(ctx context.Context) {
 	if w.slot == nil {
 		return
 	}
+	w.slotDone()
 	if err := w.slot.Release(context.WithoutCancel(ctx)); err != nil {
 		w.log.Warn("could not release a connection slot; it expires by itself", "err", err)
 	}
-	w.slot = nil
+	w.slot, w.slotDone = nil, nil
 }
 
 // admit asks the shared per-mailbox limits whether job may be sent now. A

@@ -56,13 +56,18 @@ type Worker struct {
 	conn *Conn
 	// The connection slot (Exchange's 3 per mailbox, across instances)
 	// this worker holds, for which limiter mailbox, renewed when.
-	slot        *limits.Lease
-	slotMailbox string
-	slotRenewed time.Time
+	slot           *limits.Lease
+	slotMailbox    string
+	slotDone       func() // stops the slot's keeper
+	slotWaitSince  time.Time
+	slotWaitLogged bool
 	// pauseUntil keeps the worker from claiming while its mailbox's limits
 	// say wait.
 	pauseUntil time.Time
 	lastActive time.Time
+	// redisIsDown is set while Redis cannot be reached, so an outage is
+	// logged once, not every second.
+	redisIsDown bool
 	// waits caches, per mailbox and for a second, whether Exchange's quota
 	// made it wait: one Redis round trip per mailbox a second, not per message.
 	waits map[string]cachedWait
@@ -125,7 +130,6 @@ func NewWorker(o WorkerOptions) *Worker {
 // new one is taken.
 func (w *Worker) Run(ctx context.Context) {
 	defer w.closeConn()
-	redisDown := false
 	for ctx.Err() == nil {
 		if w.routeHeld(ctx) {
 			w.closeConn()
@@ -142,7 +146,7 @@ func (w *Worker) Run(ctx context.Context) {
 			// one never holds a message it cannot send.
 			wait, err := w.ensureSlot(ctx, w.probeMailbox())
 			if err != nil {
-				w.log.Error("cannot take a connection slot; retrying", "err", err)
+				w.redisDown("taking a connection slot", err)
 				sleep(ctx, time.Second)
 				continue
 			}
@@ -156,17 +160,11 @@ func (w *Worker) Run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if !redisDown {
-				w.log.Error("cannot take messages from the queue; retrying", "err", err)
-				redisDown = true
-			}
+			w.redisDown("taking messages", err)
 			sleep(ctx, time.Second)
 			continue
 		}
-		if redisDown {
-			w.log.Info("queue reachable again")
-			redisDown = false
-		}
+		w.redisUp()
 		if job == nil {
 			if (w.conn != nil || w.slot != nil) && w.now().Sub(w.lastActive) >= w.policy.IdleTimeout {
 				w.closeConn()
@@ -208,8 +206,13 @@ func (w *Worker) deliver(ctx context.Context, job *queue.Job) queue.Outcome {
 	if until, reason := w.mailboxWait(ctx, job); !until.IsZero() {
 		return queue.Outcome{Status: queue.StatusQueued, Due: until, Detail: "waiting: " + reason}
 	}
-	if w.conn != nil && w.conn.Mailbox != w.mailbox(job) {
+	switch {
+	case w.conn != nil && w.conn.Mailbox != w.mailbox(job):
 		w.closeConn() // its slot goes with it: never a connection without a slot
+	case w.conn != nil && w.now().Sub(w.conn.LastUsed) >= w.policy.IdleTimeout:
+		// Exchange may have closed it by now; the slot stays ours, so the
+		// message is not handed back after its admission was counted.
+		w.dropConn()
 	}
 	if w.conn == nil {
 		if wait, err := w.ensureSlot(ctx, w.mailbox(job)); err != nil || wait > 0 {
@@ -235,16 +238,39 @@ func (w *Worker) deliver(ctx context.Context, job *queue.Job) queue.Outcome {
 	return o
 }
 
-// record stores the outcome, retrying while Redis is briefly unreachable:
-// an outcome lost here means a second delivery later.
+// record stores the outcome, retrying while Redis is unreachable: an
+// outcome lost here means a second delivery later. While Redis is down no
+// other worker can take the message over either, and once it is back the
+// queue accepts a late outcome as long as nobody has taken the message
+// again, so the retries go on well past the lease.
 func (w *Worker) record(ctx context.Context, job *queue.Job, o queue.Outcome) error {
-	deadline := time.Now().Add(w.policy.Lease)
+	deadline := time.Now().Add(max(w.policy.Lease, 5*time.Minute))
 	for {
 		err := w.queue.Complete(ctx, job, o)
 		if err == nil || errors.Is(err, queue.ErrLeaseLost) || time.Now().After(deadline) {
+			if err == nil {
+				w.redisUp()
+			}
 			return err
 		}
+		w.redisDown("recording an outcome", err)
 		sleep(ctx, 500*time.Millisecond)
+	}
+}
+
+// redisDown logs, once per outage, that the worker cannot reach Redis.
+func (w *Worker) redisDown(doing string, err error) {
+	if !w.redisIsDown {
+		w.log.Error("Redis unreachable; retrying", "while", doing, "err", err)
+		w.redisIsDown = true
+	}
+}
+
+// redisUp logs the end of an outage.
+func (w *Worker) redisUp() {
+	if w.redisIsDown {
+		w.log.Info("Redis reachable again")
+		w.redisIsDown = false
 	}
 }
 
@@ -284,9 +310,6 @@ func (w *Worker) mailbox(job *queue.Job) string {
 // A reused connection that the server closed while idle is reopened once.
 func (w *Worker) attempt(ctx context.Context, job *queue.Job) (Result, error) {
 	mailbox := w.mailbox(job)
-	if w.conn != nil && (w.conn.Mailbox != mailbox || w.now().Sub(w.conn.LastUsed) >= w.policy.IdleTimeout) {
-		w.closeConn()
-	}
 	reused := w.conn != nil
 	for {
 		if w.conn == nil {
@@ -327,11 +350,17 @@ func (w *Worker) attempt(ctx context.Context, job *queue.Job) (Result, error) {
 
 // closeConn ends the worker's connection and gives its slot back.
 func (w *Worker) closeConn() {
+	w.dropConn()
+	w.releaseSlot(context.Background())
+}
+
+// dropConn ends the connection but keeps the slot, for a new connection to
+// the same mailbox.
+func (w *Worker) dropConn() {
 	if w.conn != nil {
 		w.conn.Close()
 		w.conn = nil
 	}
-	w.releaseSlot(context.Background())
 }
 
 // holdAction is what decide asks of the shared route state.
@@ -546,15 +575,29 @@ func (w *Worker) mailboxWait(ctx context.Context, job *queue.Job) (time.Time, st
 // attempt would come after max_age.
 func (w *Worker) deferred(job *queue.Job, rcpts []string, resp *queue.Response, detail string) queue.Outcome {
 	now := w.now()
-	wait := Backoff(job.Attempts+1, w.policy.BackoffInitial, w.policy.BackoffMax, w.jitter())
-	due := now.Add(wait)
-	if due.Sub(job.CreatedAt) > w.policy.MaxAge {
+	deadline := job.CreatedAt.Add(w.policy.MaxAge)
+	if !now.Before(deadline) {
 		return queue.Outcome{Status: queue.StatusFailed, Attempted: true, Response: resp,
 			Detail: fmt.Sprintf("not delivered within delivery.max_age (%s) after %d attempts; last: %s",
 				w.policy.MaxAge, job.Attempts+1, detail)}
 	}
-	return queue.Outcome{Status: queue.StatusDeferred, Attempted: true, Due: due, Response: resp, Recipients: rcpts,
-		Detail: fmt.Sprintf("%s; next attempt in %s", detail, wait.Round(time.Second))}
+	wait := Backoff(job.Attempts+1, w.policy.BackoffInitial, w.policy.BackoffMax, w.jitter())
+	// The last attempt is made at max_age, not skipped because the backoff
+	// would overshoot it.
+	wait = min(wait, deadline.Sub(now))
+	return queue.Outcome{Status: queue.StatusDeferred, Attempted: true, Due: now.Add(wait), Response: resp, Recipients: rcpts,
+		Detail: fmt.Sprintf("%s; next attempt in %s", detail, roundWait(wait))}
+}
+
+// roundWait shows a wait with the precision that matters for its size.
+func roundWait(d time.Duration) time.Duration {
+	switch {
+	case d < time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d < 10*time.Second:
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
 }
 
 // Backoff is the wait before attempt n (n >= 1 counts attempts made):

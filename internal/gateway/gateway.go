@@ -98,6 +98,11 @@ func New(o Options) (*Gateway, error) {
 		if err != nil {
 			return nil, fmt.Errorf("redis.url: %w", err)
 		}
+		// Fail fast while Redis is down: go-redis's defaults (5 dials per
+		// try, 4 tries) make every request of an outage wait about 2 s for
+		// its 503. The API answers and retries where it matters, and the
+		// workers have loops of their own.
+		ro.DialerRetries, ro.MaxRetries = 1, 1
 		g.rdb, g.ownRedis = redis.NewClient(ro), true
 	}
 	g.queue = queue.New(g.rdb, queue.Options{Prefix: cfg.Redis.KeyPrefix, Retention: cfg.Retention, Now: o.Now})

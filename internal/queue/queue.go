@@ -419,6 +419,15 @@ func (q *Queue) NextDue(ctx context.Context, route string) (due time.Time, ok bo
 	return time.UnixMilli(int64(zs[0].Score)), true, nil
 }
 
+// Exists reports whether message id is stored on route.
+func (q *Queue) Exists(ctx context.Context, route, id string) (bool, error) {
+	n, err := q.rdb.Exists(ctx, q.msgKey(route, id)).Result()
+	if err != nil {
+		return false, fmt.Errorf("exists %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
 // Ping checks that Redis answers.
 func (q *Queue) Ping(ctx context.Context) error { return q.rdb.Ping(ctx).Err() }
 

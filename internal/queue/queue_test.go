@@ -255,3 +255,35 @@ func TestIDsSortByTimeAndDiffer(t *testing.T) {
 		t.Fatalf("ids %s %s", a, b)
 	}
 }
+
+// A worker whose lease ran out while it could not reach Redis still records
+// its outcome when no other worker has taken the message since: no second
+// delivery. (When another worker has taken it, the outcome is refused:
+// TestExpiredLeaseIsTakenOverAndFenced.)
+func TestLateOutcomeAcceptedWhileNobodyTookOver(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	target, _, _ := b.q.Enqueue(ctx, message("target"))
+	slow, _ := b.q.Claim(ctx, "m365", 30*time.Second)
+	if slow == nil || slow.ID != target {
+		t.Fatalf("claimed %v", slow)
+	}
+	older, _, _ := b.q.Enqueue(ctx, message("older")) // due before the target will be
+	b.clock.Advance(time.Minute)
+	// Another worker's claim sweeps the target's expired lease back to
+	// ready and takes the older message.
+	other, _ := b.q.Claim(ctx, "m365", 30*time.Second)
+	if other == nil || other.ID != older {
+		t.Fatalf("the sweeping claim took %v, want the older message", other)
+	}
+	if err := b.q.Complete(ctx, slow, queue.Outcome{Status: queue.StatusSent, Attempted: true}); err != nil {
+		t.Fatalf("late outcome refused although nobody took the message: %v", err)
+	}
+	if st, _ := b.q.Get(ctx, "m365", target); st.Status != queue.StatusSent {
+		t.Fatalf("status %s, want sent", st.Status)
+	}
+	if again, _ := b.q.Claim(ctx, "m365", 30*time.Second); again != nil {
+		t.Fatalf("message %s is still waiting after its late outcome: it would be sent twice", again.ID)
+	}
+}

@@ -86,8 +86,21 @@ return 1
 // deferred/queued), ARGV[6] retention (ms), ARGV[7] attempts increment,
 // ARGV[8] event JSON ("" for none), ARGV[9..] field, value pairs to set
 // Returns 1, or 0 when the lease was lost (the outcome is not recorded).
+//
+// A late outcome is still taken when the lease ran out (Redis was down
+// longer than the visibility timeout, say) but no worker has taken the
+// message since: it waits in ready with no lease. The late worker did make
+// the attempt, so its outcome is the truth, and taking it avoids a second
+// delivery.
 var completeScript = redis.NewScript(`
-if redis.call("HGET", KEYS[2], "lease") ~= ARGV[2] then return 0 end
+local lease = redis.call("HGET", KEYS[2], "lease")
+if lease ~= ARGV[2] then
+  if lease == "" and redis.call("ZSCORE", KEYS[4], ARGV[1]) then
+    redis.call("ZREM", KEYS[4], ARGV[1])
+  else
+    return 0
+  end
+end
 redis.call("ZREM", KEYS[1], ARGV[1])
 local fields = {"lease", "", "status", ARGV[3], "updated_at", ARGV[4]}
 for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
