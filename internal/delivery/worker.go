@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/limits"
+	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/queue"
 	"github.com/mailgate/mailgate/internal/routehealth"
 	"github.com/mailgate/mailgate/internal/smtpreply"
@@ -52,6 +53,7 @@ type Worker struct {
 	hooks   *Hooks
 	health  *routehealth.Health
 	limiter *limits.Limiter
+	metrics *metrics.Delivery
 
 	conn *Conn
 	// The connection slot (Exchange's 3 per mailbox, across instances)
@@ -99,6 +101,8 @@ type WorkerOptions struct {
 	// Limiter, when set, keeps Exchange's per-mailbox limits across all
 	// instances (route.limits); without it only this worker's own pace applies.
 	Limiter *limits.Limiter
+	// Metrics, when set, records outcomes and attempt durations.
+	Metrics *metrics.Delivery
 }
 
 // NewWorker returns a worker for one route.
@@ -122,7 +126,7 @@ func NewWorker(o WorkerOptions) *Worker {
 		o.Policy.QuotaWait = time.Hour
 	}
 	return &Worker{route: o.Route, queue: o.Queue, dialer: o.Dialer, policy: o.Policy,
-		now: o.Now, jitter: o.Jitter, log: o.Log.With("route", o.Route.Name), hooks: o.Hooks, health: o.Health, limiter: o.Limiter}
+		now: o.Now, jitter: o.Jitter, log: o.Log.With("route", o.Route.Name), hooks: o.Hooks, health: o.Health, limiter: o.Limiter, metrics: o.Metrics}
 }
 
 // Run delivers until ctx is cancelled. A message being delivered when ctx
@@ -189,6 +193,11 @@ func (w *Worker) process(ctx context.Context, job *queue.Job) {
 			"status", o.Status, "err", err)
 		return
 	}
+	outcome := o.Status
+	if !o.Attempted && o.Status == queue.StatusQueued {
+		outcome = "waiting"
+	}
+	w.metrics.Outcome(w.route.Name, outcome)
 	if o.Attempted || o.Detail != "" {
 		log.Info("delivery attempt", "status", o.Status, "detail", o.Detail)
 	} else {
@@ -232,8 +241,12 @@ func (w *Worker) deliver(ctx context.Context, job *queue.Job) queue.Outcome {
 	case wait > 0:
 		return w.waitOutcome(wait, "per-mailbox limit")
 	}
+	started := time.Now()
 	res, err := w.attempt(ctx, job)
 	o, hold := w.decide(job, res, err)
+	if o.Attempted {
+		w.metrics.Attempt(w.route.Name, time.Since(started))
+	}
 	w.applyHold(ctx, job, hold)
 	return o
 }

@@ -17,17 +17,20 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mailgate/mailgate/api"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/delivery"
 	"github.com/mailgate/mailgate/internal/limits"
+	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/queue"
 	"github.com/mailgate/mailgate/internal/routehealth"
 	"github.com/mailgate/mailgate/internal/token"
@@ -67,11 +70,14 @@ type Gateway struct {
 	queue    *queue.Queue
 	health   *routehealth.Health
 	limiter  *limits.Limiter
-	tokens   *token.Manager
-	api      *api.Server
-	listener net.Listener
-	workers  []*delivery.Worker
-	log      *slog.Logger
+	registry *prometheus.Registry
+	// deliveryMetrics are the workers' (nil in the api role).
+	deliveryMetrics *metrics.Delivery
+	tokens          *token.Manager
+	api             *api.Server
+	listener        net.Listener
+	workers         []*delivery.Worker
+	log             *slog.Logger
 }
 
 // New builds a Gateway; nothing runs until Run.
@@ -115,9 +121,15 @@ func New(o Options) (*Gateway, error) {
 	}
 	g.tokens = tokens
 
+	g.registry = prometheus.NewRegistry()
+	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	routes := make([]string, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		routes[i] = r.Name
+	}
+	g.registry.MustRegister(metrics.NewQueueCollector(routes, g.depth))
 	if o.Role != RoleWorker {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg := g.registry
 		var limiter *redis_rate.Limiter
 		for _, a := range cfg.Apps {
 			if a.RateLimit.PerMinute > 0 {
@@ -137,7 +149,17 @@ func New(o Options) (*Gateway, error) {
 			}
 		}
 	}
+	if o.Role == RoleWorker {
+		// A worker-only process still answers probes and scrapes.
+		g.listener = o.Listener
+		if g.listener == nil {
+			if g.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
+				return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+			}
+		}
+	}
 	if o.Role != RoleAPI {
+		g.deliveryMetrics = metrics.NewDelivery(g.registry)
 		if err := g.buildWorkers(); err != nil {
 			if g.listener != nil && o.Listener == nil {
 				g.listener.Close()
@@ -169,10 +191,48 @@ func (g *Gateway) buildWorkers() error {
 		for w := 0; w < n; w++ {
 			g.workers = append(g.workers, delivery.NewWorker(delivery.WorkerOptions{
 				Route: route, Queue: g.queue, Dialer: dialer, Policy: delivery.PolicyFrom(d),
-				Now: g.opts.Now, Log: g.log.With("worker", w), Hooks: g.opts.WorkerHooks, Health: g.health, Limiter: g.limiter}))
+				Now: g.opts.Now, Log: g.log.With("worker", w), Hooks: g.opts.WorkerHooks, Health: g.health, Limiter: g.limiter,
+				Metrics: g.deliveryMetrics}))
 		}
 	}
 	return nil
+}
+
+// depth reads one route's queue and hold state, for the metrics.
+func (g *Gateway) depth(ctx context.Context, route string) (metrics.Depth, error) {
+	d, err := g.queue.Depth(ctx, route)
+	if err != nil {
+		return metrics.Depth{}, err
+	}
+	held, _, _, err := g.health.State(ctx, route)
+	if err != nil {
+		return metrics.Depth{}, err
+	}
+	return metrics.Depth{Waiting: d.Ready, Sending: d.InFlight, Failed: d.Failed, Held: held}, nil
+}
+
+// opsHandler serves /healthz, /readyz and /metrics in the worker role,
+// where there is no API.
+func (g *Gateway) opsHandler(draining *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if draining.Load() || g.queue.Ping(ctx) != nil {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"type":"about:blank","title":"Not ready","status":503,"code":"not_ready"}` + "\n"))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}))
+	return mux
 }
 
 // usage reports a route's limit usage per mailbox, for GET /v1/routes.
@@ -209,12 +269,21 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 
 	var srv *http.Server
+	var draining atomic.Bool
 	serveErr := make(chan error, 1)
-	if g.api != nil {
-		srv = &http.Server{Handler: g.api.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	if g.listener != nil {
+		handler := g.opsHandler(&draining)
+		if g.api != nil {
+			handler = g.api.Handler()
+		}
+		srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)}
 		go func() { serveErr <- srv.Serve(g.listener) }()
-		g.log.Info("API listening", "addr", g.Addr())
+		if g.api != nil {
+			g.log.Info("API listening", "addr", g.Addr())
+		} else {
+			g.log.Info("health and metrics listening", "addr", g.Addr())
+		}
 	}
 	g.log.Info("mailgate running", "role", g.opts.Role, "workers", len(g.workers), "routes", len(g.cfg.Routes))
 
@@ -231,7 +300,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	deadline, cancel := context.WithTimeout(context.Background(), g.opts.ShutdownTimeout)
 	defer cancel()
 	if srv != nil {
-		g.api.Drain()
+		draining.Store(true)
+		if g.api != nil {
+			g.api.Drain()
+		}
 		sleepCtx(deadline, g.opts.DrainDelay)
 		if err := srv.Shutdown(deadline); err != nil {
 			g.log.Warn("API did not finish its requests in time", "err", err)

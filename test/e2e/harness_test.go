@@ -41,6 +41,8 @@ type env struct {
 	tokens   *token.Manager
 	contract *contract.Validator
 	base     string // the API's base URL, when the API runs
+	// workerBase is the last worker-role gateway's health/metrics address.
+	workerBase string
 
 	mu       sync.Mutex
 	outcomes []outcome
@@ -148,7 +150,7 @@ func (e *env) start(role string) (stop func()) {
 	if role != gateway.RoleWorker {
 		e.base = "http://" + g.Addr()
 	} else {
-		ln.Close()
+		e.workerBase = "http://" + g.Addr() // health and metrics only
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

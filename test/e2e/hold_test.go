@@ -57,8 +57,9 @@ func TestRouteHeldOnAuthDisabledThenResumes(t *testing.T) {
 	}
 
 	e.sim.SetSMTPAuthDisabled("", false)
+	// 30 a minute: the five go out 2 s apart once the route is released.
 	for _, id := range ids {
-		e.waitStatus(tok, id, "sent", 10*time.Second)
+		e.waitStatus(tok, id, "sent", 30*time.Second)
 	}
 	if r := e.do("GET", "/v1/routes", "", tok, nil, nil); !strings.Contains(string(r.body), `"state":"ok"`) {
 		t.Fatalf("route still held after delivery resumed: %s", r.body)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -80,5 +81,43 @@ func TestTwoInstancesKeepThirtyAMinute(t *testing.T) {
 	r := e.do("GET", "/v1/routes", "", tok, nil, nil)
 	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"messages_last_minute":5`) {
 		t.Fatalf("route usage: %s", r.body)
+	}
+}
+
+// A worker-only process answers health probes and serves the delivery and
+// queue metrics, so it can be run and watched as its own deployment.
+func TestWorkerRoleServesHealthAndMetrics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.start(gateway.RoleAPI)
+	tok := e.token("monitoring")
+	id := e.submitJSON(tok, map[string]any{"to": "ops@contoso.com", "subject": "metrics", "text": "x"}, nil)
+	e.start(gateway.RoleWorker)
+	e.waitStatus(tok, id, "sent", 15*time.Second)
+	get := func(path string) string {
+		resp, err := http.Get(e.workerBase + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s on the worker: %d %s", path, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	get("/healthz")
+	get("/readyz")
+	m := get("/metrics")
+	for _, want := range []string{
+		`mailgate_delivery_outcomes_total{outcome="sent",route="m365"} 1`,
+		`mailgate_delivery_attempt_seconds_count{route="m365"} 1`,
+		`mailgate_queue_messages{route="m365",state="waiting"} 0`,
+		`mailgate_route_held{route="m365"} 0`,
+		`mailgate_queue_up 1`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("worker metrics lack %q", want)
+		}
 	}
 }
