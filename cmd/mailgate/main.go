@@ -255,11 +255,10 @@ func tokenRevoke(cfg *config.Config, tokenOrID string, stdout io.Writer) error {
 	} else if len(jti) != 32 || strings.Trim(jti, "0123456789abcdef") != "" {
 		return usageError{"give a token, or a token id (the jti: 32 hex characters)"}
 	}
-	ro, err := redis.ParseURL(cfg.Redis.URL)
+	rdb, err := gateway.NewRedisClient(cfg.Redis)
 	if err != nil {
-		return fmt.Errorf("redis.url: %w", err)
+		return err
 	}
-	rdb := redis.NewClient(ro)
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mailgate/mailgate/internal/token"
+	"github.com/mailgate/mailgate/test/redistest"
 )
 
 const validConfig = `
@@ -97,5 +100,44 @@ func TestUnknownCommand(t *testing.T) {
 	out.Reset()
 	if code := run([]string{"version"}, &out, &errOut, env(nil)); code != 0 || !strings.HasPrefix(out.String(), "mailgate ") {
 		t.Fatalf("version: %d %q", code, out.String())
+	}
+}
+
+// `mailgate token revoke` makes every instance refuse the token (the list is
+// in Redis), by token or by its id, and leaves the app's other tokens alone.
+func TestTokenRevokeCommand(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := writeConfig(t, validConfig+"redis:\n  url: "+srv.URL()+"\n")
+	e := env(map[string]string{"KEY": key})
+	issue := func() string {
+		var out, errOut bytes.Buffer
+		if code := run([]string{"token", "issue", "--config", cfg, "--app", "monitoring", "--ttl", "1h"}, &out, &errOut, e); code != 0 {
+			t.Fatalf("issue: %s", errOut.String())
+		}
+		return strings.TrimSpace(out.String())
+	}
+	byToken, byID, untouched := issue(), issue(), issue()
+	instance, _ := token.New([]byte(key), "mailgate", token.NewRevocations(srv.Client(), "mailgate", nil), nil)
+	c, err := instance.Parse(byID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range []string{byToken, c.ID} {
+		var out, errOut bytes.Buffer
+		if code := run([]string{"token", "revoke", "--config", cfg, arg}, &out, &errOut, e); code != 0 || !strings.HasPrefix(out.String(), "revoked ") {
+			t.Fatalf("revoke: exit %d, %q %q", code, out.String(), errOut.String())
+		}
+	}
+	for _, raw := range []string{byToken, byID} {
+		if _, err := instance.Verify(context.Background(), raw); !errors.Is(err, token.ErrRevoked) {
+			t.Fatalf("a revoked token verified: %v", err)
+		}
+	}
+	if _, err := instance.Verify(context.Background(), untouched); err != nil {
+		t.Fatalf("revoking two tokens refused a third: %v", err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"token", "revoke", "--config", cfg, "not-a-token"}, &out, &errOut, e); code != 2 {
+		t.Fatalf("revoke of garbage: exit %d", code)
 	}
 }

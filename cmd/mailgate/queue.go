@@ -13,9 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/gateway"
 	"github.com/mailgate/mailgate/internal/queue"
 )
 
@@ -69,11 +68,10 @@ func cmdQueue(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		id = pos[0]
 	}
 
-	ro, err := redis.ParseURL(cfg.Redis.URL)
+	rdb, err := gateway.NewRedisClient(cfg.Redis)
 	if err != nil {
-		return fmt.Errorf("redis.url: %w", err)
+		return err
 	}
-	rdb := redis.NewClient(ro)
 	defer rdb.Close()
 	q := queue.New(rdb, queue.Options{Prefix: cfg.Redis.KeyPrefix, Retention: cfg.Retention})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

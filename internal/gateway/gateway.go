@@ -100,16 +100,11 @@ func New(o Options) (*Gateway, error) {
 	cfg := o.Config
 	g := &Gateway{opts: o, cfg: cfg, log: o.Log, rdb: o.Redis}
 	if g.rdb == nil {
-		ro, err := redis.ParseURL(cfg.Redis.URL)
+		rdb, err := NewRedisClient(cfg.Redis)
 		if err != nil {
-			return nil, fmt.Errorf("redis.url: %w", err)
+			return nil, err
 		}
-		// Fail fast while Redis is down: go-redis's defaults (5 dials per
-		// try, 4 tries) make every request of an outage wait about 2 s for
-		// its 503. The API answers and retries where it matters, and the
-		// workers have loops of their own.
-		ro.DialerRetries, ro.MaxRetries = 1, 1
-		g.rdb, g.ownRedis = redis.NewClient(ro), true
+		g.rdb, g.ownRedis = rdb, true
 	}
 	g.queue = queue.New(g.rdb, queue.Options{Prefix: cfg.Redis.KeyPrefix, Retention: cfg.Retention, Now: o.Now})
 	g.health = routehealth.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
@@ -233,6 +228,22 @@ func (g *Gateway) opsHandler(draining *atomic.Bool) http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// NewRedisClient connects to the configured Redis (redis:// or rediss://).
+// Its errors never show the URL, which may hold a password.
+//
+// It fails fast while Redis is down: go-redis's defaults (5 dials per try, 4
+// tries) would make every request of an outage wait about 2 s for its 503.
+// The API answers and retries where it matters, and the workers have loops
+// of their own.
+func NewRedisClient(c config.Redis) (*redis.Client, error) {
+	ro, err := redis.ParseURL(c.URL)
+	if err != nil {
+		return nil, errors.New("redis.url is not a valid redis:// or rediss:// URL (not shown: it may hold a password)")
+	}
+	ro.DialerRetries, ro.MaxRetries = 1, 1
+	return redis.NewClient(ro), nil
 }
 
 // usage reports a route's limit usage per mailbox, for GET /v1/routes.
