@@ -149,21 +149,27 @@ func (s *Server) requeue(c *echo.Context) error {
 }
 
 func (s *Server) requeueAll(c *echo.Context) error {
+	return s.bulk(c, "requeued", s.queue.RequeueAll)
+}
+
+// bulk runs one operation on all of a route's failed messages and answers
+// {"<done>": n}; done is "requeued" or "deleted".
+func (s *Server) bulk(c *echo.Context, done string, op func(context.Context, string) (int, error)) error {
 	route, err := s.adminRoute(c)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), bulkTimeout)
 	defer cancel()
-	n, err := s.queue.RequeueAll(ctx, route)
+	n, err := op(ctx, route)
 	if n > 0 {
-		s.log.Info("failed messages requeued", "route", route, "count", n, "operator", s.operator(c))
+		s.log.Info("failed messages "+done, "route", route, "count", n, "operator", s.operator(c))
 	}
 	if err != nil {
-		s.log.Error("cannot requeue failed messages", "route", route, "requeued", n, "err", err)
+		s.log.Error("bulk operation on failed messages stopped", "route", route, done, n, "err", err)
 		return errAdminQueue()
 	}
-	return c.JSON(http.StatusOK, map[string]int{"requeued": n})
+	return c.JSON(http.StatusOK, map[string]int{done: n})
 }
 
 func (s *Server) deleteMessage(c *echo.Context) error {
@@ -189,19 +195,5 @@ func (s *Server) deleteMessage(c *echo.Context) error {
 }
 
 func (s *Server) deleteAllFailed(c *echo.Context) error {
-	route, err := s.adminRoute(c)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), bulkTimeout)
-	defer cancel()
-	n, err := s.queue.DeleteAll(ctx, route)
-	if n > 0 {
-		s.log.Info("failed messages deleted", "route", route, "count", n, "operator", s.operator(c))
-	}
-	if err != nil {
-		s.log.Error("cannot delete failed messages", "route", route, "deleted", n, "err", err)
-		return errAdminQueue()
-	}
-	return c.JSON(http.StatusOK, map[string]int{"deleted": n})
+	return s.bulk(c, "deleted", s.queue.DeleteAll)
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/limits"
+	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/queue"
 	"github.com/mailgate/mailgate/internal/token"
 	"github.com/mailgate/mailgate/openapi"
@@ -68,7 +69,7 @@ type Server struct {
 	log      *slog.Logger
 	e        *echo.Echo
 	draining atomic.Bool
-	metrics  *apiMetrics
+	metrics  *metrics.API
 	budget   *bodyBudget
 }
 
@@ -89,7 +90,7 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: o.Config, apps: apps, queue: o.Queue, tokens: o.Tokens, limiter: o.Limiter,
-		health: o.Health, usage: o.Usage, now: o.Now, log: o.Log, metrics: newAPIMetrics(o.Registry),
+		health: o.Health, usage: o.Usage, now: o.Now, log: o.Log, metrics: metrics.NewAPI(o.Registry),
 		budget: newBodyBudget(o.MaxInFlightBytes)}
 	e := echo.NewWithConfig(echo.Config{Logger: o.Log, HTTPErrorHandler: s.handleError, JSONSerializer: jsonSerializer{}})
 	e.Use(s.recoverPanics)

@@ -168,7 +168,7 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 	})
 	if err != nil {
 		s.log.Error("could not queue a message", "app", app.id, "id", id, "err", err)
-		s.metrics.submissions.WithLabelValues(app.id, "queue_unavailable").Inc()
+		s.metrics.Submission(app.id, "queue_unavailable", 0)
 		p := errQueueUnavailable()
 		// Redis went away while this message was being stored, and did not
 		// come back in time to say whether it was: say so, rather than
@@ -179,12 +179,11 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 		return p
 	}
 	if created {
-		s.metrics.submissions.WithLabelValues(app.id, "accepted").Inc()
-		s.metrics.bytes.WithLabelValues(app.id).Add(float64(len(msg.Bytes)))
+		s.metrics.Submission(app.id, "accepted", len(msg.Bytes))
 		s.log.Info("message queued", "app", app.id, "id", stored, "route", app.route,
 			"recipients", len(msg.Recipients), "bytes", len(msg.Bytes))
 	} else {
-		s.metrics.submissions.WithLabelValues(app.id, "idempotent_replay").Inc()
+		s.metrics.Submission(app.id, "idempotent_replay", 0)
 	}
 	c.Response().Header().Set("Location", "/v1/messages/"+stored)
 	return c.JSON(http.StatusAccepted, map[string]string{"id": stored, "status": queue.StatusQueued})

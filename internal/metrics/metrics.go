@@ -110,3 +110,33 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up)
 }
+
+// API is what the HTTP API records.
+type API struct {
+	submissions *prometheus.CounterVec
+	bytes       *prometheus.CounterVec
+}
+
+// NewAPI registers the API's metrics on reg.
+func NewAPI(reg prometheus.Registerer) *API {
+	a := &API{
+		submissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailgate_submissions_total",
+			Help: "Submissions that reached the queue step, by app and result (accepted, idempotent_replay, queue_unavailable).",
+		}, []string{"app", "result"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailgate_submitted_bytes_total",
+			Help: "Bytes of accepted messages, by app.",
+		}, []string{"app"}),
+	}
+	reg.MustRegister(a.submissions, a.bytes)
+	return a
+}
+
+// Submission records one submission's result, and its size when accepted.
+func (a *API) Submission(app, result string, size int) {
+	a.submissions.WithLabelValues(app, result).Inc()
+	if result == "accepted" {
+		a.bytes.WithLabelValues(app).Add(float64(size))
+	}
+}
