@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/gateway"
 	"github.com/mailgate/mailgate/internal/token"
 )
@@ -351,5 +353,33 @@ func TestOperationalEndpoints(t *testing.T) {
 	r := e.do("GET", "/v1/routes", "", e.token("monitoring"), nil, nil)
 	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"name":"m365"`) || !strings.Contains(string(r.body), `"state":"ok"`) {
 		t.Fatalf("routes: %d %s", r.status, r.body)
+	}
+}
+
+// An app over its API rate limit gets 429 rate_limited with Retry-After, and
+// the refused request queues nothing; another app is not affected.
+func TestRateLimitedApp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *config.Config) { c.Apps[0].RateLimit.PerMinute = 2 })
+	e.start(gateway.RoleAPI)
+	tok := e.token("monitoring")
+	body := []byte(`{"to":"ops@contoso.com","text":"x"}`)
+	for i := 0; i < 2; i++ {
+		if r := e.do("POST", "/v1/messages", "application/json", tok, body, nil); r.status != http.StatusAccepted {
+			t.Fatalf("request %d within the limit: %d %s", i+1, r.status, r.body)
+		}
+	}
+	r := e.do("POST", "/v1/messages", "application/json", tok, body, nil)
+	if r.status != http.StatusTooManyRequests || r.json(t)["code"] != "rate_limited" {
+		t.Fatalf("third request: %d %s", r.status, r.body)
+	}
+	if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
+		t.Fatalf("Retry-After %q, want whole seconds in [1, 60]", r.header.Get("Retry-After"))
+	}
+	if n := e.redis.Client().ZCard(context.Background(), "mailgate:{m365}:ready").Val(); n != 2 {
+		t.Fatalf("%d messages queued, want the 2 within the limit", n)
+	}
+	if r := e.do("POST", "/v1/messages", "application/json", e.token("billing"), body, nil); r.status != http.StatusAccepted {
+		t.Fatalf("another app was limited too: %d", r.status)
 	}
 }
