@@ -151,8 +151,28 @@ func (s *Server) handleError(c *echo.Context, err error) {
 			p = problem(http.StatusInternalServerError, CodeInternal, "Internal error", "the request could not be processed")
 		}
 	}
+	s.logRefusal(c, p)
 	if err := writeProblem(c, p); err != nil {
 		s.log.Debug("could not write error response", "err", err)
+	}
+}
+
+// logRefusal leaves a trace of every refused request, so an operator can
+// see why an app's mail is not getting through. Bodies and tokens are never
+// logged.
+func (s *Server) logRefusal(c *echo.Context, p *Problem) {
+	attrs := []any{"method", c.Request().Method, "path", c.Request().URL.Path, "status", p.Status,
+		"code", p.Code, "detail", p.Detail, "remote", c.RealIP()}
+	if app, ok := c.Get(ctxApp).(*appPolicy); ok {
+		attrs = append(attrs, "app", app.id)
+	}
+	switch {
+	case p.Status >= 500:
+		s.log.Warn("request refused", attrs...)
+	case p.Status == http.StatusNotFound && c.Get(ctxClaims) == nil:
+		s.log.Debug("request refused", attrs...) // scanners probing paths
+	default:
+		s.log.Info("request refused", attrs...)
 	}
 }
 
