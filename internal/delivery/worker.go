@@ -414,6 +414,15 @@ func (w *Worker) decide(job *queue.Job, res Result, err error) (queue.Outcome, *
 		case smtpreply.Fail:
 			return queue.Outcome{Status: queue.StatusFailed, Attempted: true, Response: resp, Detail: detail}, nil
 		case smtpreply.HoldRoute:
+			if w.health != nil && w.mailboxOnly(se) {
+				// One mailbox of a {from} route cannot authenticate (SMTP AUTH
+				// is often enabled mailbox by mailbox): only its messages
+				// wait, and it is tried again once per probe interval.
+				until := w.now().Add(w.policy.ProbeInterval)
+				o := queue.Outcome{Status: queue.StatusQueued, Due: until, Response: resp,
+					Detail: "mailbox " + w.mailbox(job) + " cannot authenticate, its messages wait: " + detail}
+				return o, &holdAction{mailbox: true, until: until, reason: detail}
+			}
 			if w.health != nil {
 				return w.handBack(detail), &holdAction{route: true, reason: detail}
 			}
@@ -468,6 +477,18 @@ func (w *Worker) decide(job *queue.Job, res Result, err error) (queue.Outcome, *
 type errRouteHeld struct{ reason string }
 
 func (e errRouteHeld) Error() string { return "route held: " + e.reason }
+
+// mailboxOnly reports whether an AUTH refusal concerns one mailbox of a
+// {from} route rather than the whole route: Exchange says "for the Tenant"
+// when SMTP AUTH is off tenant-wide, and a block or a bad app credential
+// fails every mailbox alike.
+func (w *Worker) mailboxOnly(se *StepError) bool {
+	if w.fixedMailbox() || se.Stage != StageAuth || se.Reply == nil {
+		return false
+	}
+	text := strings.ToLower(se.Reply.Text)
+	return se.Reply.Enhanced == "5.7.139" && !strings.Contains(text, "tenant")
+}
 
 // handBack returns a message to the queue untouched — no attempt counted —
 // because its route cannot deliver anything right now.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -125,5 +126,44 @@ func TestTokenExpiryMidRun(t *testing.T) {
 	}
 	if r := e.do("GET", "/v1/routes", "", tok, nil, nil); strings.Contains(string(r.body), `"held"`) {
 		t.Fatalf("route held: %s", r.body)
+	}
+}
+
+// On a {from} route, one mailbox with SMTP AUTH disabled (535 5.7.139 "for
+// the Mailbox") makes only its own messages wait: the other mailboxes keep
+// sending, the route is not held, and the mailbox's messages go out once it
+// is enabled.
+func TestFromMailboxWithAuthDisabledWaitsAlone(t *testing.T) {
+	t.Parallel()
+	opts := exosim.Options{Mailboxes: map[string]string{"alice@contoso.com": "", "bob@contoso.com": ""}}
+	e := oauthEnv(t, opts, false, func(c *config.Config) {
+		r := &c.Routes[0]
+		r.Auth.Username = config.FromMailbox
+		r.Mailboxes = []string{"alice@contoso.com", "bob@contoso.com"}
+		r.SendAs = nil
+		c.Delivery.ProbeInterval = 300 * time.Millisecond
+		c.Apps = []config.App{{ID: "monitoring", Route: "m365",
+			From: config.AppFrom{Default: "alice@contoso.com", Allowed: []string{"alice@contoso.com", "bob@contoso.com"}}}}
+	})
+	e.sim.SetSMTPAuthDisabled("bob@contoso.com", true)
+	e.start(gateway.RoleAll)
+	tok := e.token("monitoring")
+	bob := e.submitJSON(tok, map[string]any{"from": "bob@contoso.com", "to": "ops@contoso.com", "text": "from bob"}, nil)
+	alice := e.submitJSON(tok, map[string]any{"from": "alice@contoso.com", "to": "ops@contoso.com", "text": "from alice"}, nil)
+	ast := e.waitStatus(tok, alice, "sent", 15*time.Second)
+	if evs := fmt.Sprint(ast["events"]); strings.Contains(evs, "held") || ast["attempts"].(float64) != 1 {
+		t.Fatalf("alice's message waited for bob's mailbox: %v", ast)
+	}
+	st := e.status(tok, bob)
+	if st["status"] == "sent" || st["status"] == "failed" || st["attempts"].(float64) != 0 {
+		t.Fatalf("bob's message: %v", st)
+	}
+	if r := e.do("GET", "/v1/routes", "", tok, nil, nil); strings.Contains(string(r.body), `"held"`) {
+		t.Fatalf("one mailbox held the whole route: %s", r.body)
+	}
+	e.sim.SetSMTPAuthDisabled("bob@contoso.com", false)
+	st = e.waitStatus(tok, bob, "sent", 15*time.Second)
+	if !strings.Contains(fmt.Sprint(st["events"]), "cannot authenticate") {
+		t.Fatalf("the wait was not recorded: %v", st["events"])
 	}
 }
