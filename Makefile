@@ -10,7 +10,7 @@ test: deps fmt-check vet
 
 ## deps: the integration tests need a real redis-server (Redis 7)
 deps:
-	@./scripts/ensure-redis.sh
+	@./test/ensure-redis.sh
 
 vet:
 	$(GO) vet ./...
