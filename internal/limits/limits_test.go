@@ -12,20 +12,12 @@ import (
 
 	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/test/redistest"
+	"github.com/mailgate/mailgate/test/testclock"
 )
-
-// clock is a settable time source shared by a test and its limiters.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 type bundle struct {
 	rdb   *redis.Client
-	clock *clock
+	clock *testclock.Clock
 	// a and b are two mailgate instances: separate clients, one Redis.
 	a, b *limits.Limiter
 }
@@ -33,7 +25,7 @@ type bundle struct {
 func setup(t *testing.T) bundle {
 	t.Helper()
 	srv := redistest.Start(t)
-	c := &clock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
 	rdb := srv.Client()
 	return bundle{
 		rdb:   rdb,

@@ -2,19 +2,15 @@ package oauth_test
 
 import (
 	"context"
-	"errors"
 	"net/http"
-	"net/textproto"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/wneessen/go-mail/smtp"
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/oauth"
 	"github.com/mailgate/mailgate/test/exosim"
+	"github.com/mailgate/mailgate/test/testclock"
 )
 
 const (
@@ -30,14 +26,14 @@ const (
 type testBundle struct {
 	sim   *exosim.Sim
 	oauth config.OAuth
-	clock *fakeClock
+	clock *testclock.Clock
 }
 
 // setup starts a simulator with the relay and alice mailboxes. mod, when not
 // nil, changes its options first.
 func setup(t *testing.T, mod func(*exosim.Options)) *testBundle {
 	t.Helper()
-	clock := newFakeClock()
+	clock := testclock.New(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	opt := exosim.Options{
 		Mailboxes: map[string]string{relay: "relay-password", alice: "alice-password"},
 		Now:       clock.Now,
@@ -108,55 +104,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// dialTLS connects with go-mail's SMTP client, the one mailgate uses, and
-// says STARTTLS; the connection closes when the test ends.
-func dialTLS(t *testing.T, sim *exosim.Sim) *smtp.Client {
-	t.Helper()
-	c, err := smtp.Dial(sim.Addr())
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.StartTLS(sim.TLSConfig()); err != nil {
-		t.Fatalf("starttls: %v", err)
-	}
-	return c
-}
-
-// wantReply fails unless err is the SMTP reply code with enhanced code.
-func wantReply(t *testing.T, err error, code int, enhanced string) {
-	t.Helper()
-	var te *textproto.Error
-	if !errors.As(err, &te) {
-		t.Fatalf("want %d %s, got %v", code, enhanced, err)
-	}
-	if te.Code != code || !strings.HasPrefix(te.Msg, enhanced+" ") {
-		t.Fatalf("want %d %s, got %d %s", code, enhanced, te.Code, te.Msg)
-	}
-}
-
-// fakeClock is an Options.Now that moves only when told.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 // hookTransport calls before for each request to the token endpoint (not

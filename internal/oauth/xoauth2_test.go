@@ -7,6 +7,7 @@ import (
 	"github.com/wneessen/go-mail/smtp"
 
 	"github.com/mailgate/mailgate/internal/oauth"
+	"github.com/mailgate/mailgate/test/exosim"
 )
 
 // auth runs AUTH XOAUTH2 as mailbox on a new connection.
@@ -16,7 +17,7 @@ func auth(t *testing.T, b *testBundle, xo *oauth.XOAUTH2, mailbox string) error 
 	if err != nil {
 		t.Fatalf("Auth(%s): %v", mailbox, err)
 	}
-	return dialTLS(t, b.sim).Auth(a)
+	return b.sim.DialTLS(t).Auth(a)
 }
 
 func TestXOAUTH2(t *testing.T) {
@@ -24,7 +25,7 @@ func TestXOAUTH2(t *testing.T) {
 	b := setup(t, nil)
 	xo := oauth.NewXOAUTH2(b.tokenSource(t, b.options()))
 
-	c := dialTLS(t, b.sim)
+	c := b.sim.DialTLS(t)
 	a, err := xo.Auth(ctxFor(t), relay)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +45,7 @@ func TestXOAUTH2(t *testing.T) {
 	// Entra revokes the token before its time: Exchange refuses it, and
 	// after Refused the next AUTH brings a new one.
 	b.sim.ExpireTokens()
-	wantReply(t, auth(t, b, xo, relay), 535, "5.7.3")
+	exosim.WantReply(t, auth(t, b, xo, relay), 535, "5.7.3")
 	xo.Refused(relay)
 	if err := auth(t, b, xo, relay); err != nil {
 		t.Fatalf("AUTH after Refused: %v", err)
@@ -64,12 +65,12 @@ func TestXOAUTH2RefusedTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.sim.ExpireTokens()
-	wantReply(t, auth(t, b, xo, relay), 535, "5.7.3")
+	exosim.WantReply(t, auth(t, b, xo, relay), 535, "5.7.3")
 	xo.Refused(relay)
 	if err := auth(t, b, xo, relay); err != nil {
 		t.Fatalf("AUTH after Refused: %v", err)
 	}
-	wantReply(t, dialTLS(t, b.sim).Auth(late), 535, "5.7.3")
+	exosim.WantReply(t, b.sim.DialTLS(t).Auth(late), 535, "5.7.3")
 	xo.Refused(alice)
 	if err := auth(t, b, xo, alice); err != nil {
 		t.Fatalf("AUTH as %s: %v", alice, err)

@@ -3,33 +3,24 @@ package queue_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mailgate/mailgate/internal/queue"
 	"github.com/mailgate/mailgate/test/redistest"
+	"github.com/mailgate/mailgate/test/testclock"
 )
-
-// clock is a settable time source shared by a test and its queue.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 type bundle struct {
 	q     *queue.Queue
-	clock *clock
+	clock *testclock.Clock
 	srv   *redistest.Server
 }
 
 func setup(t *testing.T) bundle {
 	t.Helper()
 	srv := redistest.Start(t)
-	c := &clock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC))
 	q := queue.New(srv.Client(), queue.Options{Retention: time.Hour, Now: c.Now})
 	return bundle{q: q, clock: c, srv: srv}
 }

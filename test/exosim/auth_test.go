@@ -11,6 +11,7 @@ import (
 	"github.com/wneessen/go-mail/smtp"
 
 	"github.com/mailgate/mailgate/test/exosim"
+	"github.com/mailgate/mailgate/test/testclock"
 )
 
 const (
@@ -56,7 +57,7 @@ func token(t *testing.T, sim *exosim.Sim) string {
 
 func TestXOAuth2(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
+	clock := testclock.New(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	opt := submissionOptions()
 	opt.Now = clock.Now
 	sim := exosim.Start(t, opt)
@@ -68,7 +69,7 @@ func TestXOAuth2(t *testing.T) {
 	}
 	tok := body["access_token"].(string)
 
-	c := dialTLS(t, sim)
+	c := sim.DialTLS(t)
 	if err := c.Auth(smtp.XOAuth2Auth(relay, tok)); err != nil {
 		t.Fatalf("XOAUTH2 with a fresh token: %v", err)
 	}
@@ -96,12 +97,12 @@ func TestXOAuth2(t *testing.T) {
 	for name, creds := range refused {
 		t.Run(name, func(t *testing.T) {
 			user, tok := creds()
-			wantReply(t, dialTLS(t, sim).Auth(smtp.XOAuth2Auth(user, tok)), 535, "5.7.3")
+			exosim.WantReply(t, sim.DialTLS(t).Auth(smtp.XOAuth2Auth(user, tok)), 535, "5.7.3")
 		})
 	}
 
 	// A token issued after ExpireTokens works again.
-	if err := dialTLS(t, sim).Auth(smtp.XOAuth2Auth(relay, token(t, sim))); err != nil {
+	if err := sim.DialTLS(t).Auth(smtp.XOAuth2Auth(relay, token(t, sim))); err != nil {
 		t.Fatalf("XOAUTH2 with a new token: %v", err)
 	}
 	if n := sim.TokensIssued(); n != 5 {
@@ -115,9 +116,9 @@ func TestBasicAuthDisabled(t *testing.T) {
 	sim.RegisterClientSecret(appID, appSecret)
 	sim.SetBasicAuthDisabled(true)
 
-	wantReply(t, dialTLS(t, sim).Auth(smtp.LoginAuth(alice, alicePW, sim.Host(), false)), 550, "5.7.30")
-	wantReply(t, dialTLS(t, sim).Auth(smtp.PlainAuth("", alice, alicePW, sim.Host(), false)), 550, "5.7.30")
-	if err := dialTLS(t, sim).Auth(smtp.XOAuth2Auth(alice, token(t, sim))); err != nil {
+	exosim.WantReply(t, sim.DialTLS(t).Auth(smtp.LoginAuth(alice, alicePW, sim.Host(), false)), 550, "5.7.30")
+	exosim.WantReply(t, sim.DialTLS(t).Auth(smtp.PlainAuth("", alice, alicePW, sim.Host(), false)), 550, "5.7.30")
+	if err := sim.DialTLS(t).Auth(smtp.XOAuth2Auth(alice, token(t, sim))); err != nil {
 		t.Fatalf("XOAUTH2 must still work: %v", err)
 	}
 
@@ -136,8 +137,8 @@ func TestSMTPAuthDisabled(t *testing.T) {
 		smtp.PlainAuth("", alice, alicePW, sim.Host(), false),
 		smtp.XOAuth2Auth(alice, tok),
 	} {
-		err := dialTLS(t, sim).Auth(auth)
-		wantReply(t, err, 535, "5.7.139")
+		err := sim.DialTLS(t).Auth(auth)
+		exosim.WantReply(t, err, 535, "5.7.139")
 		if !strings.Contains(err.Error(), "disabled for the Mailbox") {
 			t.Errorf("got %v", err)
 		}
@@ -145,8 +146,8 @@ func TestSMTPAuthDisabled(t *testing.T) {
 	login(t, sim, relay, relayPW) // other mailboxes are unaffected
 
 	sim.SetSMTPAuthDisabled("", true)
-	err := dialTLS(t, sim).Auth(smtp.XOAuth2Auth(relay, tok))
-	wantReply(t, err, 535, "5.7.139")
+	err := sim.DialTLS(t).Auth(smtp.XOAuth2Auth(relay, tok))
+	exosim.WantReply(t, err, 535, "5.7.139")
 	if !strings.Contains(err.Error(), "disabled for the Tenant") {
 		t.Errorf("got %v", err)
 	}

@@ -28,7 +28,7 @@ func dialConnector(t *testing.T, sim *exosim.Sim, certFile, keyFile string) *smt
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
-	c := dial(t, sim)
+	c := sim.Dial(t)
 	if err := c.StartTLS(cfg); err != nil {
 		t.Fatalf("starttls: %v", err)
 	}
@@ -40,15 +40,15 @@ func TestConnectorAcceptedDomains(t *testing.T) {
 	sim := exosim.Start(t, connectorOptions())
 
 	t.Run("no AUTH and TLS first", func(t *testing.T) {
-		c := dial(t, sim)
-		wantReply(t, c.Mail("<alerts@contoso.com>"), 451, "5.7.3")
+		c := sim.Dial(t)
+		exosim.WantReply(t, c.Mail("<alerts@contoso.com>"), 451, "5.7.3")
 		if err := c.StartTLS(sim.TLSConfig()); err != nil {
 			t.Fatal(err)
 		}
 		if ok, _ := c.Extension("AUTH"); ok {
 			t.Error("AUTH advertised on the connector endpoint")
 		}
-		wantReply(t, c.Auth(smtp.PlainAuth("", alice, alicePW, sim.Host(), false)), 504, "5.7.4")
+		exosim.WantReply(t, c.Auth(smtp.PlainAuth("", alice, alicePW, sim.Host(), false)), 504, "5.7.4")
 	})
 
 	tests := []struct {
@@ -70,7 +70,7 @@ func TestConnectorAcceptedDomains(t *testing.T) {
 				}
 				return
 			}
-			wantReply(t, err, tt.wantCode, "5.7.64")
+			exosim.WantReply(t, err, tt.wantCode, "5.7.64")
 		})
 	}
 	if st := sim.Stats(); st.Messages != 2 || st.Replies["5.7.64"] != 3 {
@@ -104,7 +104,7 @@ func TestCertificateConnector(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			err := send(dialConnector(t, sim, tt.certFile, tt.keyFile), tt.from, []string{"ops@contoso.com"}, message(tt.from))
 			if !tt.ok {
-				wantReply(t, err, 550, "5.7.64")
+				exosim.WantReply(t, err, 550, "5.7.64")
 				return
 			}
 			if err != nil {
@@ -128,7 +128,7 @@ func TestConnectorLimitsPerSender(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wantReply(t, dialConnector(t, sim, "", "").Mail("<alerts@contoso.com>"), 432, "4.3.2")
+	exosim.WantReply(t, dialConnector(t, sim, "", "").Mail("<alerts@contoso.com>"), 432, "4.3.2")
 	if err := send(dialConnector(t, sim, "", ""), "other@contoso.com", []string{"ops@contoso.com"}, message("other@contoso.com")); err != nil {
 		t.Fatalf("another sender: %v", err)
 	}

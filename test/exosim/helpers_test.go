@@ -1,11 +1,6 @@
 package exosim_test
 
 import (
-	"crypto/tls"
-	"errors"
-	"net/textproto"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,32 +26,10 @@ func submissionOptions() exosim.Options {
 	}
 }
 
-// dial connects a go-mail SMTP client, the client mailgate uses, and closes
-// it when the test ends.
-func dial(t *testing.T, sim *exosim.Sim) *smtp.Client {
-	t.Helper()
-	c, err := smtp.Dial(sim.Addr())
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// dialTLS is dial plus STARTTLS, trusting the simulator's CA.
-func dialTLS(t *testing.T, sim *exosim.Sim) *smtp.Client {
-	t.Helper()
-	c := dial(t, sim)
-	if err := c.StartTLS(&tls.Config{RootCAs: sim.CertPool(), ServerName: sim.Host()}); err != nil {
-		t.Fatalf("starttls: %v", err)
-	}
-	return c
-}
-
-// login is dialTLS plus AUTH PLAIN.
+// login is DialTLS plus AUTH PLAIN.
 func login(t *testing.T, sim *exosim.Sim, user, pass string) *smtp.Client {
 	t.Helper()
-	c := dialTLS(t, sim)
+	c := sim.DialTLS(t)
 	if err := c.Auth(smtp.PlainAuth("", user, pass, sim.Host(), false)); err != nil {
 		t.Fatalf("auth %s: %v", user, err)
 	}
@@ -86,38 +59,4 @@ func send(c *smtp.Client, from string, to []string, data string) error {
 // message is a minimal message with the given header From.
 func message(from string) string {
 	return "From: " + from + "\r\nTo: ops@contoso.com\r\nSubject: test\r\n\r\nhello\r\n"
-}
-
-// wantReply fails unless err is the SMTP reply code with enhanced code.
-func wantReply(t *testing.T, err error, code int, enhanced string) {
-	t.Helper()
-	var te *textproto.Error
-	if !errors.As(err, &te) {
-		t.Fatalf("want %d %s, got %v", code, enhanced, err)
-	}
-	if te.Code != code || !strings.HasPrefix(te.Msg, enhanced+" ") {
-		t.Fatalf("want %d %s, got %d %s", code, enhanced, te.Code, te.Msg)
-	}
-}
-
-// fakeClock is an Options.Now that moves only when told.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }

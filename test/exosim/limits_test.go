@@ -8,6 +8,7 @@ import (
 	"github.com/wneessen/go-mail/smtp"
 
 	"github.com/mailgate/mailgate/test/exosim"
+	"github.com/mailgate/mailgate/test/testclock"
 )
 
 func TestConcurrentConnectionLimit(t *testing.T) {
@@ -18,7 +19,7 @@ func TestConcurrentConnectionLimit(t *testing.T) {
 	for range 3 {
 		held = append(held, login(t, sim, alice, alicePW))
 	}
-	wantReply(t, dialTLS(t, sim).Auth(smtp.PlainAuth("", alice, alicePW, sim.Host(), false)), 432, "4.3.2")
+	exosim.WantReply(t, sim.DialTLS(t).Auth(smtp.PlainAuth("", alice, alicePW, sim.Host(), false)), 432, "4.3.2")
 	login(t, sim, relay, relayPW) // the limit is per mailbox
 
 	// Once one connection ends, its slot is free again.
@@ -38,7 +39,7 @@ func TestConcurrentConnectionLimit(t *testing.T) {
 
 func TestMessagesPerMinuteRecorded(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
+	clock := testclock.New(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	opt := submissionOptions()
 	opt.Now = clock.Now
 	sim := exosim.Start(t, opt)
@@ -68,7 +69,7 @@ func TestMessagesPerMinuteRecorded(t *testing.T) {
 
 func TestRecipientsPerDay(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
+	clock := testclock.New(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	opt := submissionOptions()
 	opt.Now = clock.Now
 	opt.RecipientsPerDay = 5
@@ -86,7 +87,7 @@ func TestRecipientsPerDay(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(12 * time.Hour)
-	wantReply(t, send(c, alice, rcpts(3), message(alice)), 554, "5.2.0")
+	exosim.WantReply(t, send(c, alice, rcpts(3), message(alice)), 554, "5.2.0")
 	if err := send(c, alice, rcpts(2), message(alice)); err != nil {
 		t.Fatalf("up to the quota: %v", err)
 	}
@@ -106,14 +107,14 @@ func TestRecipientsPerMessage(t *testing.T) {
 	opt.MaxRecipientsPerMessage = 2
 	sim := exosim.Start(t, opt)
 	c := login(t, sim, alice, alicePW)
-	wantReply(t, send(c, alice, []string{"a@contoso.com", "b@contoso.com", "c@contoso.com"}, message(alice)), 452, "4.5.3")
+	exosim.WantReply(t, send(c, alice, []string{"a@contoso.com", "b@contoso.com", "c@contoso.com"}, message(alice)), 452, "4.5.3")
 }
 
 func TestOpenConnectionsAndClose(t *testing.T) {
 	t.Parallel()
 	sim := exosim.Start(t, submissionOptions())
 	a := login(t, sim, alice, alicePW)
-	dial(t, sim)
+	sim.Dial(t)
 	sim.WaitStats(t, waitLong, "2 open connections", func(st exosim.Stats) bool { return st.OpenConnections == 2 })
 
 	if err := a.Quit(); err != nil {

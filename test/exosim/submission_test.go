@@ -18,7 +18,7 @@ func TestSubmissionRecordsExactBytes(t *testing.T) {
 	t.Parallel()
 	sim := exosim.Start(t, submissionOptions())
 
-	c := dial(t, sim)
+	c := sim.Dial(t)
 	if err := c.Hello("gateway.test"); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestSubmissionRefusesOldTLS(t *testing.T) {
 	sim := exosim.Start(t, submissionOptions())
 	cfg := sim.TLSConfig()
 	cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
-	if err := dial(t, sim).StartTLS(cfg); err == nil {
+	if err := sim.Dial(t).StartTLS(cfg); err == nil {
 		t.Fatal("TLS 1.1 handshake succeeded")
 	}
 }
@@ -83,18 +83,18 @@ func TestSubmissionRefusesBeforeTLSAndAuth(t *testing.T) {
 	sim := exosim.Start(t, submissionOptions())
 
 	t.Run("AUTH before STARTTLS", func(t *testing.T) {
-		c := dial(t, sim)
+		c := sim.Dial(t)
 		// 127.0.0.1 counts as local for go-mail, so it sends PLAIN unencrypted.
 		err := c.Auth(smtp.PlainAuth("", alice, alicePW, sim.Host(), false))
-		wantReply(t, err, 530, "5.7.0")
+		exosim.WantReply(t, err, 530, "5.7.0")
 	})
 	t.Run("MAIL before STARTTLS", func(t *testing.T) {
-		c := dial(t, sim)
-		wantReply(t, c.Mail("<"+alice+">"), 530, "5.7.0")
+		c := sim.Dial(t)
+		exosim.WantReply(t, c.Mail("<"+alice+">"), 530, "5.7.0")
 	})
 	t.Run("MAIL before AUTH", func(t *testing.T) {
-		c := dialTLS(t, sim)
-		wantReply(t, c.Mail("<"+alice+">"), 530, "5.7.57")
+		c := sim.DialTLS(t)
+		exosim.WantReply(t, c.Mail("<"+alice+">"), 530, "5.7.57")
 	})
 	if st := sim.Stats(); st.Messages != 0 || st.Replies["5.7.57"] != 1 || st.Replies["5.7.0"] != 2 {
 		t.Errorf("stats = %+v", st)
@@ -110,7 +110,7 @@ func TestSubmissionBadPassword(t *testing.T) {
 		"unknown mailbox": smtp.PlainAuth("", "nobody@contoso.com", alicePW, sim.Host(), false),
 	} {
 		t.Run(name, func(t *testing.T) {
-			wantReply(t, dialTLS(t, sim).Auth(auth), 535, "5.7.3")
+			exosim.WantReply(t, sim.DialTLS(t).Auth(auth), 535, "5.7.3")
 		})
 	}
 	if st := sim.Stats(); st.AuthFailures != 3 || st.Auths != 0 {
@@ -146,7 +146,7 @@ func TestSubmissionSendAs(t *testing.T) {
 				}
 				return
 			}
-			wantReply(t, err, tt.wantCode, "5.7.60")
+			exosim.WantReply(t, err, tt.wantCode, "5.7.60")
 		})
 	}
 	if st := sim.Stats(); st.Messages != 4 || st.Replies["5.7.60"] != 3 {
@@ -160,7 +160,7 @@ func TestScriptedThrottleThenSuccess(t *testing.T) {
 	sim.Script(exosim.Reply{Stage: exosim.StageMail, Code: 451, Enhanced: "4.7.500", Text: "Server busy. Please try again later from [192.0.2.1]"})
 
 	c := login(t, sim, alice, alicePW)
-	wantReply(t, send(c, alice, []string{"ops@contoso.com"}, message(alice)), 451, "4.7.500")
+	exosim.WantReply(t, send(c, alice, []string{"ops@contoso.com"}, message(alice)), 451, "4.7.500")
 	if err := send(c, alice, []string{"ops@contoso.com"}, message(alice)); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
@@ -184,7 +184,7 @@ func TestScriptedRecipientRefusal(t *testing.T) {
 	if err := c.Rcpt("<ops@contoso.com>"); err != nil {
 		t.Fatal(err)
 	}
-	wantReply(t, c.Rcpt("<gone@contoso.com>"), 550, "5.1.10")
+	exosim.WantReply(t, c.Rcpt("<gone@contoso.com>"), 550, "5.1.10")
 	w, err := c.Data()
 	if err != nil {
 		t.Fatal(err)
@@ -245,7 +245,7 @@ func TestScriptedGreetingRefusal(t *testing.T) {
 	sim := exosim.Start(t, submissionOptions())
 	sim.Script(exosim.Reply{Stage: exosim.StageConnect, Code: 421, Enhanced: "4.3.2", Text: "Service not available, closing transmission channel"})
 	_, err := smtp.Dial(sim.Addr())
-	wantReply(t, err, 421, "4.3.2")
+	exosim.WantReply(t, err, 421, "4.3.2")
 	sim.WaitIdle(t, waitLong)
 }
 
@@ -256,7 +256,7 @@ func TestMessageTooLarge(t *testing.T) {
 	sim := exosim.Start(t, opt)
 	c := login(t, sim, alice, alicePW)
 	err := send(c, alice, []string{"ops@contoso.com"}, message(alice)+strings.Repeat(strings.Repeat("x", 76)+"\r\n", 30))
-	wantReply(t, err, 552, "5.3.4")
+	exosim.WantReply(t, err, 552, "5.3.4")
 	// The session goes on after the refusal.
 	if err := send(c, alice, []string{"ops@contoso.com"}, message(alice)); err != nil {
 		t.Fatal(err)

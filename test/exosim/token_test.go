@@ -85,7 +85,7 @@ func TestMSALThenXOAuth2(t *testing.T) {
 				t.Errorf("ExpiresOn in %v, want about an hour", left)
 			}
 
-			c := dialTLS(t, sim)
+			c := sim.DialTLS(t)
 			if err := c.Auth(smtp.XOAuth2Auth(relay, res.AccessToken)); err != nil {
 				t.Fatalf("XOAUTH2: %v", err)
 			}
