@@ -1,20 +1,13 @@
 package deploy
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/test/testpki"
 )
 
 // TestConfigExampleLoads loads config.example.yaml the way `mailgate serve`
@@ -32,7 +25,7 @@ func TestConfigExampleLoads(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "mailgate-signing-key"), []byte(secret), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	writeKeyPair(t, filepath.Join(dir, "relay.crt"), filepath.Join(dir, "relay.key"))
+	testpki.WriteSelfSigned(t, filepath.Join(dir, "relay.crt"), filepath.Join(dir, "relay.key"), "mail.contoso.com")
 	text := string(data)
 	for _, from := range []string{"/run/secrets/", "/etc/mailgate/"} {
 		text = strings.ReplaceAll(text, from, dir+string(filepath.Separator))
@@ -66,37 +59,5 @@ func TestConfigExampleLoads(t *testing.T) {
 	}
 	if len(c.Routes) != 2 || len(c.Apps) != 2 {
 		t.Errorf("want the example's 2 routes and 2 apps, have %d and %d", len(c.Routes), len(c.Apps))
-	}
-}
-
-// writeKeyPair writes a self-signed certificate and its key, like the ones a
-// certificate-based connector is given.
-func writeKeyPair(t *testing.T, certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "mail.contoso.com"},
-		DNSNames:     []string{"mail.contoso.com"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }

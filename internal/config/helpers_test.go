@@ -1,18 +1,12 @@
 package config
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/mailgate/mailgate/test/testpki"
 )
 
 // exampleYAML is the example of shared/contract.md, with the certificate
@@ -115,7 +109,7 @@ func setup(t *testing.T) *testBundle {
 			"M365_CLIENT_SECRET":   "client-secret",
 		},
 	}
-	certPEM, keyPEM := selfSigned(t)
+	certPEM, keyPEM := testpki.SelfSigned(t, "contoso.com")
 	b.write(t, "relay.crt", string(certPEM))
 	b.write(t, "relay.key", string(keyPEM))
 	return b
@@ -166,33 +160,4 @@ func wantProblem(t *testing.T, problems []Problem, key string, want ...string) {
 		}
 	}
 	t.Errorf("no problem at %s containing %q; got:\n%s", key, want, Problems(problems))
-}
-
-func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "contoso.com"},
-		DNSNames:              []string{"contoso.com"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 }

@@ -3,23 +3,15 @@ package routecheck_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/routecheck"
 	"github.com/mailgate/mailgate/test/exosim"
+	"github.com/mailgate/mailgate/test/testpki"
 )
 
 func setup(t *testing.T) (*exosim.Sim, *config.Config) {
@@ -68,7 +60,10 @@ func TestCheckExplainsFailures(t *testing.T) {
 		{"wrong password", func(_ *exosim.Sim, c *config.Config) { c.Routes[0].Auth.Password = "nope" },
 			[]string{"✗ auth", "535 5.7.3"}},
 		{"untrusted certificate", func(_ *exosim.Sim, c *config.Config) {
-			c.Routes[0].TLS.CAFile = otherCA(t)
+			// A CA that signed nothing the simulator uses.
+			dir := t.TempDir()
+			c.Routes[0].TLS.CAFile = filepath.Join(dir, "other-ca.pem")
+			testpki.WriteSelfSigned(t, c.Routes[0].TLS.CAFile, filepath.Join(dir, "other-ca.key"), "other CA")
 		}, []string{"✗ starttls", "tls.ca_file"}},
 		{"nothing listening", func(_ *exosim.Sim, c *config.Config) { c.Routes[0].Port = closedPort(t) },
 			[]string{"✗ connect", "nothing listens"}},
@@ -99,26 +94,6 @@ func closedPort(t *testing.T) int {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	return port
-}
-
-// otherCA writes a freshly made CA that signed nothing the simulator uses.
-func otherCA(t *testing.T) string {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "other-ca.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func TestCheckXOAUTH2ShowsTheTokenStep(t *testing.T) {
