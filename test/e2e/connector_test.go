@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -53,22 +52,8 @@ func TestConnectorWithWrongCertificateIsHeld(t *testing.T) {
 	e.start(gateway.RoleAll)
 	tok := e.token("monitoring")
 	id := e.submitJSON(tok, map[string]any{"to": "ops@contoso.com", "subject": "refused", "text": "x"}, nil)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r := e.do("GET", "/v1/routes", "", tok, nil, nil)
-		if r.status != http.StatusOK {
-			t.Fatalf("routes: %d", r.status)
-		}
-		if strings.Contains(string(r.body), `"state":"held"`) {
-			if !strings.Contains(string(r.body), "5.7.64") {
-				t.Fatalf("held without the reason: %s", r.body)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("route not held: %s", r.body)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if routes := e.waitRouteHeld(tok, 10*time.Second); !strings.Contains(routes, "5.7.64") {
+		t.Fatalf("held without the reason: %s", routes)
 	}
 	st := e.status(tok, id)
 	if st["status"] == "failed" || st["attempts"].(float64) != 0 || len(e.sim.Messages()) != 0 {

@@ -266,6 +266,26 @@ func (e *env) waitStatus(tok, id, want string, timeout time.Duration) map[string
 	}
 }
 
+// waitRouteHeld polls GET /v1/routes until the caller's route is held, and
+// returns that answer.
+func (e *env) waitRouteHeld(tok string, timeout time.Duration) string {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		r := e.do("GET", "/v1/routes", "", tok, nil, nil)
+		if r.status != http.StatusOK {
+			e.t.Fatalf("routes: %d %s", r.status, r.body)
+		}
+		if strings.Contains(string(r.body), `"state":"held"`) {
+			return string(r.body)
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("route not held after %s: %s", timeout, r.body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // assertNothingQueued checks that Redis holds no message at all.
 func (e *env) assertNothingQueued() {
 	e.t.Helper()

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -27,22 +26,7 @@ func TestRouteHeldOnAuthDisabledThenResumes(t *testing.T) {
 	}
 
 	// The route is reported held, with the reason and what to do.
-	deadline := time.Now().Add(10 * time.Second)
-	var routes string
-	for {
-		r := e.do("GET", "/v1/routes", "", tok, nil, nil)
-		if r.status != http.StatusOK {
-			t.Fatalf("routes: %d %s", r.status, r.body)
-		}
-		routes = string(r.body)
-		if strings.Contains(routes, `"state":"held"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("route never held: %s", routes)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	routes := e.waitRouteHeld(tok, 10*time.Second)
 	if !strings.Contains(routes, "5.7.139") || !strings.Contains(routes, "SmtpClientAuthenticationDisabled") {
 		t.Fatalf("held without a useful reason: %s", routes)
 	}
