@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailgate/mailgate/internal/config"
@@ -14,14 +15,6 @@ import (
 // routeWide is the limiter's mailbox for routes without AUTH (connectors,
 // plain SMTP): their limits apply to the route as a whole.
 const routeWide = "*"
-
-// errWaitSlot stops an attempt before it starts: every connection slot of
-// the mailbox is taken (by this or another instance).
-type errWaitSlot struct{ wait time.Duration }
-
-func (e errWaitSlot) Error() string {
-	return fmt.Sprintf("all connection slots of the mailbox are in use; retry in %s", e.wait)
-}
 
 // limitMailbox is the key Exchange's per-mailbox limits are kept under.
 func (w *Worker) limitMailbox(mailbox string) string {
@@ -67,7 +60,8 @@ func (w *Worker) ensureSlot(ctx context.Context, mailbox string) (time.Duration,
 	}
 	w.slotWaitSince, w.slotWaitLogged = time.Time{}, false
 	w.slot, w.slotMailbox = lease, key
-	w.slotDone = keepSlot(lease, w.log)
+	w.slotLost.Store(false)
+	w.slotDone = keepSlot(lease, &w.slotLost, w.log)
 	return 0, nil
 }
 
@@ -77,8 +71,9 @@ func (w *Worker) ensureSlot(ctx context.Context, mailbox string) (time.Duration,
 // Instances' clocks must agree to well within this (NTP does).
 const slotTTL = 15 * time.Second
 
-// keepSlot renews lease until the returned stop is called.
-func keepSlot(lease *limits.Lease, log interface{ Warn(string, ...any) }) (stop func()) {
+// keepSlot renews lease until the returned stop is called, and sets lost
+// when the lease turns out to have expired and been removed.
+func keepSlot(lease *limits.Lease, lost *atomic.Bool, log interface{ Warn(string, ...any) }) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
@@ -94,7 +89,8 @@ func keepSlot(lease *limits.Lease, log interface{ Warn(string, ...any) }) (stop 
 				err := lease.Renew(ctx)
 				cancel()
 				if errors.Is(err, limits.ErrLeaseLost) {
-					log.Warn("a connection slot expired while held; the limit may be exceeded briefly")
+					log.Warn("a connection slot expired while held; the connection is closed before the next message")
+					lost.Store(true)
 					return
 				}
 			}
@@ -131,6 +127,8 @@ func (w *Worker) waitOutcome(wait time.Duration, why string) queue.Outcome {
 	if w.fixedMailbox() {
 		w.pauseUntil = due
 	}
+	// Waits are routine under load: logged at debug, and no event per wait.
+	w.log.Debug("message handed back: a limit says wait", "why", why, "due", due)
 	return queue.Outcome{Status: queue.StatusQueued, Due: due}
 }
 

@@ -17,10 +17,6 @@ func (w *Worker) decide(job *queue.Job, res Result, err error) (queue.Outcome, *
 	if errors.As(err, &held) {
 		return w.handBack(held.reason), nil
 	}
-	var slotWait errWaitSlot
-	if errors.As(err, &slotWait) {
-		return w.waitOutcome(slotWait.wait, slotWait.Error()), nil
-	}
 	if err != nil {
 		var se *StepError
 		if !errors.As(err, &se) {

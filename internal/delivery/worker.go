@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailgate/mailgate/internal/config"
@@ -58,6 +59,7 @@ type Worker struct {
 	slot           *limits.Lease
 	slotMailbox    string
 	slotDone       func() // stops the slot's keeper
+	slotLost       atomic.Bool
 	slotWaitSince  time.Time
 	slotWaitLogged bool
 	// pauseUntil keeps the worker from claiming while its mailbox's limits
@@ -197,8 +199,6 @@ func (w *Worker) process(ctx context.Context, job *queue.Job) {
 	w.metrics.Outcome(w.route.Name, outcome)
 	if o.Attempted || o.Detail != "" {
 		log.Info("delivery attempt", "status", o.Status, "detail", o.Detail)
-	} else {
-		log.Debug("handed back: a limit says wait", "due", o.Due)
 	}
 	if w.hooks.Done != nil {
 		w.hooks.Done(job, o)
@@ -213,6 +213,10 @@ func (w *Worker) deliver(ctx context.Context, job *queue.Job) queue.Outcome {
 		return queue.Outcome{Status: queue.StatusQueued, Due: until, Detail: "waiting: " + reason}
 	}
 	switch {
+	case w.slotLost.Load():
+		// The slot expired while held (Redis was away) and may be another
+		// worker's now: a connection without a slot must not stay open.
+		w.closeConn()
 	case w.conn != nil && w.conn.Mailbox != w.mailbox(job):
 		w.closeConn() // its slot goes with it: never a connection without a slot
 	case w.conn != nil && w.now().Sub(w.conn.LastUsed) >= w.policy.IdleTimeout:
@@ -323,12 +327,6 @@ func (w *Worker) attempt(ctx context.Context, job *queue.Job) (Result, error) {
 	reused := w.conn != nil
 	for {
 		if w.conn == nil {
-			if wait, err := w.ensureSlot(ctx, mailbox); err != nil || wait > 0 {
-				if err != nil {
-					wait = time.Second
-				}
-				return Result{}, errWaitSlot{wait}
-			}
 			// Another worker may have held the route a moment ago: ask
 			// afresh before each new connection, so a held route gets no
 			// more failed AUTHs than the one that held it.

@@ -263,11 +263,11 @@ func (g *Gateway) Addr() string {
 	return g.listener.Addr().String()
 }
 
+// Queue is the gateway's queue (benchmarks enqueue through it).
+func (g *Gateway) Queue() *queue.Queue { return g.queue }
+
 // Tokens is the gateway's token manager.
 func (g *Gateway) Tokens() *token.Manager { return g.tokens }
-
-// Queue is the gateway's queue.
-func (g *Gateway) Queue() *queue.Queue { return g.queue }
 
 // Run serves until ctx is cancelled, then stops gracefully.
 func (g *Gateway) Run(ctx context.Context) error {

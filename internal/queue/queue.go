@@ -406,19 +406,6 @@ func (q *Queue) Depth(ctx context.Context, route string) (Depth, error) {
 	return Depth{Ready: r.Val(), InFlight: i.Val(), Failed: f.Val()}, nil
 }
 
-// NextDue returns when the earliest waiting message of route is due; ok is
-// false when none waits.
-func (q *Queue) NextDue(ctx context.Context, route string) (due time.Time, ok bool, err error) {
-	zs, err := q.rdb.ZRangeWithScores(ctx, q.readyKey(route), 0, 0).Result()
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("next due of %s: %w", route, err)
-	}
-	if len(zs) == 0 {
-		return time.Time{}, false, nil
-	}
-	return time.UnixMilli(int64(zs[0].Score)), true, nil
-}
-
 // Exists reports whether message id is stored on route.
 func (q *Queue) Exists(ctx context.Context, route, id string) (bool, error) {
 	n, err := q.rdb.Exists(ctx, q.msgKey(route, id)).Result()
