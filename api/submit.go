@@ -152,13 +152,13 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 		return errValidation("Idempotency-Key must be at most 255 characters on one line",
 			FieldError{Field: "Idempotency-Key", Message: "too long or not one line"})
 	}
-	stored, created, err := s.enqueue(c.Request().Context(), queue.Message{
+	stored, created, err := s.queue.EnqueueRetrying(c.Request().Context(), queue.Message{
 		ID: id, App: app.id, Route: app.route,
 		From: msg.From.Address, HeaderFrom: msg.From.String(),
 		Recipients: msg.Recipients, To: msg.To, Cc: msg.Cc,
 		Subject: msg.Subject, MessageID: msg.MessageID, Body: msg.Bytes,
 		Metadata: metadata, IdempotencyKey: key,
-	})
+	}, enqueueRetryFor)
 	if err != nil {
 		s.log.Error("could not queue a message", "app", app.id, "id", id, "err", err)
 		s.metrics.Submission(app.id, "queue_unavailable", 0)
@@ -185,40 +185,6 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 // enqueueRetryFor bounds how long a submission keeps trying to store its
 // message while Redis is unreachable, before it answers 503.
 const enqueueRetryFor = 10 * time.Second
-
-// enqueue stores m, retrying for a moment when Redis fails. A failure can
-// come after Redis ran the script but before its reply arrived (Redis
-// restarted, the connection dropped): answering 503 then would make the
-// client send the message a second time, under another Message-ID. The
-// enqueue script does nothing for an id it already stored, so retrying with
-// the same id is safe, and a success means the message is stored — once.
-func (s *Server) enqueue(ctx context.Context, m queue.Message) (string, bool, error) {
-	deadline := time.Now().Add(enqueueRetryFor)
-	wait := 50 * time.Millisecond
-	for {
-		id, created, err := s.queue.Enqueue(ctx, m)
-		if err == nil || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
-			if err == nil && !created && id == m.ID {
-				// Stored by an earlier try whose reply was lost.
-				created = true
-			}
-			if err != nil {
-				// Last word: a plain read may still tell whether an earlier
-				// try stored it.
-				if ok, xerr := s.queue.Exists(context.WithoutCancel(ctx), m.Route, m.ID); xerr == nil && ok {
-					return m.ID, true, nil
-				}
-			}
-			return id, created, err
-		}
-		select {
-		case <-ctx.Done():
-			return "", false, err
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, time.Second)
-	}
-}
 
 func (s *Server) rateLimit(c *echo.Context, app *appPolicy) error {
 	if s.limiter == nil || app.perMinute <= 0 {

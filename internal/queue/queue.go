@@ -174,7 +174,9 @@ func (q *Queue) idemKey(route, app, key string) string {
 
 // Enqueue stores m and queues it for its route in one atomic step. It
 // returns the message's id; created is false when the Idempotency-Key was
-// already used, and the id is then the first message's.
+// already used, and the id is then the first message's. Enqueue is
+// idempotent by id: called again with the same m.ID it changes nothing and
+// reports created, so a call whose reply was lost can safely be repeated.
 func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool, err error) {
 	now := q.now()
 	if m.ID == "" {
@@ -216,7 +218,40 @@ func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool
 		return "", false, fmt.Errorf("enqueue %s: unexpected reply %v", m.ID, res)
 	}
 	got, _ := res[1].(string)
-	return got, res[0] == int64(1), nil
+	return got, res[0] != int64(0), nil
+}
+
+// EnqueueRetrying is Enqueue retried, with the same id, while Redis fails,
+// for up to within. A failure may come after Redis stored the message but
+// before its reply arrived (a restart, a dropped connection); answering
+// "not stored" then would make the client send it again under another
+// Message-ID. Since Enqueue is idempotent by id, the retries are safe, and
+// when they run out a plain read has the last word.
+func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Duration) (id string, created bool, err error) {
+	if m.ID == "" {
+		m.ID = NewID(q.now())
+	}
+	deadline := time.Now().Add(within)
+	wait := 50 * time.Millisecond
+	for {
+		id, created, err = q.Enqueue(ctx, m)
+		if err == nil || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			break
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
+	if err != nil {
+		if ok, xerr := q.Exists(context.WithoutCancel(ctx), m.Route, m.ID); xerr == nil && ok {
+			return m.ID, true, nil
+		}
+	}
+	return id, created, err
 }
 
 // Claim takes the next due message of route for lease, or returns nil

@@ -278,3 +278,59 @@ func TestLateOutcomeAcceptedWhileNobodyTookOver(t *testing.T) {
 		t.Fatalf("message %s is still waiting after its late outcome: it would be sent twice", again.ID)
 	}
 }
+
+// A repeated Enqueue of the same id (its first reply was lost) stores
+// nothing new and reports the message as stored; with an Idempotency-Key the
+// same holds.
+func TestEnqueueIsIdempotentByID(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	for _, key := range []string{"", "order-1"} {
+		m := message("x")
+		m.ID, m.IdempotencyKey = queue.NewID(b.clock.Now()), key
+		id1, created1, err := b.q.Enqueue(ctx, m)
+		if err != nil || !created1 || id1 != m.ID {
+			t.Fatalf("first Enqueue = %q %v %v", id1, created1, err)
+		}
+		id2, created2, err := b.q.Enqueue(ctx, m)
+		if err != nil || !created2 || id2 != m.ID {
+			t.Fatalf("key %q: repeated Enqueue = %q %v %v, want the same id, created", key, id2, created2, err)
+		}
+		st, _ := b.q.Get(ctx, "m365", m.ID)
+		if len(st.Events) != 1 {
+			t.Fatalf("key %q: the repeat added an event: %v", key, st.Events)
+		}
+	}
+	if d, _ := b.q.Depth(ctx, "m365"); d.Ready != 2 {
+		t.Fatalf("ready = %d, want 2", d.Ready)
+	}
+}
+
+// With Redis away for a moment, EnqueueRetrying stores the message once Redis
+// answers again; with Redis gone for longer, it gives up with an error.
+func TestEnqueueRetrying(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	b.srv.Stop()
+	done := make(chan error, 1)
+	go func() {
+		_, created, err := b.q.EnqueueRetrying(ctx, message("late"), 10*time.Second)
+		if err == nil && !created {
+			err = errors.New("not created")
+		}
+		done <- err
+	}()
+	b.srv.Restart()
+	if err := <-done; err != nil {
+		t.Fatalf("EnqueueRetrying across a restart: %v", err)
+	}
+	if d, _ := b.q.Depth(ctx, "m365"); d.Ready != 1 {
+		t.Fatalf("ready = %d, want 1", d.Ready)
+	}
+	b.srv.Stop()
+	if _, _, err := b.q.EnqueueRetrying(ctx, message("never"), 200*time.Millisecond); err == nil {
+		t.Fatal("EnqueueRetrying succeeded with Redis gone")
+	}
+}

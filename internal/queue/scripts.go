@@ -8,14 +8,16 @@ import "github.com/redis/go-redis/v9"
 // ARGV[1] id, ARGV[2] now (ms), ARGV[3] use idempotency ("1"/"0"),
 // ARGV[4] idempotency TTL (ms), ARGV[5] first event (JSON),
 // ARGV[6..] field, value pairs of the hash
-// Returns {1, id} when stored, {0, existing id} when the idempotency key or
-// the id was already used (a retried call after a lost reply is a no-op).
+// Returns {1, id} when stored now; {2, id} when this very id was stored
+// already (a retried call whose first reply was lost: a no-op); {0, first
+// id} when the idempotency key belongs to another message.
 var enqueueScript = redis.NewScript(`
 if ARGV[3] == "1" then
   local existing = redis.call("GET", KEYS[4])
+  if existing == ARGV[1] then return {2, existing} end
   if existing then return {0, existing} end
 end
-if redis.call("EXISTS", KEYS[1]) == 1 then return {0, ARGV[1]} end
+if redis.call("EXISTS", KEYS[1]) == 1 then return {2, ARGV[1]} end
 local fields = {}
 for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call("HSET", KEYS[1], unpack(fields))
