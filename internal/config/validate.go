@@ -3,9 +3,9 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
-	"net/mail"
 	"net/url"
 	"os"
 	"regexp"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/internal/addrpolicy"
+	"github.com/mailgate/mailgate/internal/compose"
 )
 
 const (
@@ -562,13 +563,16 @@ func (v *validator) app(c *Config, key string, a *App) {
 }
 
 // parseFromAddress parses one address, with or without a display name
-// ("Alerts <alerts@contoso.com>"), and returns the bare address.
+// ("Alerts <alerts@contoso.com>"), and returns the bare address. It uses the
+// API's own parser, so a default From that passes here can never be refused
+// at the door.
 func parseFromAddress(s string) (string, error) {
-	if strings.ContainsAny(s, "\r\n") {
-		return "", fmt.Errorf("%q contains a line break", s)
-	}
-	a, err := mail.ParseAddress(s)
+	a, err := compose.ParseAddress(s)
 	if err != nil {
+		var ce *compose.Error
+		if errors.As(err, &ce) {
+			err = errors.New(ce.Message)
+		}
 		return "", fmt.Errorf("%q is not a single address such as alerts@contoso.com or \"Alerts <alerts@contoso.com>\": %v", s, err)
 	}
 	if err := addrpolicy.ValidateAddress(a.Address); err != nil {

@@ -148,6 +148,11 @@ func TestValidate(t *testing.T) {
 		{"app route missing", func(_ *testBundle, c *Config) { app(c).Route = "" }, "apps[monitoring].route", []string{"required"}},
 		{"app route unknown", func(_ *testBundle, c *Config) { app(c).Route = "nope" }, "apps[monitoring].route", []string{`no route is named "nope"; routes are: m365, relay`}},
 		{"from default not an address", func(_ *testBundle, c *Config) { app(c).From.Default = "alerts" }, "apps[monitoring].from.default", []string{"not a single address"}},
+		// The API would refuse this From at the door (a display name faking
+		// another address); config check must refuse it first.
+		{"from default with a faking display name", func(_ *testBundle, c *Config) {
+			app(c).From.Default = `"ceo@contoso.com" <alerts@alerts.contoso.com>`
+		}, "apps[monitoring].from.default", []string{"not a single address", "display name"}},
 		{"from default two addresses", func(_ *testBundle, c *Config) {
 			app(c).From.Default = "a@alerts.contoso.com, b@alerts.contoso.com"
 		}, "apps[monitoring].from.default", []string{"not a single address"}},
