@@ -266,6 +266,25 @@ func (e *env) waitStatus(tok, id, want string, timeout time.Duration) map[string
 	}
 }
 
+// waitEvent polls a message's status until one of its events' details
+// contains want.
+func (e *env) waitEvent(tok, id, want string, timeout time.Duration) map[string]any {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := e.status(tok, id)
+		for _, ev := range st["events"].([]any) {
+			if d, _ := ev.(map[string]any)["detail"].(string); strings.Contains(d, want) {
+				return st
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no event of message %s mentions %q after %s: %v", id, want, timeout, st["events"])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // waitRouteHeld polls GET /v1/routes until the caller's route is held, and
 // returns that answer.
 func (e *env) waitRouteHeld(tok string, timeout time.Duration) string {

@@ -149,6 +149,7 @@ func TestFromMailboxWithAuthDisabledWaitsAlone(t *testing.T) {
 	e.start(gateway.RoleAll)
 	tok := e.token("monitoring")
 	bob := e.submitJSON(tok, map[string]any{"from": "bob@contoso.com", "to": "ops@contoso.com", "text": "from bob"}, nil)
+	e.waitEvent(tok, bob, "cannot authenticate", 15*time.Second)
 	alice := e.submitJSON(tok, map[string]any{"from": "alice@contoso.com", "to": "ops@contoso.com", "text": "from alice"}, nil)
 	ast := e.waitStatus(tok, alice, "sent", 15*time.Second)
 	if evs := fmt.Sprint(ast["events"]); strings.Contains(evs, "held") || ast["attempts"].(float64) != 1 {
@@ -162,8 +163,5 @@ func TestFromMailboxWithAuthDisabledWaitsAlone(t *testing.T) {
 		t.Fatalf("one mailbox held the whole route: %s", r.body)
 	}
 	e.sim.SetSMTPAuthDisabled("bob@contoso.com", false)
-	st = e.waitStatus(tok, bob, "sent", 15*time.Second)
-	if !strings.Contains(fmt.Sprint(st["events"]), "cannot authenticate") {
-		t.Fatalf("the wait was not recorded: %v", st["events"])
-	}
+	e.waitStatus(tok, bob, "sent", 15*time.Second)
 }
