@@ -4,13 +4,13 @@ GO ?= go
 
 .PHONY: test deps vet fmt-check build bench fuzz
 
-## test: install what the tests need (redis-server), then vet and run every test with the race detector
+## test: install what the tests need, then vet and run every test with the race detector
 test: deps fmt-check vet
 	$(GO) test -race -count=1 ./...
 
-## deps: the integration tests need a real redis-server (Redis 7)
+## deps: install the real programs the tests run (redis-server, postfix, swaks, promtool, alertmanager, ...)
 deps:
-	@./test/ensure-redis.sh
+	@./test/ensure-deps.sh
 
 vet:
 	$(GO) vet ./...
