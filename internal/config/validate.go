@@ -3,7 +3,6 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/internal/addrpolicy"
-	"github.com/mailgate/mailgate/internal/compose"
 )
 
 const (
@@ -454,15 +452,7 @@ func (v *validator) connector(key string, r *Route) {
 }
 
 // validateDomain checks a registered domain name such as contoso.com.
-func validateDomain(d string) error {
-	if err := addrpolicy.ValidateDomain(d); err != nil {
-		return err
-	}
-	if !strings.Contains(d, ".") {
-		return fmt.Errorf("%q is not a domain name such as contoso.com", d)
-	}
-	return nil
-}
+func validateDomain(d string) error { return addrpolicy.ValidateDomain(d) }
 
 func (v *validator) plainSMTP(key string, r *Route) {
 	a := &r.Auth
@@ -563,20 +553,13 @@ func (v *validator) app(c *Config, key string, a *App) {
 }
 
 // parseFromAddress parses one address, with or without a display name
-// ("Alerts <alerts@contoso.com>"), and returns the bare address. It uses the
-// API's own parser, so a default From that passes here can never be refused
-// at the door.
+// ("Alerts <alerts@contoso.com>"), and returns the bare address. It uses
+// mailgate's one address parser, so a default From that passes here can
+// never be refused at the door.
 func parseFromAddress(s string) (string, error) {
-	a, err := compose.ParseAddress(s)
+	a, err := addrpolicy.ParseMailbox(s)
 	if err != nil {
-		var ce *compose.Error
-		if errors.As(err, &ce) {
-			err = errors.New(ce.Message)
-		}
 		return "", fmt.Errorf("%q is not a single address such as alerts@contoso.com or \"Alerts <alerts@contoso.com>\": %v", s, err)
-	}
-	if err := addrpolicy.ValidateAddress(a.Address); err != nil {
-		return "", err
 	}
 	return a.Address, nil
 }
