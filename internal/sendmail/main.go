@@ -19,8 +19,9 @@ const Usage = `Usage:
 Reads a message on stdin and submits it to a mailgate server
 (POST /v1/messages/raw). Works as /usr/sbin/sendmail when linked or copied
 under that name. Configuration: /etc/mailgate/sendmail.conf (url, token or
-token_file, spool_dir, local_domain, alias NAME = address), overridden by
-MAILGATE_URL, MAILGATE_TOKEN and MAILGATE_TOKEN_FILE.
+token_file, spool_dir, local_domain, alias NAME = address), or the file
+MAILGATE_SENDMAIL_CONF names; MAILGATE_URL, MAILGATE_TOKEN and
+MAILGATE_TOKEN_FILE override it.
 Exit status from sysexits.h: 0 sent (or spooled), 64 usage, 65 invalid
 message, 67 unknown local name, 75 try later, 77 not allowed, 78 bad config.
 `
@@ -68,9 +69,16 @@ func run(env Env) (int, error) {
 	if o.Mode == ModeNewAliases {
 		return ExitOK, nil // mailgate has no aliases database; alias lines live in sendmail.conf
 	}
-	path, explicit := DefaultConfPath, o.ConfigPath != ""
-	if explicit {
+	// MAILGATE_SENDMAIL_CONF serves callers that run sendmail by path alone
+	// (mail's "set sendmail=", a PHP pool's environment).
+	path, explicit := DefaultConfPath, true
+	switch {
+	case o.ConfigPath != "":
 		path = o.ConfigPath
+	case env.Getenv("MAILGATE_SENDMAIL_CONF") != "":
+		path = env.Getenv("MAILGATE_SENDMAIL_CONF")
+	default:
+		explicit = false
 	}
 	c, err := LoadConf(path, explicit, env.Getenv)
 	if err != nil {
