@@ -165,7 +165,12 @@ func (s Spool) Flush(ctx context.Context, send SendFunc, report func(file, outco
 	return r, syncDir(s.Dir)
 }
 
-// list returns the spooled files, oldest first.
+// staleTemp is the age after which a temporary file is an abandoned write;
+// a live one exists for milliseconds.
+const staleTemp = time.Hour
+
+// list returns the spooled files, oldest first, and removes abandoned
+// temporary files.
 func (s Spool) list() ([]string, error) {
 	ents, err := os.ReadDir(s.Dir)
 	if err != nil {
@@ -177,12 +182,21 @@ func (s Spool) list() ([]string, error) {
 	}
 	var files []file
 	for _, de := range ents {
-		if !de.Type().IsRegular() || !strings.HasSuffix(de.Name(), spoolExt) || strings.HasPrefix(de.Name(), ".") {
+		if !de.Type().IsRegular() {
 			continue
 		}
 		info, err := de.Info()
 		if err != nil {
 			continue // gone since ReadDir
+		}
+		if strings.HasPrefix(de.Name(), ".tmp-") && s.Now().Sub(info.ModTime()) > staleTemp {
+			// Left by a sendmail that died between writing and renaming:
+			// its caller saw no exit 0, so the message was never promised.
+			_ = os.Remove(filepath.Join(s.Dir, de.Name()))
+			continue
+		}
+		if !strings.HasSuffix(de.Name(), spoolExt) || strings.HasPrefix(de.Name(), ".") {
+			continue
 		}
 		files = append(files, file{de.Name(), info.ModTime()})
 	}

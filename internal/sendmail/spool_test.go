@@ -158,3 +158,31 @@ func TestFlushNoSpoolYet(t *testing.T) {
 		t.Errorf("%+v, %v", r, err)
 	}
 }
+
+func TestFlushRemovesAbandonedTempFiles(t *testing.T) {
+	t.Parallel()
+	s := newSpool(t)
+	put(t, s, "k")
+	old, fresh := filepath.Join(s.Dir, ".tmp-old"), filepath.Join(s.Dir, ".tmp-fresh")
+	for _, p := range []string{old, fresh} {
+		if err := os.WriteFile(p, []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := s.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(old, long, long); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(fresh, s.Now(), s.Now()); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Flush(context.Background(), func(context.Context, Entry, []byte) Result {
+		return Result{Status: http.StatusAccepted}
+	}, func(string, string) {})
+	if err != nil || r != (FlushReport{Sent: 1}) {
+		t.Fatalf("%+v, %v", r, err)
+	}
+	if got := spooled(t, s.Dir); len(got) != 1 || got[0] != ".tmp-fresh" {
+		t.Errorf("spool holds %q, want only the fresh temporary file (a write in progress)", got)
+	}
+}
