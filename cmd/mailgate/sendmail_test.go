@@ -21,8 +21,8 @@ func TestInvokedAsSendmail(t *testing.T) {
 func TestSendmailSubcommand(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr strings.Builder
-	code := run([]string{"sendmail", "-bs"}, &stdout, &stderr, func(string) string { return "" })
-	if code != 64 || !strings.HasPrefix(stderr.String(), "mailgate sendmail: -bs") {
+	code := run([]string{"sendmail", "-bd"}, &stdout, &stderr, func(string) string { return "" })
+	if code != 64 || !strings.HasPrefix(stderr.String(), "mailgate sendmail: -bd") {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}
 }

@@ -17,6 +17,8 @@
 // Options are parsed the way sendmail's getopt does (clustered and glued
 // forms, -oX options, permuted recipients as with glibc), accepting and
 // ignoring what has no meaning for a submission (-B8BITMIME, -odi, -oem).
+// -bs, the default of Symfony Mailer and Laravel, speaks SMTP on stdin and
+// stdout through go-smtp's server, each message taking the same path.
 // Sources: sendmail(8) of Sendmail 8 and Postfix, sysexits.h.
 package sendmail
 

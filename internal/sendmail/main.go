@@ -14,6 +14,7 @@ import (
 // Usage is the help text of the command.
 const Usage = `Usage:
   mailgate sendmail [-t] [-i] [-f sender] [-F name] [--config FILE] [--] [recipient ...] < message
+  mailgate sendmail -bs [--config FILE]          (SMTP on stdin and stdout)
   mailgate sendmail --flush [--config FILE]      (also: sendmail -q)
 
 Reads a message on stdin and submits it to a mailgate server
@@ -103,6 +104,10 @@ func run(env Env) (int, error) {
 		return flush(ctx, env, spool, client)
 	}
 
+	if o.Mode == ModeSMTP {
+		return serveSMTP(ctx, env, c, spool, client)
+	}
+
 	raw, err := ReadMessage(env.Stdin, o.IgnoreDots)
 	if err != nil {
 		return ExitIOErr, err
@@ -111,27 +116,43 @@ func run(env Env) (int, error) {
 	if err != nil {
 		return exitFor(err), err
 	}
+	d := deliver(ctx, env, spool, client, p)
+	if d.Code == ExitOK && d.ID != "" && o.Verbose {
+		fmt.Fprintf(env.Stderr, "mailgate sendmail: queued as %s\n", d.ID)
+	}
+	return d.Code, d.Err
+}
+
+// delivery is how one message ended: sent (ID), spooled (Spooled), or not
+// (Err, with Code from sysexits.h).
+type delivery struct {
+	Code    int
+	ID      string
+	Spooled string
+	Err     error
+}
+
+// deliver submits a prepared message and, when the server cannot take it
+// now and a spool is configured, spools it.
+func deliver(ctx context.Context, env Env, spool Spool, client *Client, p *Prepared) delivery {
 	key, err := newKey()
 	if err != nil {
-		return ExitSoftware, err
+		return delivery{Code: ExitSoftware, Err: err}
 	}
 	res := client.Submit(ctx, key, p.To, p.Body)
 	code, temporary := res.Exit()
 	switch {
 	case code == ExitOK:
-		if o.Verbose {
-			fmt.Fprintf(env.Stderr, "mailgate sendmail: queued as %s\n", res.ID)
-		}
-		return ExitOK, nil
-	case temporary && c.SpoolDir != "":
+		return delivery{Code: ExitOK, ID: res.ID}
+	case temporary && spool.Dir != "":
 		file, err := spool.Put(Entry{Key: key, To: p.To, Reason: res.Reason}, p.Body)
 		if err != nil {
-			return ExitTempFail, fmt.Errorf("%s; and the spool failed too, the message is NOT kept: %v", res.Reason, err)
+			return delivery{Code: ExitTempFail, Err: fmt.Errorf("%s; and the spool failed too, the message is NOT kept: %v", res.Reason, err)}
 		}
 		fmt.Fprintf(env.Stderr, "mailgate sendmail: %s; spooled as %s, `mailgate sendmail --flush` sends it\n", res.Reason, file)
-		return ExitOK, nil
+		return delivery{Code: ExitOK, Spooled: file}
 	}
-	return code, errors.New(res.Reason)
+	return delivery{Code: code, Err: errors.New(res.Reason)}
 }
 
 func flush(ctx context.Context, env Env, spool Spool, client *Client) (int, error) {

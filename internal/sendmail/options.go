@@ -27,6 +27,7 @@ const (
 	ModeDeliver    Mode = 'm' // -bm, the default: read a message and send it
 	ModeNewAliases Mode = 'i' // -bi, -I: rebuild the aliases database (nothing to do here)
 	ModeQueue      Mode = 'p' // -bp: list the spool
+	ModeSMTP       Mode = 's' // -bs: speak SMTP on stdin and stdout (Symfony Mailer, Laravel)
 )
 
 // UsageError is a command line that cannot be obeyed; it exits EX_USAGE.
@@ -165,7 +166,7 @@ func (o *Options) value(c byte, v string) error {
 		case "p":
 			o.Mode = ModeQueue
 		case "s":
-			return usagef("-bs (SMTP on stdin) is not supported: use mailgate's SMTP door, or let the program call sendmail with -t")
+			o.Mode = ModeSMTP
 		default:
 			return usagef("-b%s is not supported (mailgate sendmail only delivers: -bm)", v)
 		}
@@ -176,6 +177,9 @@ func (o *Options) value(c byte, v string) error {
 func (o *Options) check() error {
 	if o.Flush && len(o.Recipients) > 0 {
 		return usagef("--flush takes no recipients")
+	}
+	if o.Mode == ModeSMTP && (len(o.Recipients) > 0 || o.Extract) {
+		return usagef("-bs takes its recipients from RCPT TO, not from arguments or -t")
 	}
 	return nil
 }

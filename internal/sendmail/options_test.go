@@ -41,6 +41,8 @@ func TestParseCallers(t *testing.T) {
 		{"newaliases", []string{"-bi"}, Options{Mode: ModeNewAliases}},
 		{"-I", []string{"-I"}, Options{Mode: ModeNewAliases}},
 		{"mailq", []string{"-bp"}, Options{Mode: ModeQueue}},
+		{"Symfony Mailer", []string{"-bs"}, Options{Mode: ModeSMTP}},
+		{"Laravel", []string{"-bs", "-i"}, Options{Mode: ModeSMTP, IgnoreDots: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.caller, func(t *testing.T) {
@@ -67,7 +69,7 @@ func TestParseRefuses(t *testing.T) {
 		{"-t", "-F"},                 // missing value
 		{"--config"},                 // missing file
 		{"--nope"},                   // unknown long option
-		{"-bs"},                      // SMTP on stdin
+		{"-bs", "-t"},                // SMTP takes its recipients from RCPT TO
 		{"-bd"},                      // daemon mode
 		{"--flush", "x@contoso.com"}, // flush takes no recipients
 	} {

@@ -185,7 +185,7 @@ func TestExitCodes(t *testing.T) {
 			"From: boss@contoso.com\nTo: a@contoso.com\nSubject: x\n\nx\n", 77, "from_not_allowed"},
 		{"invalid message", good, []string{"-t", "-i"},
 			"From: ops@alerts.contoso.com\nTo: a@contoso.com\nAuthentication-Results: spoofed; dkim=pass\nSubject: x\n\nx\n", 65, "Authentication-Results"},
-		{"bad option", good, []string{"-bs"}, "", 64, "-bs"},
+		{"bad option", good, []string{"-bd"}, "", 64, "-bd"},
 		{"local name without a rule", invocation{conf: writeConf(t, "# no local_domain"), url: s.base, tok: tok},
 			[]string{"-i", "root"}, msg, 67, "local_domain"},
 		{"missing configuration file", invocation{conf: "/nonexistent/sendmail.conf", url: s.base, tok: tok},
