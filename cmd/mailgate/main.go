@@ -48,8 +48,8 @@ MAILGATE_CONFIG may stand in for --config.
 `
 
 func main() {
-	if invokedAsSendmail(os.Args[0]) {
-		os.Exit(cmdSendmail(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+	if mode, ok := sendmailName(os.Args[0]); ok {
+		os.Exit(cmdSendmail(append(mode, os.Args[1:]...), os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }

@@ -7,11 +7,21 @@ import (
 	"github.com/mailgate/mailgate/internal/sendmail"
 )
 
-// invokedAsSendmail reports whether the binary runs under sendmail's name
-// (a /usr/sbin/sendmail symlink or copy), where callers pass sendmail's
-// options without a "sendmail" command word.
-func invokedAsSendmail(argv0 string) bool {
-	return filepath.Base(argv0) == "sendmail"
+// sendmailName reports whether the binary runs under one of sendmail's
+// names (a /usr/sbin/sendmail symlink or copy, or the mailq and newaliases
+// links an MTA package leaves pointing at it), where callers pass
+// sendmail's options without a "sendmail" command word; mode is the option
+// that name stands for.
+func sendmailName(argv0 string) (mode []string, ok bool) {
+	switch filepath.Base(argv0) {
+	case "sendmail":
+		return nil, true
+	case "mailq":
+		return []string{"-bp"}, true
+	case "newaliases":
+		return []string{"-bi"}, true
+	}
+	return nil, false
 }
 
 func cmdSendmail(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {

@@ -5,14 +5,20 @@ import (
 	"testing"
 )
 
-func TestInvokedAsSendmail(t *testing.T) {
+func TestSendmailName(t *testing.T) {
 	t.Parallel()
-	for argv0, want := range map[string]bool{
-		"/usr/sbin/sendmail": true, "sendmail": true, "/usr/lib/sendmail": true,
-		"/usr/local/bin/mailgate": false, "mailgate": false, "/usr/sbin/sendmail.postfix": false,
+	for argv0, want := range map[string]string{
+		"/usr/sbin/sendmail": "", "sendmail": "", "/usr/lib/sendmail": "",
+		"/usr/bin/mailq": "-bp", "/usr/bin/newaliases": "-bi",
+		"/usr/local/bin/mailgate": "no", "mailgate": "no", "/usr/sbin/sendmail.postfix": "no",
 	} {
-		if got := invokedAsSendmail(argv0); got != want {
-			t.Errorf("invokedAsSendmail(%q) = %v, want %v", argv0, got, want)
+		mode, ok := sendmailName(argv0)
+		got := strings.Join(mode, " ")
+		if !ok {
+			got = "no"
+		}
+		if got != want {
+			t.Errorf("sendmailName(%q) = %q, want %q", argv0, got, want)
 		}
 	}
 }
