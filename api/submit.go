@@ -127,12 +127,22 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 		IdempotencyKey: c.Request().Header.Get("Idempotency-Key"), Metadata: metadata})
 	var refused *apppolicy.Refusal
 	var unavailable *intake.QueueError
+	var notReplicated *queue.NotReplicatedError
 	switch {
 	case errors.As(err, &refused):
 		return refusalProblem(refused)
 	case errors.Is(err, intake.ErrIdempotencyKey):
 		return errValidation("Idempotency-Key must be at most 255 characters on one line",
 			FieldError{Field: "Idempotency-Key", Message: "too long or not one line"})
+	case errors.As(err, &notReplicated):
+		p := errQueueUnavailable()
+		// Stored on the master, but not yet on the replicas the operator
+		// asked for (redis.min_replicas_acked): a failover now could lose
+		// it, so no 202; a retry settles it without a duplicate.
+		p.Detail = fmt.Sprintf("the message may be stored but is not yet replicated (%d of %d replicas "+
+			"confirmed it within %s); retry with the same Idempotency-Key to be sure it is sent once "+
+			"(message id %s)", notReplicated.Got, notReplicated.Want, notReplicated.Timeout, notReplicated.ID)
+		return p
 	case errors.As(err, &unavailable):
 		p := errQueueUnavailable()
 		// Redis went away while this message was being stored, and did not

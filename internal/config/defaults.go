@@ -12,6 +12,9 @@ import (
 const (
 	DefaultListen    = ":8080"
 	DefaultRedisURL  = "redis://127.0.0.1:6379/0"
+	// DefaultReplicaAckTimeout bounds the wait for replicas when
+	// redis.min_replicas_acked is set.
+	DefaultReplicaAckTimeout = time.Second
 	DefaultKeyPrefix = "mailgate"
 	DefaultIssuer    = "mailgate"
 
@@ -55,9 +58,12 @@ const (
 // unlimited there.
 func (c *Config) WithDefaults() *Config {
 	setString(&c.Listen, DefaultListen)
-	if c.Redis.URLFile == "" {
+	// The single-node default only when no other topology is chosen, so that
+	// setting sentinel or cluster alone is enough.
+	if c.Redis.URLFile == "" && !c.Redis.Sentinel.IsSet() && !c.Redis.Cluster.IsSet() {
 		setString(&c.Redis.URL, DefaultRedisURL)
 	}
+	setDuration(&c.Redis.ReplicaAckTimeout, DefaultReplicaAckTimeout)
 	setString(&c.Redis.KeyPrefix, DefaultKeyPrefix)
 	setString(&c.Auth.Issuer, DefaultIssuer)
 

@@ -106,7 +106,8 @@ func New(o Options) (*Gateway, error) {
 		}
 		g.rdb, g.ownRedis = rdb, true
 	}
-	g.queue = queue.New(g.rdb, queue.Options{Prefix: cfg.Redis.KeyPrefix, Retention: cfg.Retention, Now: o.Now})
+	g.queue = queue.New(g.rdb, queue.Options{Prefix: cfg.Redis.KeyPrefix, Retention: cfg.Retention, Now: o.Now,
+		MinReplicas: cfg.Redis.MinReplicasAcked, ReplicaTimeout: cfg.Redis.ReplicaAckTimeout})
 	g.health = routehealth.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
 	g.limiter = limits.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
 	tokens, err := token.New([]byte(cfg.Auth.SigningKey), cfg.Auth.Issuer,
@@ -228,22 +229,6 @@ func (g *Gateway) opsHandler(draining *atomic.Bool) http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}))
 	return mux
-}
-
-// NewRedisClient connects to the configured Redis (redis:// or rediss://).
-// Its errors never show the URL, which may hold a password.
-//
-// It fails fast while Redis is down: go-redis's defaults (5 dials per try, 4
-// tries) would make every request of an outage wait about 2 s for its 503.
-// The API answers and retries where it matters, and the workers have loops
-// of their own.
-func NewRedisClient(c config.Redis) (*redis.Client, error) {
-	ro, err := redis.ParseURL(c.URL)
-	if err != nil {
-		return nil, errors.New("redis.url is not a valid redis:// or rediss:// URL (not shown: it may hold a password)")
-	}
-	ro.DialerRetries, ro.MaxRetries = 1, 1
-	return redis.NewClient(ro), nil
 }
 
 // usage reports a route's limit usage per mailbox, for GET /v1/routes.

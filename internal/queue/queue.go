@@ -43,6 +43,12 @@ type Options struct {
 	Retention time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// MinReplicas, when above zero, makes Enqueue succeed only once that
+	// many replicas hold the message (Redis WAIT); otherwise it returns a
+	// *NotReplicatedError.
+	MinReplicas int
+	// ReplicaTimeout bounds that wait (one second when zero).
+	ReplicaTimeout time.Duration
 }
 
 // Queue is the Redis-backed message store and work queue.
@@ -51,6 +57,9 @@ type Queue struct {
 	prefix    string
 	retention time.Duration
 	now       func() time.Time
+
+	minReplicas    int
+	replicaTimeout time.Duration
 }
 
 // New returns a Queue on rdb.
@@ -64,7 +73,11 @@ func New(rdb redis.UniversalClient, opts Options) *Queue {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Queue{rdb: rdb, prefix: opts.Prefix, retention: opts.Retention, now: opts.Now}
+	if opts.ReplicaTimeout <= 0 {
+		opts.ReplicaTimeout = time.Second
+	}
+	return &Queue{rdb: rdb, prefix: opts.Prefix, retention: opts.Retention, now: opts.Now,
+		minReplicas: opts.MinReplicas, replicaTimeout: opts.ReplicaTimeout}
 }
 
 // Message is what the API stores for a route: the final bytes and their
@@ -167,6 +180,9 @@ func (q *Queue) inflightKey(route string) string {
 	return q.routeKey(route, "inflight")
 }
 func (q *Queue) failedKey(route string) string { return q.routeKey(route, "failed") }
+
+// syncKey takes the small write that WAIT measures (see enqueueReplicated).
+func (q *Queue) syncKey(route string) string { return q.routeKey(route, "replsync") }
 func (q *Queue) idemKey(route, app, key string) string {
 	h := sha256.Sum256([]byte(key))
 	return q.routeKey(route, "idem:"+app+":"+hex.EncodeToString(h[:16]))
@@ -210,7 +226,12 @@ func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool
 	}
 	args := append([]any{m.ID, ms, useIdem, IdempotencyTTL.Milliseconds(), event}, fields...)
 	keys := []string{q.msgKey(m.Route, m.ID), q.evKey(m.Route, m.ID), q.readyKey(m.Route), idemKey}
-	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Slice()
+	var res []any
+	if q.minReplicas > 0 {
+		res, err = q.enqueueReplicated(ctx, keys, args, m.ID, m.Route)
+	} else {
+		res, err = enqueueScript.Run(ctx, q.rdb, keys, args...).Slice()
+	}
 	if err != nil {
 		return "", false, fmt.Errorf("enqueue %s: %w", m.ID, err)
 	}
@@ -233,10 +254,15 @@ func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Dura
 	}
 	deadline := time.Now().Add(within)
 	wait := 50 * time.Millisecond
+	var notReplicated *NotReplicatedError
 	for {
 		id, created, err = q.Enqueue(ctx, m)
 		if err == nil || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
 			break
+		}
+		if errors.As(err, &notReplicated) {
+			// WAIT has already waited its timeout; the caller decides.
+			return "", false, err
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -248,6 +274,11 @@ func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Dura
 	}
 	if err != nil {
 		if ok, xerr := q.Exists(context.WithoutCancel(ctx), m.Route, m.ID); xerr == nil && ok {
+			if q.minReplicas > 0 {
+				if rerr := q.confirmReplicated(context.WithoutCancel(ctx), m.Route, m.ID); rerr != nil {
+					return "", false, fmt.Errorf("enqueue %s: %w", m.ID, rerr)
+				}
+			}
 			return m.ID, true, nil
 		}
 	}
