@@ -10,13 +10,13 @@ import (
 // going above them only turns into 432 4.3.2 replies, delays and, for the
 // daily recipient quota, 554 5.2.0 SubmissionQuotaExceeded.
 const (
-	DefaultListen    = ":8080"
-	DefaultRedisURL  = "redis://127.0.0.1:6379/0"
+	DefaultListen   = ":8080"
+	DefaultRedisURL = "redis://127.0.0.1:6379/0"
 	// DefaultReplicaAckTimeout bounds the wait for replicas when
 	// redis.min_replicas_acked is set.
 	DefaultReplicaAckTimeout = time.Second
-	DefaultKeyPrefix = "mailgate"
-	DefaultIssuer    = "mailgate"
+	DefaultKeyPrefix         = "mailgate"
+	DefaultIssuer            = "mailgate"
 
 	DefaultMaxAge            = 24 * time.Hour
 	DefaultBackoffInitial    = 30 * time.Second
