@@ -1,0 +1,97 @@
+package redisha_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/gateway"
+	"github.com/mailgate/mailgate/internal/queue"
+	"github.com/mailgate/mailgate/test/redisha"
+)
+
+// msg is a minimal message of route.
+func msg(route, idem string) queue.Message {
+	return queue.Message{App: "app", Route: route, From: "a@contoso.com", Recipients: []string{"b@contoso.com"},
+		Body: []byte("Subject: x\r\n\r\nx\r\n"), IdempotencyKey: idem}
+}
+
+// checkReplicaAck shows that WAIT reaches the master holding the route and
+// counts its replicas: one replica confirms, two cannot, and the answer
+// then says how many did.
+func checkReplicaAck(t *testing.T, rdb redis.UniversalClient, route string) {
+	t.Helper()
+	ctx := context.Background()
+	one := queue.New(rdb, queue.Options{MinReplicas: 1, ReplicaTimeout: 2 * time.Second})
+	id, created, err := one.Enqueue(ctx, msg(route, ""))
+	if err != nil || !created {
+		t.Fatalf("enqueue with one replica asked: %v (created %v)", err, created)
+	}
+	if ok, err := one.Exists(ctx, route, id); err != nil || !ok {
+		t.Fatalf("stored message %s not found: %v", id, err)
+	}
+	// An idempotent replay writes nothing, yet is confirmed too.
+	if _, _, err := one.Enqueue(ctx, msg(route, "k1")); err != nil {
+		t.Fatal(err)
+	}
+	if first, created, err := one.Enqueue(ctx, msg(route, "k1")); err != nil || created || first == "" {
+		t.Fatalf("replay: %q %v %v", first, created, err)
+	}
+
+	two := queue.New(rdb, queue.Options{MinReplicas: 2, ReplicaTimeout: 200 * time.Millisecond})
+	_, _, err = two.EnqueueRetrying(ctx, msg(route, ""), 5*time.Second)
+	var nr *queue.NotReplicatedError
+	if !errors.As(err, &nr) {
+		t.Fatalf("two replicas asked of one: got %v, want a NotReplicatedError", err)
+	}
+	if nr.Got != 1 || nr.Want != 2 {
+		t.Fatalf("WAIT reported %d of %d replicas, want 1 of 2", nr.Got, nr.Want)
+	}
+}
+
+func TestReplicaAckOnCluster(t *testing.T) {
+	t.Parallel()
+	c := redisha.StartCluster(t)
+	rdb, err := gateway.NewRedisClient(config.Redis{Cluster: config.RedisCluster{Addrs: c.Seeds()[:2]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	for _, k := range []string{"mailgate:{m365}:ready", "plain", "{}x", "a{b}c{d}"} {
+		want, err := c.Nodes[0].Client().ClusterKeySlot(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := redisha.Slot(k); got != int(want) {
+			t.Errorf("Slot(%q) = %d, Redis says %d", k, got, want)
+		}
+	}
+	// Routes on three different masters: WAIT must go to each one's own.
+	routes := []string{"a", "b", "c"}
+	seen := map[string]string{}
+	for _, r := range routes {
+		m := c.MasterOf("{" + r + "}")
+		if prev, dup := seen[m.Addr]; dup {
+			t.Fatalf("routes %s and %s share master %s; pick other names", prev, r, m.Addr)
+		}
+		seen[m.Addr] = r
+		checkReplicaAck(t, rdb, r)
+	}
+}
+
+func TestReplicaAckOnSentinel(t *testing.T) {
+	t.Parallel()
+	s := redisha.StartSentinel(t)
+	rdb, err := gateway.NewRedisClient(config.Redis{Sentinel: config.RedisSentinel{
+		MasterName: redisha.MasterName, Addrs: s.Addrs()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	checkReplicaAck(t, rdb, "m365")
+}

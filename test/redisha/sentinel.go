@@ -1,0 +1,202 @@
+package redisha
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mailgate/mailgate/test/testbin"
+	"github.com/mailgate/mailgate/test/testwait"
+)
+
+// MasterName is the name the sentinels monitor.
+const MasterName = "mymaster"
+
+// Sentinel is one master, one replica and three sentinels (quorum 2).
+type Sentinel struct {
+	Data      []*Node // the master and the replica, in start order
+	Sentinels []*Node
+	tb        testing.TB
+}
+
+// StartSentinel starts the set-up and waits until every sentinel knows the
+// master, its replica and the two other sentinels. A master is deemed down
+// after one second, so a failover takes a few seconds.
+func StartSentinel(tb testing.TB) *Sentinel {
+	tb.Helper()
+	bin := serverBin(tb)
+	sbin := testbin.Path(tb, "redis-sentinel", "redis-sentinel")
+	s := &Sentinel{tb: tb}
+	master := newNode(tb, bin, "master", dataArgs)
+	master.Start()
+	replica := newNode(tb, bin, "replica", func(port int, dir string) []string {
+		return append(dataArgs(port, dir), "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	})
+	replica.Start()
+	s.Data = []*Node{master, replica}
+	for i := range 3 {
+		n := newNode(tb, sbin, fmt.Sprintf("sentinel%d", i), func(port int, dir string) []string {
+			conf := filepath.Join(dir, "sentinel.conf")
+			text := fmt.Sprintf(`port %d
+bind 127.0.0.1
+protected-mode no
+daemonize no
+dir %s
+sentinel monitor %s 127.0.0.1 %d 2
+sentinel down-after-milliseconds %s 1000
+sentinel failover-timeout %s 5000
+sentinel parallel-syncs %s 1
+`, port, dir, MasterName, master.Port, MasterName, MasterName, MasterName)
+			if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+				tb.Fatal(err)
+			}
+			return []string{conf}
+		})
+		n.Start()
+		s.Sentinels = append(s.Sentinels, n)
+	}
+	testwait.UntilNil(tb, 30*time.Second, func() error { return s.settled(master.Addr) })
+	return s
+}
+
+// Addrs are the sentinels' addresses.
+func (s *Sentinel) Addrs() []string {
+	out := make([]string, len(s.Sentinels))
+	for i, n := range s.Sentinels {
+		out[i] = n.Addr
+	}
+	return out
+}
+
+// Master is the data node every sentinel names as master.
+func (s *Sentinel) Master() *Node {
+	s.tb.Helper()
+	var m *Node
+	testwait.UntilNil(s.tb, 30*time.Second, func() error {
+		addr, err := s.masterAddr()
+		if err != nil {
+			return err
+		}
+		for _, n := range s.Data {
+			if n.Addr == addr {
+				m = n
+				return nil
+			}
+		}
+		return fmt.Errorf("sentinels name %s, not one of ours", addr)
+	})
+	return m
+}
+
+// masterAddr is the master all sentinels agree on.
+func (s *Sentinel) masterAddr() (string, error) {
+	ctx, cancel := ctx5()
+	defer cancel()
+	var agreed string
+	for _, n := range s.Sentinels {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: n.Addr, MaxRetries: -1})
+		hp, err := sc.GetMasterAddrByName(ctx, MasterName).Result()
+		_ = sc.Close()
+		if err != nil {
+			return "", err
+		}
+		addr := net.JoinHostPort(hp[0], hp[1])
+		if agreed != "" && addr != agreed {
+			return "", notYet("sentinels disagree: %s and %s", agreed, addr)
+		}
+		agreed = addr
+	}
+	return agreed, nil
+}
+
+// settled is nil when every sentinel names master, sees a replica of it
+// and the two other sentinels, and the master has an in-sync replica.
+func (s *Sentinel) settled(master string) error {
+	ctx, cancel := ctx5()
+	defer cancel()
+	if addr, err := s.masterAddr(); err != nil {
+		return err
+	} else if addr != master {
+		return notYet("master is %s, want %s", addr, master)
+	}
+	for _, n := range s.Sentinels {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: n.Addr, MaxRetries: -1})
+		m, err := sc.Master(ctx, MasterName).Result()
+		_ = sc.Close()
+		if err != nil {
+			return err
+		}
+		if m["num-slaves"] == "0" || m["num-other-sentinels"] != "2" || strings.Contains(m["flags"], "down") {
+			return notYet("sentinel %s: slaves %s, other sentinels %s, flags %s", n.Addr, m["num-slaves"], m["num-other-sentinels"], m["flags"])
+		}
+	}
+	for _, n := range s.Data {
+		if n.Addr != master {
+			continue
+		}
+		repl, err := n.Client().Info(ctx, "replication").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(repl, "role:master") || !strings.Contains(repl, "state=online") {
+			return notYet("master %s has no online replica", master)
+		}
+	}
+	return nil
+}
+
+// KillMaster SIGKILLs the current master and returns it.
+func (s *Sentinel) KillMaster() *Node {
+	s.tb.Helper()
+	m := s.Master()
+	m.Kill()
+	return m
+}
+
+// WaitPromoted waits until the sentinels have promoted another node than
+// old and it answers as master; it returns the new master.
+func (s *Sentinel) WaitPromoted(old *Node) *Node {
+	s.tb.Helper()
+	var m *Node
+	testwait.UntilNil(s.tb, 30*time.Second, func() error {
+		addr, err := s.masterAddr()
+		if err != nil {
+			return err
+		}
+		if addr == old.Addr {
+			return notYet("%s still master", addr)
+		}
+		for _, n := range s.Data {
+			if n.Addr == addr {
+				ctx, cancel := ctx5()
+				defer cancel()
+				role, err := n.Client().Do(ctx, "ROLE").Slice()
+				if err != nil {
+					return err
+				}
+				if role[0] != "master" {
+					return notYet("%s not yet master", addr)
+				}
+				m = n
+				return nil
+			}
+		}
+		return fmt.Errorf("sentinels name %s, not one of ours", addr)
+	})
+	return m
+}
+
+// WaitSettled waits until the set-up is whole again around master: the
+// restarted old master has become its in-sync replica and every sentinel
+// knows it.
+func (s *Sentinel) WaitSettled(master *Node) {
+	s.tb.Helper()
+	testwait.UntilNil(s.tb, 60*time.Second, func() error { return s.settled(master.Addr) })
+}
