@@ -145,6 +145,9 @@ func dataArgs(port int, dir string) []string {
 		"--protected-mode", "no", "--daemonize", "no", "--logfile", "",
 		"--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
 		"--maxmemory-policy", "noeviction",
+		// A replica that (re)joins syncs at once, not after the 5 s a
+		// master waits by default for more replicas to share the transfer.
+		"--repl-diskless-sync-delay", "0",
 	}
 }
 

@@ -193,6 +193,16 @@ func (s *Sentinel) WaitPromoted(old *Node) *Node {
 	return m
 }
 
+// Rejoin restarts the killed old master as a replica of master, as the
+// start script of a Sentinel deployment does (it asks the sentinels for the
+// master first); the sentinels would otherwise convert it only after
+// several seconds, and until then no 202 can wait for a replica.
+func (s *Sentinel) Rejoin(old, master *Node) {
+	s.tb.Helper()
+	old.args = append(dataArgs(old.Port, old.Dir), "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	old.Start()
+}
+
 // WaitSettled waits until the set-up is whole again around master: the
 // restarted old master has become its in-sync replica and every sentinel
 // knows it.

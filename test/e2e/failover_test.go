@@ -1,0 +1,256 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/gateway"
+	"github.com/mailgate/mailgate/test/exosim"
+	"github.com/mailgate/mailgate/test/redisha"
+	"github.com/mailgate/mailgate/test/testwait"
+)
+
+// Under a steady load of submissions and deliveries, a Sentinel master is
+// killed with SIGKILL. Every message answered 202 is delivered (each 202
+// waited for a replica), a message is delivered twice only if it was in
+// flight at the kill, and nothing is ever answered 500.
+func TestSentinelMasterKilledUnderLoad(t *testing.T) {
+	t.Parallel()
+	s := redisha.StartSentinel(t)
+	runFailover(t, config.Redis{Sentinel: config.RedisSentinel{MasterName: redisha.MasterName, Addrs: s.Addrs()}},
+		func() time.Time {
+			old := s.KillMaster()
+			promoted := s.WaitPromoted(old)
+			promotedAt := time.Now()
+			// The old master comes back (as an orchestrator would restart
+			// it) as the new master's replica, so a 202 can again wait for
+			// one.
+			s.Rejoin(old, promoted)
+			s.WaitSettled(promoted)
+			return promotedAt
+		})
+}
+
+// The same with the master of the route's slot in a Redis Cluster.
+func TestClusterMasterKilledUnderLoad(t *testing.T) {
+	t.Parallel()
+	c := redisha.StartCluster(t)
+	runFailover(t, config.Redis{Cluster: config.RedisCluster{Addrs: c.Seeds()}},
+		func() time.Time {
+			old := c.KillMasterOf("{m365}")
+			c.WaitPromoted("{m365}", old)
+			promotedAt := time.Now()
+			// The old master comes back and joins as the new master's
+			// replica by itself (its nodes.conf knows the cluster).
+			old.Start()
+			c.WaitHealthy()
+			return promotedAt
+		})
+}
+
+// submission is one message of the load and what the API answered.
+type submission struct {
+	seq      int
+	statuses []int // every answer, retries included
+	id       string
+	accepted time.Time // when the 202 came
+	// tried is when the attempt that got the last answer started.
+	tried   time.Time
+	longest time.Duration // the longest attempt
+}
+
+// runFailover runs mailgate on rc under load, lets failover break and
+// repair Redis, and checks the count.
+// failover returns when the promotion was seen.
+func runFailover(t *testing.T, rc config.Redis, failover func() (promoted time.Time)) {
+	sim := exosim.Start(t, simOptions())
+	cfg := baseConfig(sim, nil)
+	rc.MinReplicasAcked, rc.ReplicaAckTimeout = 1, time.Second
+	cfg.Redis = rc
+	r := &cfg.Routes[0]
+	r.Type = config.RouteSMTP // no pacing: deliveries keep up with the load
+	r.Limits = config.Limits{MaxConnections: 3}
+	r.SendAs = nil
+	e := newEnvConfig(t, sim, cfg)
+	e.start(gateway.RoleAll)
+	tok := e.token("billing")
+
+	var (
+		mu    sync.Mutex
+		subs  []*submission
+		stop  = make(chan struct{})
+		ended = make(chan struct{})
+	)
+	// Three clients each submit a message every few milliseconds and
+	// retry a 503 with the same Idempotency-Key, as the README tells
+	// clients to.
+	var next int
+	var clients sync.WaitGroup
+	for range 3 {
+		clients.Add(1)
+		go func() {
+			defer clients.Done()
+			for {
+				mu.Lock()
+				sub := &submission{seq: next}
+				next++
+				subs = append(subs, sub)
+				mu.Unlock()
+				for {
+					tried := time.Now()
+					status, id := submitOnce(t, e.base, tok, sub.seq)
+					mu.Lock()
+					sub.tried, sub.longest = tried, max(sub.longest, time.Since(tried))
+					sub.statuses = append(sub.statuses, status)
+					if status == http.StatusAccepted {
+						sub.id, sub.accepted = id, time.Now()
+					}
+					mu.Unlock()
+					if status != http.StatusServiceUnavailable {
+						break
+					}
+					select {
+					case <-stop:
+						return
+					case <-time.After(50 * time.Millisecond):
+					}
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}()
+	}
+	go func() { clients.Wait(); close(ended) }()
+	delivered := func() int { return len(sim.Messages()) }
+	testwait.Until(t, 30*time.Second, func() bool { return delivered() >= 30 }, "30 deliveries before the kill")
+
+	killed := time.Now()
+	promoted := failover()
+	repaired := time.Now()
+	// Load goes on until messages are accepted again after the repair.
+	acceptedAfter := func(at time.Time) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, s := range subs {
+			if s.id != "" && s.accepted.After(at) {
+				n++
+			}
+		}
+		return n
+	}
+	testwait.Until(t, 30*time.Second, func() bool { return acceptedAfter(repaired) >= 20 }, "20 messages accepted after the repair")
+	close(stop)
+	<-ended
+
+	// Count.
+	mu.Lock()
+	defer mu.Unlock()
+	var accepted, refusedOnce, overlapped int
+	var recovered time.Time
+	var longest time.Duration
+	for _, s := range subs {
+		for _, st := range s.statuses {
+			if st != http.StatusAccepted && st != http.StatusServiceUnavailable {
+				t.Fatalf("message %d was answered %d (answers %v): only 202 and 503 are acceptable", s.seq, st, s.statuses)
+			}
+		}
+		longest = max(longest, s.longest)
+		if s.id == "" {
+			continue // still being retried when the load stopped
+		}
+		accepted++
+		if len(s.statuses) > 1 {
+			refusedOnce++
+		}
+		if len(s.statuses) > 1 || s.tried.Before(promoted) && s.accepted.After(killed) {
+			overlapped++ // refused, or its request was open during the outage
+		}
+		// Recovery: the first 202 to a request sent after the kill.
+		if s.tried.After(killed) && (recovered.IsZero() || s.accepted.Before(recovered)) {
+			recovered = s.accepted
+		}
+	}
+	// Every 202 is delivered.
+	want := map[int]bool{}
+	for _, s := range subs {
+		if s.id != "" {
+			want[s.seq] = true
+		}
+	}
+	seqOf := regexp.MustCompile(`Subject: load (\d+)\r\n`)
+	count := func() map[int][]time.Time {
+		got := map[int][]time.Time{}
+		for _, m := range sim.Messages() {
+			if sm := seqOf.FindSubmatch(m.Data); sm != nil {
+				var n int
+				fmt.Sscan(string(sm[1]), &n)
+				got[n] = append(got[n], m.At)
+			}
+		}
+		return got
+	}
+	testwait.UntilNil(t, 60*time.Second, func() error {
+		got := count()
+		for seq := range want {
+			if len(got[seq]) == 0 {
+				return fmt.Errorf("message %d was answered 202 but is not delivered (%d of %d delivered)", seq, len(got), len(want))
+			}
+		}
+		return nil
+	})
+	// Twice only if in flight at the kill: its first delivery came shortly
+	// before the kill (its outcome not yet recorded on a replica) or after.
+	dups := 0
+	for seq, at := range count() {
+		if len(at) < 2 {
+			continue
+		}
+		dups++
+		if at[0].Before(killed.Add(-2 * time.Second)) {
+			t.Errorf("message %d delivered %d times, first at %s, %s before the kill: it was not in flight",
+				seq, len(at), at[0].Format(time.StampMilli), killed.Sub(at[0]))
+		}
+	}
+	if overlapped == 0 {
+		t.Fatalf("no submission was refused or open during the failover: the kill did not hit the load")
+	}
+	t.Logf("%d messages accepted, %d of them only after a 503 and a retry, %d open or refused during the outage; "+
+		"all delivered, %d twice (in flight at the kill); longest request %s; promotion seen %s after the kill, "+
+		"old master back as a replica after %s; recovery (first 202 to a request sent after the kill): %s",
+		accepted, refusedOnce, overlapped, dups, longest.Round(time.Millisecond), promoted.Sub(killed).Round(time.Millisecond),
+		repaired.Sub(killed).Round(time.Millisecond), recovered.Sub(killed).Round(time.Millisecond))
+}
+
+// submitOnce posts message seq with its own Idempotency-Key and returns the
+// status and, for a 202, the id. It never fails the test: the caller counts.
+func submitOnce(t *testing.T, base, tok string, seq int) (int, string) {
+	body, _ := json.Marshal(map[string]any{"to": "ops@contoso.com", "subject": fmt.Sprintf("load %d", seq), "text": "x"})
+	req, _ := http.NewRequest("POST", base+"/v1/messages", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Idempotency-Key", fmt.Sprintf("load-%d", seq))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Errorf("submit %d: %v", seq, err)
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	id, _ := m["id"].(string)
+	if resp.StatusCode == http.StatusServiceUnavailable && m["code"] != "queue_unavailable" {
+		t.Errorf("submit %d: 503 with code %v", seq, m["code"])
+	}
+	return resp.StatusCode, id
+}
