@@ -253,12 +253,12 @@ func (c *Conn) Send(from string, rcpts []string, body []byte) (Result, error) {
 	if err := c.c.UpdateDeadline(c.dialer.commandTO); err != nil {
 		return res, stepErr(StageMail, err)
 	}
-	if err := c.c.Mail(from); err != nil {
+	if err := c.c.Mail(path(from)); err != nil {
 		c.reset(err)
 		return res, stepErr(StageMail, err)
 	}
 	for _, r := range rcpts {
-		if err := c.c.Rcpt(r); err != nil {
+		if err := c.c.Rcpt(path(r)); err != nil {
 			reply, ok := smtpreply.FromError(err)
 			if !ok {
 				return res, stepErr(StageRcpt, err)
@@ -293,6 +293,13 @@ func (c *Conn) Send(from string, rcpts []string, body []byte) (Result, error) {
 	c.LastUsed = time.Now()
 	return res, nil
 }
+
+// path writes an address as the reverse- or forward-path of RFC 5321
+// (section 4.1.2): in angle brackets. go-mail sends MAIL FROM and RCPT TO
+// arguments exactly as given; Exchange Online tolerates a bare address, but
+// a strict server (Postfix with strict_rfc821_envelopes) answers 501 and the
+// message would fail for good. The null sender "" becomes "<>".
+func path(addr string) string { return "<" + addr + ">" }
 
 // reset ends a failed transaction so the connection can carry the next
 // one. After a network error there is nothing to reset.
