@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/wneessen/go-mail/smtp"
@@ -203,7 +202,7 @@ func (d *Dialer) dial(ctx context.Context, mailbox string, observe func(Step)) (
 	}
 	if d.route.TLS.Mode == config.TLSStartTLS {
 		if ok, _ := c.Extension("STARTTLS"); !ok {
-			return fail(StageTLS, errors.New("the server does not offer STARTTLS, and the route requires TLS"))
+			return fail(StageTLS, ErrNoStartTLS)
 		}
 		if err := c.StartTLS(d.tls); err != nil {
 			return fail(StageTLS, err)
@@ -322,25 +321,3 @@ func (c *Conn) Close() {
 
 // Abort closes the connection without QUIT.
 func (c *Conn) Abort() { _ = c.c.Close() }
-
-// tlsConfigError explains a TLS failure that no retry can cure: the
-// server's certificate does not verify against the route's configuration.
-func tlsConfigError(se *StepError) string {
-	if se.Stage != StageTLS && se.Stage != StageConnect {
-		return ""
-	}
-	var unknown x509.UnknownAuthorityError
-	var host x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	switch {
-	case errors.As(se.Err, &unknown):
-		return "the server's certificate is not signed by a trusted CA; add the CA to tls.ca_file"
-	case errors.As(se.Err, &host):
-		return "the server's certificate does not name the route's host; fix host or tls.server_name"
-	case errors.As(se.Err, &invalid):
-		return "the server's certificate is not valid (expired or not yet valid)"
-	case se.Stage == StageTLS && strings.Contains(se.Err.Error(), "does not offer STARTTLS"):
-		return "the server does not offer STARTTLS, which the route requires"
-	}
-	return ""
-}

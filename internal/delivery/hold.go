@@ -6,9 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/mailbox"
 	"github.com/mailgate/mailgate/internal/queue"
-	"github.com/mailgate/mailgate/internal/smtpreply"
 )
 
 // holdAction is what decide asks of the shared route state.
@@ -29,7 +28,7 @@ func (e errRouteHeld) Error() string { return "route held: " + e.reason }
 // when SMTP AUTH is off tenant-wide, and a block or a bad app credential
 // fails every mailbox alike.
 func (w *Worker) mailboxOnly(se *StepError) bool {
-	if w.fixedMailbox() || se.Stage != StageAuth || se.Reply == nil {
+	if mailbox.Fixed(w.route) || se.Stage != StageAuth || se.Reply == nil {
 		return false
 	}
 	text := strings.ToLower(se.Reply.Text)
@@ -58,14 +57,14 @@ func (w *Worker) applyHold(ctx context.Context, job *queue.Job, h *holdAction) {
 		w.closeConn()
 		w.log.Error("route held: its messages stay queued until a probe succeeds", "reason", h.reason)
 	case h.mailbox:
-		mailbox := w.mailbox(job)
-		delete(w.waits, mailbox)
-		if err := w.health.HoldMailbox(ctx, w.route.Name, mailbox, h.until, h.reason); err != nil {
-			w.log.Error("cannot make the mailbox wait", "mailbox", mailbox, "err", err)
+		mbox := mailbox.Of(w.route, job.From)
+		delete(w.waits, mbox)
+		if err := w.health.HoldMailbox(ctx, w.route.Name, mbox, h.until, h.reason); err != nil {
+			w.log.Error("cannot make the mailbox wait", "mailbox", mbox, "err", err)
 			return
 		}
 		w.closeConn()
-		w.log.Warn("mailbox waits for its quota window", "mailbox", mailbox, "until", h.until)
+		w.log.Warn("mailbox waits for its quota window", "mailbox", mbox, "until", h.until)
 	}
 }
 
@@ -93,12 +92,12 @@ func (w *Worker) probe(ctx context.Context) {
 	if err != nil || !ok {
 		return
 	}
-	c, err := w.dialer.Dial(ctx, w.probeMailbox(), nil)
+	c, err := w.dialer.Dial(ctx, mailbox.Probe(w.route), nil)
 	if err != nil {
 		reason := err.Error()
 		var se *StepError
-		if errors.As(err, &se) && se.Reply != nil {
-			reason = withHint(se.Stage+": "+se.Reply.String(), smtpreply.Classify(*se.Reply).Hint)
+		if errors.As(err, &se) {
+			reason = withHint(se.Error(), Diagnose(w.route, se).Hint)
 		}
 		w.log.Warn("route still held: probe failed", "reason", reason)
 		_ = w.health.Hold(ctx, w.route.Name, reason)
@@ -111,17 +110,6 @@ func (w *Worker) probe(ctx context.Context) {
 	}
 }
 
-// probeMailbox is the mailbox a probe authenticates as.
-func (w *Worker) probeMailbox() string {
-	if w.route.Auth.Username == config.FromMailbox {
-		if len(w.route.Mailboxes) > 0 {
-			return w.route.Mailboxes[0]
-		}
-		return ""
-	}
-	return w.route.Auth.Username
-}
-
 type cachedWait struct {
 	until, checked time.Time
 	reason         string
@@ -132,10 +120,10 @@ func (w *Worker) mailboxWait(ctx context.Context, job *queue.Job) (time.Time, st
 	if w.health == nil {
 		return time.Time{}, ""
 	}
-	mailbox, now := w.mailbox(job), w.now()
-	c, ok := w.waits[mailbox]
+	mbox, now := mailbox.Of(w.route, job.From), w.now()
+	c, ok := w.waits[mbox]
 	if !ok || now.Sub(c.checked) >= time.Second {
-		until, reason, err := w.health.MailboxWait(ctx, w.route.Name, mailbox)
+		until, reason, err := w.health.MailboxWait(ctx, w.route.Name, mbox)
 		if err != nil {
 			return time.Time{}, ""
 		}
@@ -143,7 +131,7 @@ func (w *Worker) mailboxWait(ctx context.Context, job *queue.Job) (time.Time, st
 			w.waits = map[string]cachedWait{}
 		}
 		c = cachedWait{until: until, checked: now, reason: reason}
-		w.waits[mailbox] = c
+		w.waits[mbox] = c
 	}
 	if !c.until.After(now) {
 		return time.Time{}, ""

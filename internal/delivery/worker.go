@@ -10,6 +10,7 @@ import (
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/limits"
+	"github.com/mailgate/mailgate/internal/mailbox"
 	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/queue"
 	"github.com/mailgate/mailgate/internal/routehealth"
@@ -144,10 +145,10 @@ func (w *Worker) Run(ctx context.Context) {
 			sleep(ctx, wait)
 			continue
 		}
-		if w.fixedMailbox() {
+		if mailbox.Fixed(w.route) {
 			// Take a connection slot before a message, so a worker without
 			// one never holds a message it cannot send.
-			wait, err := w.ensureSlot(ctx, w.probeMailbox())
+			wait, err := w.ensureSlot(ctx, mailbox.Probe(w.route))
 			if err != nil {
 				w.redisDown("taking a connection slot", err)
 				sleep(ctx, time.Second)
@@ -217,7 +218,7 @@ func (w *Worker) deliver(ctx context.Context, job *queue.Job) queue.Outcome {
 		// The slot expired while held (Redis was away) and may be another
 		// worker's now: a connection without a slot must not stay open.
 		w.closeConn()
-	case w.conn != nil && w.conn.Mailbox != w.mailbox(job):
+	case w.conn != nil && w.conn.Mailbox != mailbox.Of(w.route, job.From):
 		w.closeConn() // its slot goes with it: never a connection without a slot
 	case w.conn != nil && w.now().Sub(w.conn.LastUsed) >= w.policy.IdleTimeout:
 		// Exchange may have closed it by now; the slot stays ours, so the
@@ -225,7 +226,7 @@ func (w *Worker) deliver(ctx context.Context, job *queue.Job) queue.Outcome {
 		w.dropConn()
 	}
 	if w.conn == nil {
-		if wait, err := w.ensureSlot(ctx, w.mailbox(job)); err != nil || wait > 0 {
+		if wait, err := w.ensureSlot(ctx, mailbox.Of(w.route, job.From)); err != nil || wait > 0 {
 			if err != nil {
 				wait = time.Second
 			}
@@ -312,18 +313,10 @@ func (w *Worker) keepLease(ctx context.Context, job *queue.Job) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// mailbox is the mailbox a job authenticates as.
-func (w *Worker) mailbox(job *queue.Job) string {
-	if w.route.Auth.Username == config.FromMailbox {
-		return job.From
-	}
-	return w.route.Auth.Username
-}
-
 // attempt sends job over the worker's connection, opening one when needed.
 // A reused connection that the server closed while idle is reopened once.
 func (w *Worker) attempt(ctx context.Context, job *queue.Job) (Result, error) {
-	mailbox := w.mailbox(job)
+	mbox := mailbox.Of(w.route, job.From)
 	reused := w.conn != nil
 	for {
 		if w.conn == nil {
@@ -336,7 +329,7 @@ func (w *Worker) attempt(ctx context.Context, job *queue.Job) (Result, error) {
 					return Result{}, errRouteHeld{reason}
 				}
 			}
-			c, err := w.dialer.Dial(ctx, mailbox, nil)
+			c, err := w.dialer.Dial(ctx, mbox, nil)
 			if err != nil {
 				return Result{}, err
 			}
