@@ -37,6 +37,7 @@ type Dialer struct {
 	connectTO time.Duration
 	commandTO time.Duration
 	retryAuth bool
+	now       func() time.Time
 }
 
 // DialerOptions are the parts of the configuration a Dialer needs besides
@@ -49,6 +50,10 @@ type DialerOptions struct {
 	// RetryAuthOnce retries a refused AUTH once with fresh credentials
 	// (for OAuth tokens, which the server may refuse before their expiry).
 	RetryAuthOnce bool
+	// Now is the clock of Conn.LastUsed, the worker's clock; time.Now when
+	// nil. (Network deadlines are set on the wall clock, which is what the
+	// operating system measures them with.)
+	Now func() time.Time
 }
 
 // NewDialer prepares TLS for route once (CA file, client certificate), so a
@@ -72,8 +77,11 @@ func NewDialer(route *config.Route, opts DialerOptions) (*Dialer, error) {
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = 5 * time.Minute
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	return &Dialer{route: route, tls: tc, auth: opts.Auth, hello: hello,
-		connectTO: opts.ConnectTimeout, commandTO: opts.CommandTimeout, retryAuth: opts.RetryAuthOnce}, nil
+		connectTO: opts.ConnectTimeout, commandTO: opts.CommandTimeout, retryAuth: opts.RetryAuthOnce, now: opts.Now}, nil
 }
 
 // TLSConfig builds the client TLS configuration of route: TLS 1.2 or later,
@@ -114,8 +122,10 @@ func TLSConfig(route *config.Route) (*tls.Config, error) {
 
 // Conn is one SMTP session, authenticated as Mailbox when the route uses AUTH.
 type Conn struct {
-	c        *smtp.Client
-	Mailbox  string
+	c       *smtp.Client
+	Mailbox string
+	// LastUsed is when the session last carried a command, on the
+	// Dialer's clock.
 	LastUsed time.Time
 	dialer   *Dialer
 }
@@ -224,7 +234,7 @@ func (d *Dialer) dial(ctx context.Context, mailbox string, observe func(Step)) (
 		}
 		observe(Step{StageAuth, "authenticated as " + mailbox})
 	}
-	return &Conn{c: c, Mailbox: mailbox, LastUsed: time.Now(), dialer: d}, nil
+	return &Conn{c: c, Mailbox: mailbox, LastUsed: d.now(), dialer: d}, nil
 }
 
 // RecipientReply is a recipient refused at RCPT.
@@ -248,7 +258,7 @@ type Result struct {
 // through; the connection is then unusable if the error has no reply.
 func (c *Conn) Send(from string, rcpts []string, body []byte) (Result, error) {
 	var res Result
-	c.LastUsed = time.Now()
+	c.LastUsed = c.dialer.now()
 	if err := c.c.UpdateDeadline(c.dialer.commandTO); err != nil {
 		return res, stepErr(StageMail, err)
 	}
@@ -289,7 +299,7 @@ func (c *Conn) Send(from string, rcpts []string, body []byte) (Result, error) {
 	if dc, ok := w.(*smtp.DataCloser); ok {
 		res.Reply = smtpreply.Parse(250, dc.ServerResponse())
 	}
-	c.LastUsed = time.Now()
+	c.LastUsed = c.dialer.now()
 	return res, nil
 }
 

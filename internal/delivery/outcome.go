@@ -26,7 +26,7 @@ func (w *Worker) decide(job *queue.Job, res Result, err error) (queue.Outcome, *
 		if se.Reply == nil {
 			d := Diagnose(w.route, se)
 			detail := withHint(fmt.Sprintf("%s failed: %v", se.Stage, se.Err), d.Hint)
-			if d.Config && w.health != nil {
+			if d.Config && w.policy.HoldRoutes {
 				return w.handBack(detail), &holdAction{route: true, reason: detail}
 			}
 			return w.deferred(job, nil, nil, detail), nil
@@ -38,7 +38,7 @@ func (w *Worker) decide(job *queue.Job, res Result, err error) (queue.Outcome, *
 		case smtpreply.Fail:
 			return queue.Outcome{Status: queue.StatusFailed, Attempted: true, Response: resp, Detail: detail}, nil
 		case smtpreply.HoldRoute:
-			if w.health != nil && w.mailboxOnly(se) {
+			if w.policy.HoldRoutes && w.mailboxOnly(se) {
 				// One mailbox of a {from} route cannot authenticate (SMTP AUTH
 				// is often enabled mailbox by mailbox): only its messages
 				// wait, and it is tried again once per probe interval.
@@ -47,11 +47,11 @@ func (w *Worker) decide(job *queue.Job, res Result, err error) (queue.Outcome, *
 					Detail: "mailbox " + mailbox.Of(w.route, job.From) + " cannot authenticate, its messages wait: " + detail}
 				return o, &holdAction{mailbox: true, until: until, reason: detail}
 			}
-			if w.health != nil {
+			if w.policy.HoldRoutes {
 				return w.handBack(detail), &holdAction{route: true, reason: detail}
 			}
 		case smtpreply.WaitMailbox:
-			if w.health != nil {
+			if w.policy.HoldRoutes {
 				until := w.now().Add(w.policy.QuotaWait)
 				o := queue.Outcome{Status: queue.StatusQueued, Due: until, Response: resp,
 					Detail: detail + "; waiting until " + until.UTC().Format(time.RFC3339)}

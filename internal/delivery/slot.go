@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailgate/mailgate/internal/config"
@@ -77,4 +79,83 @@ func HoldSlot(ctx context.Context, l *limits.Limiter, r *config.Route, mbox stri
 		case <-t.C:
 		}
 	}
+}
+
+// slotKeeper holds a worker's connection slot: at most one, for one mailbox
+// at a time, taken from the limiter every instance shares and renewed while
+// held, so the worker's connection counts against Exchange's per-mailbox
+// connection limit. A worker never keeps a connection without a slot.
+type slotKeeper struct {
+	limiter *limits.Limiter // nil: no shared limit
+	route   *config.Route
+	now     func() time.Time
+	log     *slog.Logger
+
+	lease *limits.Lease // nil when no slot is held
+	name  string        // the limits name lease is for
+	stop  func()        // stops lease's renewals
+	// lost is set by the renewals when the lease expired while held (Redis
+	// was away) and may be another's now.
+	lost atomic.Bool
+	// waitSince is when the keeper began waiting for a slot; a long wait is
+	// logged once.
+	waitSince  time.Time
+	waitLogged bool
+}
+
+// ensure holds a slot for mailbox mbox, or says how long to wait for one.
+func (k *slotKeeper) ensure(ctx context.Context, mbox string) (time.Duration, error) {
+	most := k.route.Limits.MaxConnections
+	if k.limiter == nil || most <= 0 {
+		return 0, nil
+	}
+	name := mailbox.Limits(k.route, mbox)
+	if k.lease != nil && k.name == name {
+		return 0, nil
+	}
+	k.release(ctx)
+	lease, wait, err := k.limiter.AcquireConn(ctx, k.route.Name, name, most, slotTTL)
+	if err != nil {
+		return 0, err
+	}
+	if lease == nil {
+		if k.waitSince.IsZero() {
+			k.waitSince = k.now()
+		} else if waited := k.now().Sub(k.waitSince); waited > slotTTL && !k.waitLogged {
+			k.log.Warn("waiting for a connection slot of the mailbox for longer than a slot lease lasts; "+
+				"are other instances holding them all?", "mailbox", name, "waited", waited.Round(time.Second))
+			k.waitLogged = true
+		}
+		return max(wait, 50*time.Millisecond), nil
+	}
+	k.waitSince, k.waitLogged = time.Time{}, false
+	k.lease, k.name = lease, name
+	k.lost.Store(false)
+	k.stop = renewEvery(slotTTL/3, func(ctx context.Context) bool {
+		if errors.Is(lease.Renew(ctx), limits.ErrLeaseLost) {
+			k.log.Warn("a connection slot expired while held; the connection is closed before the next message")
+			k.lost.Store(true)
+			return true
+		}
+		return false
+	})
+	return 0, nil
+}
+
+// held reports whether a slot is held.
+func (k *slotKeeper) held() bool { return k.lease != nil }
+
+// wasLost reports whether the held slot expired while held.
+func (k *slotKeeper) wasLost() bool { return k.lost.Load() }
+
+// release gives the slot back.
+func (k *slotKeeper) release(ctx context.Context) {
+	if k.lease == nil {
+		return
+	}
+	k.stop()
+	if err := k.lease.Release(context.WithoutCancel(ctx)); err != nil {
+		k.log.Warn("could not release a connection slot; it expires by itself", "err", err)
+	}
+	k.lease, k.stop = nil, nil
 }
