@@ -1,7 +1,7 @@
 // Package addrpolicy parses and matches the address patterns of mailgate's
 // configuration: who an app may send as and to, and who a route can send as.
 //
-// A pattern is one of three forms (shared/contract.md):
+// A pattern is one of three forms:
 //
 //	a@contoso.com     exactly that address
 //	*@contoso.com     any address of that domain, not of its subdomains

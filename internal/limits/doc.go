@@ -9,7 +9,7 @@
 // mailbox that keeps hitting an error can be blocked from SMTP AUTH for a
 // while). See
 // https://learn.microsoft.com/office365/servicedescriptions/exchange-online-service-description/exchange-online-limits
-// and exchange-online.md, "Limits of SMTP AUTH submission". Those limits
+// and docs/exchange-online.md, "Per-mailbox limits of SMTP AUTH". Those limits
 // belong to the mailbox, not to a process: two or ten mailgate instances must
 // together stay below them, so the state lives in Redis and every decision is
 // taken by one atomic Lua script or by one call of
