@@ -92,8 +92,10 @@ type Verdict struct {
 	Hint string
 }
 
-// Classify decides what a reply means. A nil-reply network failure is
-// classified by ClassifyError.
+// Classify decides what a reply means. A failure without a reply (a dropped
+// connection, a timeout, a TLS error) has nothing to classify here: the
+// delivery worker treats it as temporary (internal/delivery, outcome.go), or
+// holds the route when it is a TLS configuration error.
 func Classify(r Reply) Verdict {
 	enh := r.Enhanced
 	text := strings.ToLower(r.Text)
