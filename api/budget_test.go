@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v5"
+
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 func TestBodyBudgetReserve(t *testing.T) {
@@ -91,13 +93,8 @@ func TestSubmitBodyBudget(t *testing.T) {
 	pr, pw := io.Pipe()
 	first := make(chan answer, 1)
 	go func() { first <- send("/v1/messages", "application/json", pr, 800) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for s.budget.used.Load() != 800 {
-		if time.Now().After(deadline) {
-			t.Fatal("the first submission was never admitted")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, func() bool { return s.budget.used.Load() == 800 },
+		"the first submission to be admitted")
 
 	busy := answer{http.StatusServiceUnavailable, CodeQueueUnavailable, "1"}
 	if got := send("/v1/messages", "application/json", body(800), 800); got != busy {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/internal/gateway"
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 // The load test runs only when asked for: it takes a minute and a few
@@ -285,6 +286,7 @@ func queueID(data []byte) (string, bool) {
 func followStatus(t *testing.T, c *http.Client, base, tok string, ids map[string]bool, parallel int, timeout time.Duration) map[string]int {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	todo := make(chan string, len(ids))
 	for id := range ids {
 		todo <- id
@@ -298,21 +300,18 @@ func followStatus(t *testing.T, c *http.Client, base, tok string, ids map[string
 		go func() {
 			defer wg.Done()
 			for id := range todo {
-				for ctx.Err() == nil {
+				// Poll, not Until: this goroutine may not fail the test, and
+				// a message still pending at the deadline is reported by the
+				// caller as not delivered.
+				testwait.PollEvery(time.Until(deadline), 200*time.Millisecond, func() bool {
 					st := messageStatus(ctx, c, base, tok, id)
 					if st == "sent" {
 						mu.Lock()
 						out[id] = 1
 						mu.Unlock()
 					}
-					if st == "sent" || st == "failed" {
-						break
-					}
-					select {
-					case <-ctx.Done():
-					case <-time.After(200 * time.Millisecond):
-					}
-				}
+					return st == "sent" || st == "failed" || ctx.Err() != nil
+				})
 			}
 		}()
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/gateway"
 	"github.com/mailgate/mailgate/internal/token"
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 // request is one submission that must be refused.
@@ -201,13 +202,12 @@ func TestRefusedSubmissionsQueueNothing(t *testing.T) {
 	}
 	// None of them left a goroutine behind (handlers, readers, timers).
 	http.DefaultClient.CloseIdleConnections()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > baseline+5 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines after the hostile requests, %d before", runtime.NumGoroutine(), baseline)
+	testwait.UntilNil(t, 5*time.Second, func() error {
+		if n := runtime.NumGoroutine(); n > baseline+5 {
+			return fmt.Errorf("%d goroutines after the hostile requests, %d before", n, baseline)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // nestedMIME is a raw message whose multiparts nest depth deep.
@@ -326,17 +326,17 @@ func TestRedisDownGives503(t *testing.T) {
 		t.Fatalf("healthz with Redis down: %d", r.status)
 	}
 	e.redis.Restart()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.UntilNil(t, 10*time.Second, func() error {
 		r := e.do("POST", "/v1/messages", "application/json", tok, body, nil)
-		if r.status == http.StatusAccepted {
-			break
+		switch r.status {
+		case http.StatusAccepted:
+			return nil
+		case http.StatusServiceUnavailable:
+			return fmt.Errorf("after Redis came back: still %d %s", r.status, r.body)
 		}
-		if r.status != http.StatusServiceUnavailable || time.Now().After(deadline) {
-			t.Fatalf("after Redis came back: %d %s", r.status, r.body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		t.Fatalf("after Redis came back: %d %s", r.status, r.body)
+		return nil
+	})
 }
 
 // The operational endpoints answer, and the spec is served.

@@ -24,6 +24,7 @@ import (
 	"github.com/mailgate/mailgate/internal/token"
 	"github.com/mailgate/mailgate/test/exosim"
 	"github.com/mailgate/mailgate/test/redistest"
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 const (
@@ -545,9 +546,11 @@ func (e *env) status(p *proc, id string) (msgStatus, error) {
 // returns them; it fails the test after timeout, naming what is left.
 func (e *env) waitStatuses(p *proc, ids []string, timeout time.Duration) map[string]msgStatus {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
 	out := make(map[string]msgStatus, len(ids))
-	for {
+	// Every round asks for each unfinished message: poll at a calmer rhythm
+	// than testwait's default so that thousands of ids do not flood the
+	// process under test.
+	testwait.UntilNilEvery(e.t, timeout, 50*time.Millisecond, func() error {
 		var pending []string
 		for _, id := range ids {
 			if st, ok := out[id]; ok && (st.Status == "sent" || st.Status == "failed") {
@@ -562,14 +565,12 @@ func (e *env) waitStatuses(p *proc, ids []string, timeout time.Duration) map[str
 				pending = append(pending, id+"="+st.Status)
 			}
 		}
-		if len(pending) == 0 {
-			return out
+		if len(pending) > 0 {
+			return fmt.Errorf("%d of %d messages not finished: %v", len(pending), len(ids), head(pending, 10))
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%d of %d messages not finished after %v: %v", len(pending), len(ids), timeout, head(pending, 10))
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
+		return nil
+	})
+	return out
 }
 
 // deliveries counts what the simulator accepted, per mailgate id (the
@@ -608,27 +609,23 @@ func messageIDLocal(t *testing.T, data []byte) string {
 // waitDelivered polls the simulator until every id arrived at least once.
 func (e *env) waitDelivered(ids []string, timeout time.Duration) map[string]int {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := e.deliveries()
-		missing := 0
-		var some []string
+	var got map[string]int
+	var missing []string
+	if testwait.PollEvery(timeout, 50*time.Millisecond, func() bool {
+		got, missing = e.deliveries(), nil
 		for _, id := range ids {
 			if got[id] == 0 {
-				missing++
-				some = append(some, id)
+				missing = append(missing, id)
 			}
 		}
-		if missing == 0 {
-			return got
-		}
-		if time.Now().After(deadline) {
-			e.explainStall(some[0])
-			e.t.Fatalf("%d of %d accepted messages never reached the SMTP server within %v (lost?): %v",
-				missing, len(ids), timeout, head(some, 10))
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
+		return len(missing) == 0
+	}) {
+		return got
 	}
+	e.explainStall(missing[0])
+	e.t.Fatalf("%d of %d accepted messages never reached the SMTP server within %v (lost?): %v",
+		len(missing), len(ids), timeout, head(missing, 10))
+	return nil
 }
 
 // explainStall logs what Redis holds about a message that does not move and
