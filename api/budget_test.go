@@ -84,7 +84,9 @@ func TestSubmitBodyBudget(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		var p Problem
-		_ = json.NewDecoder(resp.Body).Decode(&p)
+		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+			t.Errorf("%s answered %d without a problem document: %v", path, resp.StatusCode, err)
+		}
 		return answer{resp.StatusCode, p.Code, resp.Header.Get("Retry-After")}
 	}
 	body := func(n int) io.Reader { return strings.NewReader(strings.Repeat(" ", n)) }
@@ -116,7 +118,10 @@ func TestSubmitBodyBudget(t *testing.T) {
 		t.Errorf("raw submission over the app's limit: %+v, want 413", got)
 	}
 
-	go func() { _, _ = io.Copy(pw, body(800)); pw.Close() }()
+	go func() {
+		_, err := io.Copy(pw, body(800))
+		pw.CloseWithError(err) // the handler then reports err, if any, as a broken body
+	}()
 	if got := <-first; got.status != http.StatusBadRequest {
 		t.Fatalf("first submission: %+v, want 400 for its content", got)
 	}

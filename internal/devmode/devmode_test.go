@@ -66,7 +66,10 @@ func TestDevCurlLineLandsInOutbox(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no curl line in the banner:\n%s", banner)
 	}
-	req, _ := http.NewRequest("POST", m[1], strings.NewReader(m[3]))
+	req, err := http.NewRequest("POST", m[1], strings.NewReader(m[3]))
+	if err != nil {
+		t.Fatalf("the printed curl line's URL: %v", err)
+	}
 	req.Header.Set("Authorization", "Bearer "+m[2])
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)

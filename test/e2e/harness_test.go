@@ -156,7 +156,12 @@ func (e *env) start(role string) (stop func()) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Run(ctx) }()
+	go func() {
+		defer close(done)
+		if err := g.Run(ctx); err != nil {
+			e.t.Errorf("gateway: %v", err)
+		}
+	}()
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	e.t.Cleanup(stop)
@@ -215,7 +220,10 @@ func (e *env) do(method, path, contentType, auth string, body []byte, header map
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatalf("%s %s: reading the answer: %v", method, path, err)
+	}
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	e.contract.Check(e.t, req, body, resp, b)
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
@@ -224,7 +232,10 @@ func (e *env) do(method, path, contentType, auth string, body []byte, header map
 // submitJSON posts v as JSON and expects 202, returning the id.
 func (e *env) submitJSON(tok string, v any, header map[string]string) string {
 	e.t.Helper()
-	b, _ := json.Marshal(v)
+	b, err := json.Marshal(v)
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	r := e.do("POST", "/v1/messages", "application/json", tok, b, header)
 	if r.status != http.StatusAccepted {
 		e.t.Fatalf("submit: %d %s", r.status, r.body)

@@ -107,7 +107,7 @@ func TestRefusedSubmissionsQueueNothing(t *testing.T) {
 		{name: "no token", auth: "-", body: `{"to":"ops@contoso.com","text":"x"}`, status: 401, code: "unauthorized"},
 		{name: "token signed with another key", auth: foreignToken(t), body: `{"to":"ops@contoso.com","text":"x"}`,
 			status: 401, code: "unauthorized"},
-		{name: "alg none token", auth: noneToken(), body: `{"to":"ops@contoso.com","text":"x"}`, status: 401, code: "unauthorized"},
+		{name: "alg none token", auth: noneToken(t), body: `{"to":"ops@contoso.com","text":"x"}`, status: 401, code: "unauthorized"},
 		{name: "expired token", auth: expiredToken(t), body: `{"to":"ops@contoso.com","text":"x"}`, status: 401, code: "unauthorized"},
 		{name: "token of an unknown app", auth: e.token("ghost"), body: `{"to":"ops@contoso.com","text":"x"}`,
 			status: 401, code: "unauthorized"},
@@ -225,7 +225,10 @@ func nestedMIME(depth int) string {
 }
 
 func foreignToken(t *testing.T) string {
-	m, _ := token.New([]byte("another-key-another-key-another-key!!"), "mailgate", nil, nil)
+	m, err := token.New([]byte("another-key-another-key-another-key!!"), "mailgate", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, _, err := m.Issue("monitoring", token.ScopeApp, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -233,16 +236,22 @@ func foreignToken(t *testing.T) string {
 	return s
 }
 
-func noneToken() string {
-	s, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{
+func noneToken(t *testing.T) string {
+	s, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{
 		"iss": "mailgate", "sub": "monitoring", "jti": "0123456789abcdef0123456789abcdef", "scope": "app",
 	}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 
 func expiredToken(t *testing.T) string {
 	past := func() time.Time { return time.Now().Add(-2 * time.Hour) }
-	m, _ := token.New([]byte(signingKey), "mailgate", nil, past)
+	m, err := token.New([]byte(signingKey), "mailgate", nil, past)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, _, err := m.Issue("monitoring", token.ScopeApp, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +260,10 @@ func expiredToken(t *testing.T) string {
 }
 
 func adminToken(t *testing.T) string {
-	m, _ := token.New([]byte(signingKey), "mailgate", nil, nil)
+	m, err := token.New([]byte(signingKey), "mailgate", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, _, err := m.Issue("ops", token.ScopeAdmin, time.Hour)
 	if err != nil {
 		t.Fatal(err)

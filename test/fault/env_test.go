@@ -234,7 +234,9 @@ func (p *proc) cleanup() {
 	select {
 	case <-p.exited:
 	default:
-		_ = p.cmd.Process.Kill()
+		if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			p.t.Errorf("kill %s: %v", p.name, err)
+		}
 		<-p.exited
 	}
 	if p.log.contains("WARNING: DATA RACE") {
@@ -456,11 +458,14 @@ func (e *env) submit(p *proc, n int) answer { return e.submitWith(p, n, nil) }
 
 // submitWith posts one JSON message with extra request headers.
 func (e *env) submitWith(p *proc, n int, header map[string]string) answer {
-	body, _ := json.Marshal(map[string]any{
+	body, err := json.Marshal(map[string]any{
 		"to":      "ops@contoso.com",
 		"subject": fmt.Sprintf("fault %d", n),
 		"text":    fmt.Sprintf("message %d of a fault test", n),
 	})
+	if err != nil {
+		return answer{err: err}
+	}
 	req, err := http.NewRequest(http.MethodPost, p.base+"/v1/messages", bytes.NewReader(body))
 	if err != nil {
 		return answer{err: err}
@@ -488,7 +493,13 @@ func (e *env) do(req *http.Request) answer {
 		ID   string `json:"id"`
 		Code string `json:"code"`
 	}
-	_ = json.Unmarshal(b, &doc)
+	// Only JSON answers (messages, problems) carry an id or a code; one
+	// that says it is JSON and is not is an error of its own.
+	if len(b) > 0 && strings.Contains(resp.Header.Get("Content-Type"), "json") {
+		if err := json.Unmarshal(b, &doc); err != nil {
+			a.err = fmt.Errorf("%s answer is not JSON: %w", resp.Header.Get("Content-Type"), err)
+		}
+	}
 	a.id, a.code = doc.ID, doc.Code
 	return a
 }

@@ -56,7 +56,10 @@ func TestRedisLostUnderWorkers(t *testing.T) {
 	if a := e.submit(p, -1); a.err != nil || a.status != http.StatusServiceUnavailable || a.code != "queue_unavailable" {
 		t.Errorf("submit with Redis away: %d %s %v; want 503 queue_unavailable", a.status, a.body, a.err)
 	}
-	req, _ := http.NewRequest(http.MethodGet, p.base+"/readyz", nil)
+	req, err := http.NewRequest(http.MethodGet, p.base+"/readyz", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if a := e.do(req); a.err != nil || a.status != http.StatusServiceUnavailable {
 		t.Errorf("/readyz with Redis away: %d %s %v; want 503", a.status, a.body, a.err)
 	}

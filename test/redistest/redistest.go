@@ -148,9 +148,17 @@ func (s *Server) start() error {
 	if err != nil {
 		return fmt.Errorf("log: %w", err)
 	}
-	defer logFile.Close() // the child has its own copy
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	// The child writes through its own copy of the descriptor.
+	if cerr := logFile.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("log: %w", cerr)
+	}
+	if err != nil {
+		if cmd.Process != nil {
+			_ = cmd.Process.Kill() // best effort; the error above is the news
+			_ = cmd.Wait()
+		}
 		return fmt.Errorf("start: %w", err)
 	}
 	exited := make(chan struct{})
