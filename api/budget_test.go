@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/mailgate/mailgate/internal/apppolicy"
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 func TestBodyBudgetReserve(t *testing.T) {
@@ -88,7 +89,9 @@ func TestSubmitBodyBudget(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		var p Problem
-		_ = json.NewDecoder(resp.Body).Decode(&p)
+		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+			t.Errorf("%s answered %d without a problem document: %v", path, resp.StatusCode, err)
+		}
 		return answer{resp.StatusCode, p.Code, resp.Header.Get("Retry-After")}
 	}
 	body := func(n int) io.Reader { return strings.NewReader(strings.Repeat(" ", n)) }
@@ -97,13 +100,8 @@ func TestSubmitBodyBudget(t *testing.T) {
 	pr, pw := io.Pipe()
 	first := make(chan answer, 1)
 	go func() { first <- send("/v1/messages", "application/json", pr, 800) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for s.budget.used.Load() != 800 {
-		if time.Now().After(deadline) {
-			t.Fatal("the first submission was never admitted")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, func() bool { return s.budget.used.Load() == 800 },
+		"the first submission to be admitted")
 
 	busy := answer{http.StatusServiceUnavailable, CodeQueueUnavailable, "1"}
 	if got := send("/v1/messages", "application/json", body(800), 800); got != busy {
@@ -125,7 +123,10 @@ func TestSubmitBodyBudget(t *testing.T) {
 		t.Errorf("raw submission over the app's limit: %+v, want 413", got)
 	}
 
-	go func() { _, _ = io.Copy(pw, body(800)); pw.Close() }()
+	go func() {
+		_, err := io.Copy(pw, body(800))
+		pw.CloseWithError(err) // the handler then reports err, if any, as a broken body
+	}()
 	if got := <-first; got.status != http.StatusBadRequest {
 		t.Fatalf("first submission: %+v, want 400 for its content", got)
 	}

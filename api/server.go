@@ -1,5 +1,6 @@
 // Package api is mailgate's HTTP API: submission in four styles, message
-// status, route health and the operational endpoints (shared/contract.md).
+// status, route health and the operational endpoints (README.md, "Sending
+// mail"; every status and field is in openapi/openapi.yaml).
 //
 // A submission is checked completely at the door — token, app, From and
 // recipient policy, size, syntax and header injection — and rendered to its

@@ -55,7 +55,10 @@ func TestTokenIssuePrintsOnlyAVerifiableToken(t *testing.T) {
 	if strings.ContainsAny(raw, " \n") || strings.Count(raw, ".") != 2 {
 		t.Fatalf("stdout is not just a token: %q", out.String())
 	}
-	m, _ := token.New([]byte(key), "mailgate", nil, nil)
+	m, err := token.New([]byte(key), "mailgate", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := m.Parse(raw)
 	if err != nil || c.Subject != "monitoring" || c.ExpiresAt == nil {
 		t.Fatalf("issued token: %+v, %v", c, err)
@@ -117,7 +120,10 @@ func TestTokenRevokeCommand(t *testing.T) {
 		return strings.TrimSpace(out.String())
 	}
 	byToken, byID, untouched := issue(), issue(), issue()
-	instance, _ := token.New([]byte(key), "mailgate", token.NewRevocations(srv.Client(), "mailgate", nil), nil)
+	instance, err := token.New([]byte(key), "mailgate", token.NewRevocations(srv.Client(), "mailgate", nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := instance.Parse(byID)
 	if err != nil {
 		t.Fatal(err)

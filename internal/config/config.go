@@ -1,8 +1,8 @@
 // Package config defines mailgate's YAML configuration: its types, defaults,
 // loading (with ${ENV} expansion and *_file secrets) and validation.
 //
-// The names of keys are part of the user-facing contract
-// (shared/contract.md): add keys freely, never rename them.
+// The names of keys are part of the user-facing contract (README.md,
+// "Running it for real"): add keys freely, never rename them.
 //
 // Load runs the whole pipeline (load.go explains its order) and returns
 // Problems: every problem in the file at once, each naming its exact key,
@@ -15,7 +15,8 @@
 // only be allowed From addresses its route can send as (Route.SenderSet).
 // Exchange Online refuses any other From only at delivery time, after the
 // API has answered 202, and a mailbox that keeps being refused is blocked
-// from SMTP AUTH for a while (shared/exchange-online.md), so such a file is
+// from SMTP AUTH for a while (docs/exchange-online.md, "Repeated errors get
+// a mailbox blocked"), so such a file is
 // refused at startup instead.
 //
 // Defaults live in WithDefaults; for smtp-auth routes they are Exchange

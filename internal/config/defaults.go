@@ -6,7 +6,8 @@ import (
 )
 
 // Defaults. The limits of smtp-auth routes are Exchange Online's own limits
-// for SMTP AUTH client submission, per mailbox (shared/exchange-online.md):
+// for SMTP AUTH client submission, per mailbox (docs/exchange-online.md,
+// "Per-mailbox limits of SMTP AUTH"):
 // going above them only turns into 432 4.3.2 replies, delays and, for the
 // daily recipient quota, 554 5.2.0 SubmissionQuotaExceeded.
 const (

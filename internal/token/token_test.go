@@ -46,7 +46,10 @@ func TestIssueAndParse(t *testing.T) {
 		c.Issuer != "mailgate" || !c.ExpiresAt.Time.Equal(t0.Add(time.Hour)) || !c.IssuedAt.Time.Equal(t0) {
 		t.Fatalf("claims %+v", c)
 	}
-	_, other, _ := m.Issue("monitoring", token.ScopeApp, 0)
+	_, other, err := m.Issue("monitoring", token.ScopeApp, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if other.ID == issued.ID || other.ExpiresAt != nil {
 		t.Fatalf("second token: %+v", other)
 	}
@@ -133,11 +136,23 @@ func TestRevokedOnOneInstanceRefusedOnAnother(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	instanceA, _ := token.New(key, "mailgate", token.NewRevocations(srv.Client(), "mailgate", fixed), fixed)
-	instanceB, _ := token.New(key, "mailgate", token.NewRevocations(srv.Client(), "mailgate", fixed), fixed)
-
-	raw, c, _ := instanceA.Issue("monitoring", token.ScopeApp, time.Hour)
-	keep, _, _ := instanceA.Issue("monitoring", token.ScopeApp, time.Hour)
+	newInstance := func() *token.Manager {
+		m, err := token.New(key, "mailgate", token.NewRevocations(srv.Client(), "mailgate", fixed), fixed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	instanceA, instanceB := newInstance(), newInstance()
+	issue := func() (string, *token.Claims) {
+		raw, c, err := instanceA.Issue("monitoring", token.ScopeApp, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw, c
+	}
+	raw, c := issue()
+	keep, _ := issue()
 	if _, err := instanceB.Verify(ctx, raw); err != nil {
 		t.Fatalf("before revocation: %v", err)
 	}
