@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 )
 
@@ -31,50 +32,69 @@ const (
 )
 
 // checkJSONShape refuses JSON whose containers have more than
-// maxJSONEntries members or nest deeper than maxJSONDepth. raw need not be
-// valid JSON: what is malformed is left to the decoder to report.
+// maxJSONEntries members (a recipient list as too_many_recipients) or nest
+// deeper than maxJSONDepth. raw need not be valid JSON: what is malformed
+// is left to the decoder to report.
 func checkJSONShape(raw []byte) error {
-	var entries [maxJSONDepth + 1]int // members seen in each open container
-	var empty [maxJSONDepth + 1]bool  // the open container has no member yet
+	var (
+		entries    [maxJSONDepth + 1]int  // members seen in each open container
+		empty      [maxJSONDepth + 1]bool // the open container has no member yet
+		recipients [maxJSONDepth + 1]bool // the open container is to, cc or bcc
+		key        string                 // the last member name at depth 1
+	)
 	depth := 0
+	member := func() {
+		if depth > 0 && empty[depth] {
+			empty[depth], entries[depth] = false, 1
+		}
+	}
 	for i := 0; i < len(raw); i++ {
 		switch raw[i] {
 		case '"':
-			if depth > 0 && empty[depth] {
-				empty[depth], entries[depth] = false, 1
+			member()
+			end := jsonStringEnd(raw, i)
+			if depth == 1 {
+				// The member name (or value) last seen; only short ones
+				// can be to, cc or bcc, so nothing long is copied.
+				key = ""
+				if end-i-2 <= 3 {
+					key = string(raw[i+1 : end-1])
+				}
 			}
-			i = jsonStringEnd(raw, i) - 1
+			i = end - 1
 		case '{', '[':
-			if depth > 0 && empty[depth] {
-				empty[depth], entries[depth] = false, 1
-			}
+			member()
 			if depth++; depth > maxJSONDepth {
-				return errValidation(fmt.Sprintf("the JSON nests deeper than %d levels", maxJSONDepth))
+				return errInvalidBody(fmt.Sprintf("the JSON nests deeper than %d levels", maxJSONDepth))
 			}
 			entries[depth], empty[depth] = 0, true
+			recipients[depth] = depth == 2 && (key == "to" || key == "cc" || key == "bcc")
 		case '}', ']':
 			if depth > 0 {
 				depth--
 			}
 		case ',':
 			if entries[depth]++; entries[depth] > maxJSONEntries {
+				if recipients[depth] {
+					return problem(http.StatusUnprocessableEntity, CodeTooManyRecipients, "Too many recipients",
+						fmt.Sprintf("%s lists more than %d addresses", key, maxJSONEntries))
+				}
 				return errValidation(fmt.Sprintf("the JSON has an object or array of more than %d entries", maxJSONEntries))
 			}
 		case ' ', '\t', '\r', '\n', ':':
 		default: // a number, true, false or null
-			if depth > 0 && empty[depth] {
-				empty[depth], entries[depth] = false, 1
-			}
+			member()
 		}
 	}
 	return nil
 }
 
 // checkFieldCount refuses a URL-encoded form or query string of more than
-// maxFormFields fields, before it is parsed.
+// maxFormFields fields, before it is parsed, as malformed (net/url itself
+// refuses more than 10,000).
 func checkFieldCount(what, s string) error {
 	if strings.Count(s, "&")+strings.Count(s, ";") >= maxFormFields {
-		return errValidation(fmt.Sprintf("the %s has more than %d fields", what, maxFormFields))
+		return errInvalidBody(fmt.Sprintf("the %s has more than %d fields", what, maxFormFields))
 	}
 	return nil
 }
@@ -83,7 +103,8 @@ func checkFieldCount(what, s string) error {
 // maxFormFields entries before it is parsed.
 func checkListLength(field, s string) error {
 	if strings.Count(s, ",") >= maxFormFields {
-		return errValidation(fmt.Sprintf("%s lists more than %d addresses", field, maxFormFields),
+		return problem(http.StatusUnprocessableEntity, CodeTooManyRecipients, "Too many recipients",
+			fmt.Sprintf("%s lists more than %d addresses", field, maxFormFields),
 			FieldError{Field: field, Message: "too many addresses"})
 	}
 	return nil

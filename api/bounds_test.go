@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -43,6 +44,19 @@ func TestCheckJSONShape(t *testing.T) {
 		err := checkJSONShape([]byte(tc.json))
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: error %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+	// A recipient list over the bound is too_many_recipients; any other
+	// container validation_failed, even after a recipient list.
+	for _, tc := range []struct{ json, code string }{
+		{`{"to":` + entries(1001, `""`) + `}`, CodeTooManyRecipients},
+		{`{"bcc":` + entries(1001, `""`) + `}`, CodeTooManyRecipients},
+		{`{"cc":[],"attachments":` + entries(1001, `{}`) + `}`, CodeValidationFailed},
+		{`{"to":"a","headers":{` + strings.TrimSuffix(strings.Repeat(`"k":"",`, 1001), ",") + `}}`, CodeValidationFailed},
+	} {
+		var p *Problem
+		if err := checkJSONShape([]byte(tc.json)); !errors.As(err, &p) || p.Code != tc.code {
+			t.Errorf("%.40s…: %v, want %s", tc.json, err, tc.code)
 		}
 	}
 }
