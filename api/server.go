@@ -51,6 +51,14 @@ type Options struct {
 	// MaxInFlightBytes bounds the request bodies being received and
 	// handled at once; 0 means DefaultMaxInFlightBytes.
 	MaxInFlightBytes int64
+	// MaxInFlightBytesPerApp is one app's share of it; 0 means a
+	// DefaultAppShare-th of MaxInFlightBytes.
+	MaxInFlightBytesPerApp int64
+	// MinBodyRate is the average rate in bytes a second below which a
+	// request body is cut off after BodyRateGrace; 0 means
+	// DefaultMinBodyRate, negative turns the cut-off off.
+	MinBodyRate   int64
+	BodyRateGrace time.Duration
 }
 
 // RouteHealth tells whether a route is held, and why.
@@ -74,6 +82,9 @@ type Server struct {
 	metrics  *metrics.API
 	budget   *bodyBudget
 	intake   *intake.Intake
+	// minBodyRate and bodyRateGrace are the slow-body cut-off (budget.go).
+	minBodyRate   int64
+	bodyRateGrace time.Duration
 }
 
 // New builds the API. It fails when an app's policy does not compile, which
@@ -92,9 +103,18 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.MinBodyRate == 0 {
+		o.MinBodyRate = DefaultMinBodyRate
+	}
+	if o.BodyRateGrace <= 0 {
+		o.BodyRateGrace = DefaultBodyRateGrace
+	}
 	s := &Server{cfg: o.Config, apps: apps, queue: o.Queue, tokens: o.Tokens, limiter: o.Limiter,
 		health: o.Health, usage: o.Usage, now: o.Now, log: o.Log, metrics: metrics.NewAPI(o.Registry),
-		budget: newBodyBudget(o.MaxInFlightBytes)}
+		budget:      newBodyBudget(o.MaxInFlightBytes, o.MaxInFlightBytesPerApp),
+		minBodyRate: o.MinBodyRate, bodyRateGrace: o.BodyRateGrace}
+	s.budget.observe = s.metrics.BudgetInUse
+	s.metrics.BudgetSize(s.budget.max, s.budget.perApp)
 	s.intake = intake.New(intake.Options{Queue: o.Queue, Metrics: s.metrics, Log: o.Log})
 	e := echo.NewWithConfig(echo.Config{Logger: o.Log, HTTPErrorHandler: s.handleError, JSONSerializer: jsonSerializer{}})
 	e.Use(s.recoverPanics)

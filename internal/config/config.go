@@ -60,6 +60,7 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 	Log       Log           `yaml:"log"`
 	Shutdown  Shutdown      `yaml:"shutdown"`
+	API       API           `yaml:"api"`
 	Routes    []Route       `yaml:"routes"`
 	Apps      []App         `yaml:"apps"`
 }
@@ -113,6 +114,21 @@ type Shutdown struct {
 	DrainDelay time.Duration `yaml:"drain_delay"`
 	// Timeout bounds the whole stop, deliveries in flight included.
 	Timeout time.Duration `yaml:"timeout"`
+}
+
+// API protects the HTTP API's shared resources from one app or client.
+type API struct {
+	// MaxInFlightBytes bounds the request bodies received and handled at
+	// once (the heap of submissions in flight is about three times it).
+	MaxInFlightBytes int64 `yaml:"max_in_flight_bytes"`
+	// MaxInFlightBytesPerApp is one app's share of it: beyond it that app
+	// gets 429 while the others are still served.
+	MaxInFlightBytesPerApp int64 `yaml:"max_in_flight_bytes_per_app"`
+	// MinBodyRate is the average rate, in bytes a second, below which a
+	// request body is cut off with 408 once BodyRateGrace has passed; -1
+	// turns the cut-off off.
+	MinBodyRate   int64         `yaml:"min_body_rate"`
+	BodyRateGrace time.Duration `yaml:"body_rate_grace"`
 }
 
 // Log configures the process log.

@@ -27,6 +27,11 @@ const (
 	DefaultProbeInterval     = time.Minute
 	DefaultRetention         = 7 * 24 * time.Hour
 
+	// The HTTP API's body budget and slow-body cut-off (package api).
+	DefaultMaxInFlightBytes = 256 << 20
+	DefaultMinBodyRate      = 4 << 10 // bytes a second: a slow mobile link's
+	DefaultBodyRateGrace    = 10 * time.Second
+
 	DefaultLogLevel  = "info"
 	DefaultLogFormat = "text"
 
@@ -74,6 +79,10 @@ func (c *Config) WithDefaults() *Config {
 	setDuration(&d.ProbeInterval, DefaultProbeInterval)
 	setDuration(&c.Retention, DefaultRetention)
 
+	setInt64(&c.API.MaxInFlightBytes, DefaultMaxInFlightBytes)
+	setInt64(&c.API.MaxInFlightBytesPerApp, c.API.MaxInFlightBytes/4)
+	setInt64(&c.API.MinBodyRate, DefaultMinBodyRate)
+	setDuration(&c.API.BodyRateGrace, DefaultBodyRateGrace)
 	setString(&c.Log.Level, DefaultLogLevel)
 	setString(&c.Log.Format, DefaultLogFormat)
 

@@ -61,6 +61,8 @@ func TestDefaults(t *testing.T) {
 			ProbeInterval:     time.Minute,
 		},
 		Log: Log{Level: "info", Format: "text"},
+		API: API{MaxInFlightBytes: 256 << 20, MaxInFlightBytesPerApp: 64 << 20,
+			MinBodyRate: 4096, BodyRateGrace: 10 * time.Second},
 		Routes: []Route{{
 			Name: "m365",
 			Type: "smtp-auth",

@@ -158,6 +158,19 @@ func (v *validator) top(c *Config) {
 		v.add("delivery.hello_name", "must be a host name without white space, got %q", d.HelloName)
 	}
 
+	if a := c.API; a.MaxInFlightBytes < 0 {
+		v.add("api.max_in_flight_bytes", "must be positive, got %d", a.MaxInFlightBytes)
+	} else if a.MaxInFlightBytesPerApp < 0 || a.MaxInFlightBytesPerApp > a.MaxInFlightBytes {
+		v.add("api.max_in_flight_bytes_per_app", "must be positive and at most api.max_in_flight_bytes (%d), got %d",
+			a.MaxInFlightBytes, a.MaxInFlightBytesPerApp)
+	}
+	if c.API.MinBodyRate < -1 {
+		v.add("api.min_body_rate", "want bytes a second, or -1 for no minimum, got %d", c.API.MinBodyRate)
+	}
+	if c.API.BodyRateGrace < 0 {
+		v.add("api.body_rate_grace", "must be positive, got %s", c.API.BodyRateGrace)
+	}
+
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		v.add("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
 	}

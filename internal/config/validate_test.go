@@ -43,6 +43,9 @@ func TestValidate(t *testing.T) {
 		{"hello name", func(_ *testBundle, c *Config) { c.Delivery.HelloName = "a b" }, "delivery.hello_name", []string{"white space"}},
 		{"log level", func(_ *testBundle, c *Config) { c.Log.Level = "verbose" }, "log.level", []string{`got "verbose"`}},
 		{"log format", func(_ *testBundle, c *Config) { c.Log.Format = "xml" }, "log.format", []string{"want text or json"}},
+		{"api budget negative", func(_ *testBundle, c *Config) { c.API.MaxInFlightBytes = -1 }, "api.max_in_flight_bytes", []string{"must be positive"}},
+		{"api share over budget", func(_ *testBundle, c *Config) { c.API.MaxInFlightBytesPerApp = c.API.MaxInFlightBytes + 1 }, "api.max_in_flight_bytes_per_app", []string{"at most api.max_in_flight_bytes"}},
+		{"api min body rate", func(_ *testBundle, c *Config) { c.API.MinBodyRate = -2 }, "api.min_body_rate", []string{"-1 for no minimum"}},
 
 		// Routes in general.
 		{"no routes", func(_ *testBundle, c *Config) { c.Routes = nil }, "routes", []string{"at least one route"}},

@@ -133,7 +133,9 @@ func New(o Options) (*Gateway, error) {
 			}
 		}
 		g.api, err = api.New(api.Options{Config: cfg, Queue: g.queue, Tokens: tokens, Limiter: limiter,
-			Health: g.health, Usage: g.usage, Now: o.Now, Log: o.Log, Registry: reg})
+			Health: g.health, Usage: g.usage, Now: o.Now, Log: o.Log, Registry: reg,
+			MaxInFlightBytes: cfg.API.MaxInFlightBytes, MaxInFlightBytesPerApp: cfg.API.MaxInFlightBytesPerApp,
+			MinBodyRate: cfg.API.MinBodyRate, BodyRateGrace: cfg.API.BodyRateGrace})
 		if err != nil {
 			return nil, err
 		}
