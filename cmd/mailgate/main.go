@@ -287,12 +287,15 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer, getenv func(string)
 		fmt.Fprintf(stderr, "mailgate: %v\n", err)
 		return 2
 	}
-	problems := config.Check(path, getenv)
+	problems, warnings := config.CheckWarnings(path, getenv)
 	if len(problems) > 0 {
 		for _, p := range problems {
 			fmt.Fprintln(stderr, p.String())
 		}
 		return 1
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "warning: "+w.String())
 	}
 	fmt.Fprintln(stdout, "ok")
 	return 0

@@ -141,3 +141,22 @@ func TestTokenRevokeCommand(t *testing.T) {
 		t.Fatalf("revoke of garbage: exit %d", code)
 	}
 }
+
+// insecure_skip_verify on an Exchange route is refused by config check
+// unless the second setting accepts the risk; then it is a warning.
+func TestConfigCheckInsecureSkipVerify(t *testing.T) {
+	e := env(map[string]string{"KEY": key})
+	skip := strings.Replace(validConfig, "    auth:\n      mechanism: login", "    tls:\n      insecure_skip_verify: true\n    auth:\n      mechanism: login", 1)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"config", "check", "--config", writeConfig(t, skip)}, &out, &errOut, e); code != 1 ||
+		!strings.Contains(errOut.String(), "routes[m365].tls.insecure_skip_verify: refused") {
+		t.Fatalf("without accept_risk: exit %d, stderr %q", code, errOut.String())
+	}
+	accepted := strings.Replace(skip, "insecure_skip_verify: true", "insecure_skip_verify: true\n      insecure_skip_verify_accept_risk: true", 1)
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"config", "check", "--config", writeConfig(t, accepted)}, &out, &errOut, e); code != 0 || out.String() != "ok\n" ||
+		!strings.Contains(errOut.String(), "warning: routes[m365].tls.insecure_skip_verify: the certificate of Exchange Online is NOT verified") {
+		t.Fatalf("with accept_risk: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+}

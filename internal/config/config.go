@@ -145,8 +145,12 @@ type RouteTLS struct {
 	CAFile             string `yaml:"ca_file"`
 	ServerName         string `yaml:"server_name"`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
-	ClientCertFile     string `yaml:"client_cert_file"`
-	ClientKeyFile      string `yaml:"client_key_file"`
+	// InsecureSkipVerifyAcceptRisk must be set as well before
+	// insecure_skip_verify is allowed on an smtp-auth or connector route:
+	// there an unverified server receives the OAuth token or password.
+	InsecureSkipVerifyAcceptRisk bool   `yaml:"insecure_skip_verify_accept_risk"`
+	ClientCertFile               string `yaml:"client_cert_file"`
+	ClientKeyFile                string `yaml:"client_key_file"`
 }
 
 // RouteAuth configures SMTP AUTH.

@@ -46,8 +46,19 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 // Check runs what Load runs and returns every problem, for
 // `mailgate config check`; nil means the file is fine.
 func Check(path string, getenv func(string) string) []Problem {
-	_, problems := load(path, getenv)
+	problems, _ := CheckWarnings(path, getenv)
 	return problems
+}
+
+// CheckWarnings is Check that also returns the risky settings the file
+// accepts on purpose (Config.Warnings), listed only when there are no
+// problems.
+func CheckWarnings(path string, getenv func(string) string) (problems, warnings []Problem) {
+	c, problems := load(path, getenv)
+	if len(problems) == 0 && c != nil {
+		warnings = c.Warnings()
+	}
+	return problems, warnings
 }
 
 func load(path string, getenv func(string) string) (*Config, []Problem) {

@@ -261,6 +261,10 @@ func (v *validator) routeTLS(key string, r *Route, exchange bool) {
 	default:
 		v.add(key+".mode", "want starttls, implicit or none, got %q", t.Mode)
 	}
+	if t.InsecureSkipVerify && exchange && !t.InsecureSkipVerifyAcceptRisk {
+		v.add(key+".insecure_skip_verify", "refused on a %s route: whoever sits between mailgate and Exchange Online would receive the route's OAuth token or password and every message; "+
+			"give the server's CA with ca_file instead, or, if you really mean it, also set %s.insecure_skip_verify_accept_risk: true", r.Type, key)
+	}
 	if strings.ContainsAny(t.ServerName, " \t\r\n/:") {
 		v.add(key+".server_name", "want a host name, got %q", t.ServerName)
 	}

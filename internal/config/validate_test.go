@@ -70,6 +70,8 @@ func TestValidate(t *testing.T) {
 		{"client cert not a certificate", func(b *testBundle, c *Config) { relay(c).TLS.ClientCertFile = b.write(t, "junk", "junk") }, "routes[relay].tls.client_cert_file", []string{"not a usable certificate and key pair"}},
 		{"ca file missing", func(b *testBundle, c *Config) { m365(c).TLS.CAFile = b.dir + "/nope.pem" }, "routes[m365].tls.ca_file", []string{"no such file"}},
 		{"ca file not PEM", func(b *testBundle, c *Config) { m365(c).TLS.CAFile = b.write(t, "junk", "junk") }, "routes[m365].tls.ca_file", []string{"holds no PEM certificate"}},
+		{"insecure_skip_verify on smtp-auth", func(_ *testBundle, c *Config) { m365(c).TLS.InsecureSkipVerify = true }, "routes[m365].tls.insecure_skip_verify", []string{"refused on a smtp-auth route", "OAuth token or password", "routes[m365].tls.insecure_skip_verify_accept_risk: true"}},
+		{"insecure_skip_verify on connector", func(_ *testBundle, c *Config) { relay(c).TLS.InsecureSkipVerify = true }, "routes[relay].tls.insecure_skip_verify", []string{"refused on a connector route"}},
 		{"limit negative", func(_ *testBundle, c *Config) { relay(c).Limits.MaxConnections = -1 }, "routes[relay].limits.max_connections", []string{"must not be negative (0 means unlimited)"}},
 		{"accepted_domains on smtp-auth", func(_ *testBundle, c *Config) { m365(c).AcceptedDomains = []string{"contoso.com"} }, "routes[m365].accepted_domains", []string{"only used by connector routes"}},
 		{"send_as pattern", func(_ *testBundle, c *Config) { m365(c).SendAs[1] = "a*@x.com" }, "routes[m365].send_as[1]", []string{`"a*@x.com"`, "partial wildcards"}},
@@ -211,5 +213,30 @@ func TestValidSMTPRouteWithoutTLS(t *testing.T) {
 	c.Apps[0].Route = "local"
 	if problems := c.Validate(); len(problems) > 0 {
 		t.Errorf("problems:\n%s", Problems(problems))
+	}
+}
+
+// TestInsecureSkipVerifyAcceptedRisk: with the second setting the file is
+// valid, and the risk is listed as a warning for every start; on a plain
+// smtp route the first setting alone is enough, and warned about too.
+func TestInsecureSkipVerifyAcceptedRisk(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.load(t, exampleYAML)
+	if w := c.Warnings(); len(w) != 0 {
+		t.Fatalf("the example has warnings: %v", w)
+	}
+	c.Routes[0].TLS.InsecureSkipVerify = true
+	c.Routes[0].TLS.InsecureSkipVerifyAcceptRisk = true
+	c.Routes = append(c.Routes, Route{Name: "local", Type: RouteSMTP, Host: "127.0.0.1", Port: 2525,
+		TLS: RouteTLS{Mode: TLSStartTLS, InsecureSkipVerify: true}})
+	if problems := c.Validate(); len(problems) > 0 {
+		t.Fatalf("problems:\n%s", Problems(problems))
+	}
+	w := c.Warnings()
+	wantProblem(t, w, "routes[m365].tls.insecure_skip_verify", "NOT verified", "credentials")
+	wantProblem(t, w, "routes[local].tls.insecure_skip_verify", "NOT verified")
+	if len(w) != 2 {
+		t.Errorf("want 2 warnings, got %v", w)
 	}
 }

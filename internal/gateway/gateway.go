@@ -296,6 +296,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 			g.log.Info("health and metrics listening", "addr", g.Addr())
 		}
 	}
+	// Logged at every start, so that a risk accepted for a test or an
+	// emergency stays in sight for as long as it is configured.
+	for _, w := range g.cfg.Warnings() {
+		g.log.Warn("risky setting: "+w.Message, "key", w.Key)
+	}
 	g.log.Info("mailgate running", "role", g.opts.Role, "workers", len(g.workers), "routes", len(g.cfg.Routes))
 
 	var runErr error
