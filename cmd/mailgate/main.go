@@ -21,6 +21,7 @@ import (
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/devmode"
+	"github.com/mailgate/mailgate/internal/eviction"
 	"github.com/mailgate/mailgate/internal/gateway"
 	"github.com/mailgate/mailgate/internal/routecheck"
 	"github.com/mailgate/mailgate/internal/token"
@@ -325,10 +326,37 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if ok := routecheck.Run(ctx, cfg, r, *sendTo, stdout); !ok {
+	redisOK := checkRedisEviction(ctx, cfg, stdout)
+	if ok := routecheck.Run(ctx, cfg, r, *sendTo, stdout); !ok || !redisOK {
 		return 1
 	}
 	return 0
+}
+
+// checkRedisEviction reports Redis's maxmemory-policy as `serve` judges it
+// at startup; false means serve would refuse to start.
+func checkRedisEviction(ctx context.Context, cfg *config.Config, out io.Writer) bool {
+	rdb, err := gateway.NewRedisClient(cfg.Redis)
+	if err != nil {
+		fmt.Fprintf(out, "  ✗ redis    %v\n", err)
+		return false
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res := eviction.Read(ctx, rdb)
+	switch {
+	case res.Safe():
+		fmt.Fprintf(out, "  ✓ redis    maxmemory-policy noeviction (%s)\n", res.Source)
+	case !res.Known():
+		fmt.Fprintf(out, "  ! redis    WARNING: %v; make sure maxmemory-policy is noeviction\n", res.Err)
+	case cfg.Redis.AllowEviction:
+		fmt.Fprintf(out, "  ! redis    WARNING (risk accepted by redis.allow_eviction): %s\n", res.Problem())
+	default:
+		fmt.Fprintf(out, "  ✗ redis    %s\n", res.Problem())
+		return false
+	}
+	return true
 }
 
 func versionString() string {

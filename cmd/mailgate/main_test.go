@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/token"
 	"github.com/mailgate/mailgate/test/redistest"
 )
@@ -158,5 +159,27 @@ func TestConfigCheckInsecureSkipVerify(t *testing.T) {
 	if code := run([]string{"config", "check", "--config", writeConfig(t, accepted)}, &out, &errOut, e); code != 0 || out.String() != "ok\n" ||
 		!strings.Contains(errOut.String(), "warning: routes[m365].tls.insecure_skip_verify: the certificate of Exchange Online is NOT verified") {
 		t.Fatalf("with accept_risk: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+}
+
+// `mailgate check` judges Redis's eviction policy as serve does.
+func TestCheckRedisEviction(t *testing.T) {
+	srv := redistest.StartWith(t, redistest.Options{Args: []string{"--maxmemory-policy", "allkeys-lru"}})
+	cfg := &config.Config{Redis: config.Redis{URL: srv.URL()}}
+	var out bytes.Buffer
+	if checkRedisEviction(context.Background(), cfg, &out) || !strings.Contains(out.String(), `✗ redis    Redis's maxmemory-policy is "allkeys-lru"`) {
+		t.Fatalf("allkeys-lru passed: %s", out.String())
+	}
+	out.Reset()
+	cfg.Redis.AllowEviction = true
+	if !checkRedisEviction(context.Background(), cfg, &out) || !strings.Contains(out.String(), "risk accepted by redis.allow_eviction") {
+		t.Fatalf("allow_eviction: %s", out.String())
+	}
+	out.Reset()
+	if err := srv.Client().ConfigSet(context.Background(), "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !checkRedisEviction(context.Background(), cfg, &out) || !strings.Contains(out.String(), "✓ redis    maxmemory-policy noeviction") {
+		t.Fatalf("noeviction: %s", out.String())
 	}
 }

@@ -69,6 +69,10 @@ type Redis struct {
 	URLFile string `yaml:"url_file"` // the URL (it may hold a password) read from a file
 	// KeyPrefix namespaces every key, so one Redis can serve several installs.
 	KeyPrefix string `yaml:"key_prefix"`
+	// AllowEviction lets mailgate start although Redis's maxmemory-policy
+	// is not noeviction, which it otherwise refuses (package eviction says
+	// why): the risk of silently losing queued mail is then the operator's.
+	AllowEviction bool `yaml:"allow_eviction"`
 }
 
 // Auth configures the API's per-app tokens.

@@ -9,6 +9,9 @@ import "fmt"
 // quietly outlive its reason.
 func (c *Config) Warnings() []Problem {
 	var w []Problem
+	if c.Redis.AllowEviction {
+		w = append(w, Problem{Key: "redis.allow_eviction", Message: "mailgate starts even when Redis's maxmemory-policy lets it evict keys; an evicted key is a lost message, a forgotten idempotency key or a revoked token that works again"})
+	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		if !r.TLS.InsecureSkipVerify {

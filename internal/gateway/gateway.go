@@ -29,6 +29,7 @@ import (
 	"github.com/mailgate/mailgate/api"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/delivery"
+	"github.com/mailgate/mailgate/internal/eviction"
 	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/queue"
@@ -59,6 +60,9 @@ type Options struct {
 	Now             func() time.Time
 	// WorkerHooks observe every worker (tests use them to follow deliveries).
 	WorkerHooks *delivery.Hooks
+	// NeverEvicts skips the maxmemory-policy check, for a store known not
+	// to evict (mailgate dev's embedded one, which has no such setting).
+	NeverEvicts bool
 }
 
 // Gateway is a configured mailgate process.
@@ -118,6 +122,10 @@ func New(o Options) (*Gateway, error) {
 
 	g.registry = prometheus.NewRegistry()
 	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := g.checkEviction(); err != nil {
+		g.closeRedis()
+		return nil, err
+	}
 	routes := make([]string, len(cfg.Routes))
 	for i, r := range cfg.Routes {
 		routes[i] = r.Name
@@ -163,6 +171,41 @@ func New(o Options) (*Gateway, error) {
 		}
 	}
 	return g, nil
+}
+
+// checkEviction refuses to start on a Redis that may evict keys, unless
+// redis.allow_eviction accepts the risk (package eviction explains it).
+// A policy that cannot be read (Redis down, CONFIG and INFO both refused)
+// does not stop the start: the process must be able to come up before Redis
+// does. Every outcome but noeviction is logged as a warning.
+func (g *Gateway) checkEviction() error {
+	if g.opts.NeverEvicts {
+		metrics.EvictionPolicyOK(g.registry, true)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	res := eviction.Read(ctx, g.rdb)
+	metrics.EvictionPolicyOK(g.registry, res.Safe())
+	switch {
+	case res.Safe():
+		return nil
+	case !res.Known():
+		g.log.Warn("cannot read Redis's maxmemory-policy; make sure it is noeviction, or Redis may silently delete queued mail, idempotency keys and token revocations",
+			"err", res.Err)
+		return nil
+	case !g.cfg.Redis.AllowEviction:
+		return errors.New(res.Problem())
+	}
+	g.log.Warn("RISK ACCEPTED by redis.allow_eviction: Redis may evict keys and mailgate would silently lose queued mail, idempotency keys and token revocations",
+		"maxmemory_policy", res.Policy)
+	return nil
+}
+
+func (g *Gateway) closeRedis() {
+	if g.ownRedis {
+		_ = g.rdb.Close()
+	}
 }
 
 func (g *Gateway) buildWorkers() error {

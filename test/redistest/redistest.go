@@ -40,6 +40,9 @@ type Options struct {
 	// AppendFsyncAlways turns on the append-only file with fsync after every
 	// write: the durability a production queue should run with.
 	AppendFsyncAlways bool
+	// Args are more redis-server options, such as
+	// "--maxmemory-policy", "allkeys-lru".
+	Args []string
 }
 
 // Start starts a redis-server for tb and registers its shutdown.
@@ -69,6 +72,7 @@ func StartWith(tb testing.TB, opts Options) *Server {
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
+	args = append(args, opts.Args...)
 	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, args: append([]string{bin}, args...), tb: tb}
 	s.start()
 	tb.Cleanup(s.Stop)
