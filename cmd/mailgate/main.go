@@ -35,8 +35,8 @@ const usage = `mailgate — an HTTP-to-SMTP submission gateway for Microsoft 365
 Usage:
   mailgate serve --config FILE [--role all|api|worker]
   mailgate dev [--listen ADDR] [--dir DIR]
-  mailgate token issue --config FILE --app ID [--ttl 720h]
-  mailgate token issue --config FILE --admin NAME [--ttl 720h]
+  mailgate token issue --config FILE --app ID [--ttl 8760h] (0: never expires)
+  mailgate token issue --config FILE --admin NAME [--ttl 8760h]
   mailgate token revoke --config FILE TOKEN_OR_ID
   mailgate config check --config FILE [--mx DOMAIN]
   mailgate check --config FILE --route NAME [--send-test TO]
@@ -193,7 +193,7 @@ func cmdToken(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	cfgFlag := fs.String("config", "", "configuration file")
 	app := fs.String("app", "", "the app the token is for")
 	admin := fs.String("admin", "", "issue an operator token with this name instead of an app token")
-	ttl := fs.Duration("ttl", 0, "lifetime, e.g. 720h; 0 means no expiry")
+	ttl := fs.Duration("ttl", defaultTokenTTL, "lifetime, e.g. 720h; 0 means no expiry")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -202,7 +202,7 @@ func cmdToken(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		return err
 	}
 	if args[0] == "issue" {
-		return tokenIssue(cfg, *app, *admin, *ttl, stdout)
+		return tokenIssue(cfg, *app, *admin, *ttl, stdout, stderr)
 	}
 	if fs.NArg() != 1 {
 		return usageError{"token revoke takes one TOKEN_OR_ID"}
@@ -210,7 +210,14 @@ func cmdToken(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	return tokenRevoke(cfg, fs.Arg(0), stdout)
 }
 
-func tokenIssue(cfg *config.Config, app, admin string, ttl time.Duration, stdout io.Writer) error {
+// defaultTokenTTL is a year: a token that leaks from an app's
+// configuration stops working on its own some day, yet apps need a new one
+// rarely enough that nobody is tempted to ask for tokens that never expire.
+const defaultTokenTTL = 8760 * time.Hour
+
+// tokenIssue prints the token alone on stdout, so that
+// `TOKEN=$(mailgate token issue …)` works; what it is worth goes to stderr.
+func tokenIssue(cfg *config.Config, app, admin string, ttl time.Duration, stdout, stderr io.Writer) error {
 	subject, scope := app, token.ScopeApp
 	switch {
 	case app != "" && admin != "":
@@ -222,20 +229,32 @@ func tokenIssue(cfg *config.Config, app, admin string, ttl time.Duration, stdout
 	case cfg.App(app) == nil:
 		return fmt.Errorf("no app %q in the configuration", app)
 	}
-	m, err := token.New([]byte(cfg.Auth.SigningKey), cfg.Auth.Issuer, nil, nil)
+	if ttl < 0 {
+		return usageError{"--ttl must not be negative (0 means no expiry)"}
+	}
+	m, err := gateway.Tokens(cfg, nil, nil)
 	if err != nil {
 		return err
 	}
-	raw, _, err := m.Issue(subject, scope, ttl)
+	raw, c, err := m.Issue(subject, scope, ttl)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, raw)
+	if c.ExpiresAt == nil {
+		fmt.Fprintf(stderr, "issued %s token %s for %s, audience %q; it does NOT expire (--ttl 0): revoke it when it is no longer needed\n", scope, c.ID, subject, m.Audience())
+	} else {
+		fmt.Fprintf(stderr, "issued %s token %s for %s, audience %q; it expires %s\n", scope, c.ID, subject, m.Audience(), c.ExpiresAt.UTC().Format(time.RFC3339))
+	}
 	return nil
 }
 
 func tokenRevoke(cfg *config.Config, tokenOrID string, stdout io.Writer) error {
-	m, err := token.New([]byte(cfg.Auth.SigningKey), cfg.Auth.Issuer, nil, nil)
+	// Revoking is always safe, so a token issued before audiences existed
+	// can be revoked whatever auth.accept_tokens_without_audience says.
+	revokeCfg := *cfg
+	revokeCfg.Auth.AcceptTokensWithoutAudience = true
+	m, err := gateway.Tokens(&revokeCfg, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/token"
@@ -56,7 +57,7 @@ func TestTokenIssuePrintsOnlyAVerifiableToken(t *testing.T) {
 	if strings.ContainsAny(raw, " \n") || strings.Count(raw, ".") != 2 {
 		t.Fatalf("stdout is not just a token: %q", out.String())
 	}
-	m, _ := token.New([]byte(key), "mailgate", nil, nil)
+	m, _ := token.New(token.Options{Key: []byte(key), Issuer: "mailgate", Audience: "mailgate/mailgate"})
 	c, err := m.Parse(raw)
 	if err != nil || c.Subject != "monitoring" || c.ExpiresAt == nil {
 		t.Fatalf("issued token: %+v, %v", c, err)
@@ -118,7 +119,7 @@ func TestTokenRevokeCommand(t *testing.T) {
 		return strings.TrimSpace(out.String())
 	}
 	byToken, byID, untouched := issue(), issue(), issue()
-	instance, _ := token.New([]byte(key), "mailgate", token.NewRevocations(srv.Client(), "mailgate", nil), nil)
+	instance, _ := token.New(token.Options{Key: []byte(key), Issuer: "mailgate", Audience: "mailgate/mailgate", Revoked: token.NewRevocations(srv.Client(), "mailgate", nil)})
 	c, err := instance.Parse(byID)
 	if err != nil {
 		t.Fatal(err)
@@ -181,5 +182,43 @@ func TestCheckRedisEviction(t *testing.T) {
 	}
 	if !checkRedisEviction(context.Background(), cfg, &out) || !strings.Contains(out.String(), "✓ redis    maxmemory-policy noeviction") {
 		t.Fatalf("noeviction: %s", out.String())
+	}
+}
+
+// Tokens expire after a year unless --ttl says otherwise; --ttl 0 (no
+// expiry) is said on stderr, stdout carries only the token. Admin tokens
+// too. Every token carries the installation's audience.
+func TestTokenIssueExpiry(t *testing.T) {
+	cfg := writeConfig(t, strings.Replace(validConfig, "auth:\n", "auth:\n  audience: mailgate.test\n", 1))
+	e := env(map[string]string{"KEY": key})
+	m, _ := token.New(token.Options{Key: []byte(key), Issuer: "mailgate", Audience: "mailgate.test"})
+	issue := func(args ...string) (*token.Claims, string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(append([]string{"token", "issue", "--config", cfg}, args...), &out, &errOut, e); code != 0 {
+			t.Fatalf("issue %v: exit %d: %s", args, code, errOut.String())
+		}
+		c, err := m.Parse(strings.TrimSuffix(out.String(), "\n"))
+		if err != nil {
+			t.Fatalf("issue %v: stdout %q: %v", args, out.String(), err)
+		}
+		return c, errOut.String()
+	}
+	for _, who := range [][]string{{"--app", "monitoring"}, {"--admin", "ops"}} {
+		c, msg := issue(who...)
+		if c.ExpiresAt == nil || c.ExpiresAt.Sub(c.IssuedAt.Time) != 8760*time.Hour || !strings.Contains(msg, "expires") {
+			t.Errorf("%v default: %+v, stderr %q", who, c.RegisteredClaims, msg)
+		}
+		if len(c.Audience) != 1 || c.Audience[0] != "mailgate.test" {
+			t.Errorf("%v audience %v", who, c.Audience)
+		}
+		c, msg = issue(append(who, "--ttl", "0")...)
+		if c.ExpiresAt != nil || !strings.Contains(msg, "does NOT expire") {
+			t.Errorf("%v --ttl 0: %+v, stderr %q", who, c.RegisteredClaims, msg)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"token", "issue", "--config", cfg, "--app", "monitoring", "--ttl", "-1h"}, &out, &errOut, e); code != 2 || out.Len() != 0 {
+		t.Errorf("negative ttl: exit %d, stdout %q", code, out.String())
 	}
 }

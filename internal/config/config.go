@@ -80,6 +80,29 @@ type Auth struct {
 	SigningKey     string `yaml:"signing_key"` // HS256 secret, at least 32 bytes
 	SigningKeyFile string `yaml:"signing_key_file"`
 	Issuer         string `yaml:"issuer"`
+	// Audience names this installation in every token (the aud claim);
+	// tokens for another audience are refused, even when signed with the
+	// same key. The default, "<issuer>/<redis.key_prefix>", is stable for
+	// the life of an installation; set a name of its own to every
+	// installation that might share a signing key with another.
+	Audience string `yaml:"audience"`
+	// PreviousSigningKeys verify tokens but never sign: the keys a rotation
+	// replaced, kept until every app holds a token of the new key.
+	PreviousSigningKeys []string `yaml:"previous_signing_keys"`
+	// PreviousSigningKeysFile lists files holding one previous key each.
+	PreviousSigningKeysFile []string `yaml:"previous_signing_keys_file"`
+	// AcceptTokensWithoutAudience lets tokens issued before audiences
+	// existed through, while they are replaced.
+	AcceptTokensWithoutAudience bool `yaml:"accept_tokens_without_audience"`
+}
+
+// PreviousKeys returns the previous signing keys, inline ones first.
+func (a *Auth) PreviousKeys() [][]byte {
+	var keys [][]byte
+	for _, k := range a.PreviousSigningKeys {
+		keys = append(keys, []byte(k))
+	}
+	return keys
 }
 
 // Delivery tunes the workers.

@@ -455,6 +455,20 @@ func (c *Config) readSecretFiles() []Problem {
 		)
 	}
 	var problems []Problem
+	// Previous signing keys are a list: each file holds one key, added to
+	// those given inline.
+	for i, f := range c.Auth.PreviousSigningKeysFile {
+		data, err := os.ReadFile(f)
+		key := fmt.Sprintf("auth.previous_signing_keys_file[%d]", i)
+		switch v := strings.TrimRight(string(data), " \t\r\n"); {
+		case err != nil:
+			problems = append(problems, Problem{Key: key, Message: fmt.Sprintf("cannot read the secret: %v", err)})
+		case v == "":
+			problems = append(problems, Problem{Key: key, Message: fmt.Sprintf("%s is empty", f)})
+		default:
+			c.Auth.PreviousSigningKeys = append(c.Auth.PreviousSigningKeys, v)
+		}
+	}
 	for _, s := range secrets {
 		if s.file == "" {
 			continue

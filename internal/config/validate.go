@@ -131,6 +131,17 @@ func (v *validator) top(c *Config) {
 	if c.Auth.Issuer == "" {
 		v.add("auth.issuer", "required")
 	}
+	if strings.TrimSpace(c.Auth.Audience) == "" {
+		v.add("auth.audience", "required: a name for this installation, such as mailgate.prod.contoso.com")
+	}
+	for i, k := range c.Auth.PreviousSigningKeys {
+		switch {
+		case len(k) < minSigningKey:
+			v.add(fmt.Sprintf("auth.previous_signing_keys[%d]", i), "is %d bytes; an HS256 key must be at least %d bytes (RFC 7518 section 3.2)", len(k), minSigningKey)
+		case k == c.Auth.SigningKey:
+			v.add(fmt.Sprintf("auth.previous_signing_keys[%d]", i), "is the current signing_key; list only the keys it replaced")
+		}
+	}
 
 	d := &c.Delivery
 	for _, f := range []struct {

@@ -35,6 +35,9 @@ func TestValidate(t *testing.T) {
 		{"signing key missing", func(_ *testBundle, c *Config) { c.Auth.SigningKey = "" }, "auth.signing_key", []string{"required", "32 bytes"}},
 		{"signing key short", func(_ *testBundle, c *Config) { c.Auth.SigningKey = strings.Repeat("k", 31) }, "auth.signing_key", []string{"is 31 bytes", "at least 32"}},
 		{"issuer", func(_ *testBundle, c *Config) { c.Auth.Issuer = "" }, "auth.issuer", []string{"required"}},
+		{"audience blank", func(_ *testBundle, c *Config) { c.Auth.Audience = " " }, "auth.audience", []string{"required"}},
+		{"previous key short", func(_ *testBundle, c *Config) { c.Auth.PreviousSigningKeys = []string{"short"} }, "auth.previous_signing_keys[0]", []string{"is 5 bytes", "at least 32"}},
+		{"previous key is current", func(_ *testBundle, c *Config) { c.Auth.PreviousSigningKeys = []string{c.Auth.SigningKey} }, "auth.previous_signing_keys[0]", []string{"is the current signing_key"}},
 		{"max age", func(_ *testBundle, c *Config) { c.Delivery.MaxAge = 0 }, "delivery.max_age", []string{"must be positive"}},
 		{"poll interval", func(_ *testBundle, c *Config) { c.Delivery.PollInterval = -time.Second }, "delivery.poll_interval", []string{"must be positive, got -1s"}},
 		{"visibility timeout", func(_ *testBundle, c *Config) { c.Delivery.VisibilityTimeout = 0 }, "delivery.visibility_timeout", []string{"must be positive"}},
@@ -239,4 +242,31 @@ func TestInsecureSkipVerifyAcceptedRisk(t *testing.T) {
 	if len(w) != 2 {
 		t.Errorf("want 2 warnings, got %v", w)
 	}
+}
+
+// Previous signing keys come inline and from files, one key per file; both
+// the rotation and the compatibility setting are warned about.
+func TestPreviousSigningKeys(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	f := b.write(t, "old.key", strings.Repeat("o", 40)+"\n")
+	yaml := strings.Replace(exampleYAML, `  issuer: "mailgate"`, `  issuer: "mailgate"
+  audience: mailgate.prod.contoso.com
+  previous_signing_keys: ["`+strings.Repeat("p", 32)+`"]
+  previous_signing_keys_file: [`+f+`]
+  accept_tokens_without_audience: true`, 1)
+	c := b.load(t, yaml)
+	if got := c.Auth.PreviousKeys(); len(got) != 2 || string(got[0]) != strings.Repeat("p", 32) || string(got[1]) != strings.Repeat("o", 40) {
+		t.Fatalf("previous keys %q", got)
+	}
+	if c.Auth.Audience != "mailgate.prod.contoso.com" {
+		t.Fatalf("audience %q", c.Auth.Audience)
+	}
+	w := c.Warnings()
+	wantProblem(t, w, "auth.previous_signing_keys", "2 previous key(s)")
+	wantProblem(t, w, "auth.accept_tokens_without_audience", "other installation")
+
+	missing := strings.Replace(exampleYAML, `  issuer: "mailgate"`, `  issuer: "mailgate"
+  previous_signing_keys_file: [`+b.dir+`/nope.key]`, 1)
+	wantProblem(t, b.check(t, missing), "auth.previous_signing_keys_file[0]", "cannot read")
 }

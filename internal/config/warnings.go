@@ -12,6 +12,12 @@ func (c *Config) Warnings() []Problem {
 	if c.Redis.AllowEviction {
 		w = append(w, Problem{Key: "redis.allow_eviction", Message: "mailgate starts even when Redis's maxmemory-policy lets it evict keys; an evicted key is a lost message, a forgotten idempotency key or a revoked token that works again"})
 	}
+	if c.Auth.AcceptTokensWithoutAudience {
+		w = append(w, Problem{Key: "auth.accept_tokens_without_audience", Message: "tokens without an audience are accepted, including those of any other installation that shares the signing key; issue new tokens and remove this setting"})
+	}
+	if n := len(c.Auth.PreviousSigningKeys); n > 0 {
+		w = append(w, Problem{Key: "auth.previous_signing_keys", Message: fmt.Sprintf("tokens signed with %d previous key(s) are still accepted; remove them once every app has a token signed with signing_key", n)})
+	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		if !r.TLS.InsecureSkipVerify {

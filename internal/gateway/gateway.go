@@ -113,8 +113,7 @@ func New(o Options) (*Gateway, error) {
 	g.queue = queue.New(g.rdb, queue.Options{Prefix: cfg.Redis.KeyPrefix, Retention: cfg.Retention, Now: o.Now})
 	g.health = routehealth.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
 	g.limiter = limits.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
-	tokens, err := token.New([]byte(cfg.Auth.SigningKey), cfg.Auth.Issuer,
-		token.NewRevocations(g.rdb, cfg.Redis.KeyPrefix, o.Now), o.Now)
+	tokens, err := Tokens(cfg, token.NewRevocations(g.rdb, cfg.Redis.KeyPrefix, o.Now), o.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -271,6 +270,16 @@ func (g *Gateway) opsHandler(draining *atomic.Bool) http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// Tokens is the token manager of the installation cfg describes: it signs
+// with auth.signing_key, verifies with it and auth.previous_signing_keys,
+// and binds tokens to auth.audience. revoked may be nil for a manager that
+// only issues; now may be nil.
+func Tokens(cfg *config.Config, revoked *token.Revocations, now func() time.Time) (*token.Manager, error) {
+	return token.New(token.Options{Key: []byte(cfg.Auth.SigningKey), PreviousKeys: cfg.Auth.PreviousKeys(),
+		Issuer: cfg.Auth.Issuer, Audience: cfg.Auth.Audience, AcceptNoAudience: cfg.Auth.AcceptTokensWithoutAudience,
+		Revoked: revoked, Now: now})
 }
 
 // NewRedisClient connects to the configured Redis (redis:// or rediss://).

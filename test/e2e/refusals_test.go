@@ -225,7 +225,7 @@ func nestedMIME(depth int) string {
 }
 
 func foreignToken(t *testing.T) string {
-	m, _ := token.New([]byte("another-key-another-key-another-key!!"), "mailgate", nil, nil)
+	m, _ := token.New(token.Options{Key: []byte("another-key-another-key-another-key!!"), Issuer: "mailgate", Audience: config.DefaultAudience("mailgate", "mailgate")})
 	s, _, err := m.Issue("monitoring", token.ScopeApp, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +242,7 @@ func noneToken() string {
 
 func expiredToken(t *testing.T) string {
 	past := func() time.Time { return time.Now().Add(-2 * time.Hour) }
-	m, _ := token.New([]byte(signingKey), "mailgate", nil, past)
+	m, _ := token.New(token.Options{Key: []byte(signingKey), Issuer: "mailgate", Audience: config.DefaultAudience("mailgate", "mailgate"), Now: past})
 	s, _, err := m.Issue("monitoring", token.ScopeApp, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +251,7 @@ func expiredToken(t *testing.T) string {
 }
 
 func adminToken(t *testing.T) string {
-	m, _ := token.New([]byte(signingKey), "mailgate", nil, nil)
+	m, _ := token.New(token.Options{Key: []byte(signingKey), Issuer: "mailgate", Audience: config.DefaultAudience("mailgate", "mailgate")})
 	s, _, err := m.Issue("ops", token.ScopeAdmin, time.Hour)
 	if err != nil {
 		t.Fatal(err)
