@@ -59,6 +59,7 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 	Log       Log           `yaml:"log"`
 	Shutdown  Shutdown      `yaml:"shutdown"`
+	Metrics   Metrics       `yaml:"metrics"`
 	Routes    []Route       `yaml:"routes"`
 	Apps      []App         `yaml:"apps"`
 }
@@ -139,6 +140,18 @@ type Shutdown struct {
 	DrainDelay time.Duration `yaml:"drain_delay"`
 	// Timeout bounds the whole stop, deliveries in flight included.
 	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Metrics configures where and to whom /metrics is served.
+type Metrics struct {
+	// Listen, when set, serves /metrics on this address only, and no
+	// longer on the API's listen address: scrapes can then be limited to
+	// the monitoring network, away from the apps' port.
+	Listen string `yaml:"listen"`
+	// Token, when set, is required as `Authorization: Bearer <token>` on
+	// every scrape.
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
 }
 
 // Log configures the process log.

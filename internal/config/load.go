@@ -445,6 +445,7 @@ func (c *Config) readSecretFiles() []Problem {
 	secrets := []secret{
 		{"redis.url", "redis.url_file", &c.Redis.URL, c.Redis.URLFile},
 		{"auth.signing_key", "auth.signing_key_file", &c.Auth.SigningKey, c.Auth.SigningKeyFile},
+		{"metrics.token", "metrics.token_file", &c.Metrics.Token, c.Metrics.TokenFile},
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]

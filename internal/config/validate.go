@@ -21,6 +21,9 @@ const (
 	// minSigningKey is the shortest HS256 key RFC 7518 section 3.2 allows:
 	// the size of the hash output.
 	minSigningKey = 32
+	// minMetricsToken is the shortest metrics.token accepted: long enough
+	// that guessing it over the network is hopeless.
+	minMetricsToken = 16
 	// maxPerMessage bounds recipients.max_per_message: more recipients than
 	// a day's quota of one Exchange mailbox make no sense in one message.
 	maxPerMessage = 10000
@@ -141,6 +144,17 @@ func (v *validator) top(c *Config) {
 		case k == c.Auth.SigningKey:
 			v.add(fmt.Sprintf("auth.previous_signing_keys[%d]", i), "is the current signing_key; list only the keys it replaced")
 		}
+	}
+
+	if m := c.Metrics.Listen; m != "" {
+		if _, port, err := net.SplitHostPort(m); err != nil {
+			v.add("metrics.listen", "want host:port, such as :9090 or 10.0.0.5:9090, got %q", m)
+		} else if m == c.Listen && port != "0" {
+			v.add("metrics.listen", "is the same address as listen (%s); leave it empty to serve /metrics there", m)
+		}
+	}
+	if n := len(c.Metrics.Token); n > 0 && n < minMetricsToken {
+		v.add("metrics.token", "is %d bytes; use at least %d (e.g. `openssl rand -base64 24`)", n, minMetricsToken)
 	}
 
 	d := &c.Delivery

@@ -23,7 +23,6 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mailgate/mailgate/api"
@@ -80,8 +79,10 @@ type Gateway struct {
 	tokens          *token.Manager
 	api             *api.Server
 	listener        net.Listener
-	workers         []*delivery.Worker
-	log             *slog.Logger
+	// metricsLn serves /metrics alone, when metrics.listen is set.
+	metricsLn net.Listener
+	workers   []*delivery.Worker
+	log       *slog.Logger
 }
 
 // New builds a Gateway; nothing runs until Run.
@@ -129,7 +130,12 @@ func New(o Options) (*Gateway, error) {
 	for i, r := range cfg.Routes {
 		routes[i] = r.Name
 	}
-	g.registry.MustRegister(metrics.NewQueueCollector(routes, g.depth))
+	// Cached: each scrape would otherwise cost Redis reads for every route.
+	g.registry.MustRegister(metrics.Cached(metrics.NewQueueCollector(routes, g.depth), queueMetricsTTL, o.Now))
+	var apiMetrics http.Handler
+	if cfg.Metrics.Listen == "" {
+		apiMetrics = g.metricsHandler()
+	}
 	if o.Role != RoleWorker {
 		reg := g.registry
 		var limiter *redis_rate.Limiter
@@ -140,7 +146,7 @@ func New(o Options) (*Gateway, error) {
 			}
 		}
 		g.api, err = api.New(api.Options{Config: cfg, Queue: g.queue, Tokens: tokens, Limiter: limiter,
-			Health: g.health, Usage: g.usage, Now: o.Now, Log: o.Log, Registry: reg})
+			Health: g.health, Usage: g.usage, Now: o.Now, Log: o.Log, Registry: reg, Metrics: apiMetrics})
 		if err != nil {
 			return nil, err
 		}
@@ -160,12 +166,17 @@ func New(o Options) (*Gateway, error) {
 			}
 		}
 	}
+	if cfg.Metrics.Listen != "" {
+		if g.metricsLn, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
+			g.closeListeners()
+			g.closeRedis()
+			return nil, fmt.Errorf("metrics.listen %s: %w", cfg.Metrics.Listen, err)
+		}
+	}
 	if o.Role != RoleAPI {
 		g.deliveryMetrics = metrics.NewDelivery(g.registry)
 		if err := g.buildWorkers(); err != nil {
-			if g.listener != nil && o.Listener == nil {
-				g.listener.Close()
-			}
+			g.closeListeners()
 			return nil, err
 		}
 	}
@@ -199,6 +210,16 @@ func (g *Gateway) checkEviction() error {
 	g.log.Warn("RISK ACCEPTED by redis.allow_eviction: Redis may evict keys and mailgate would silently lose queued mail, idempotency keys and token revocations",
 		"maxmemory_policy", res.Policy)
 	return nil
+}
+
+// closeListeners closes the listeners New opened (not one passed in).
+func (g *Gateway) closeListeners() {
+	if g.listener != nil && g.opts.Listener == nil {
+		g.listener.Close()
+	}
+	if g.metricsLn != nil {
+		g.metricsLn.Close()
+	}
 }
 
 func (g *Gateway) closeRedis() {
@@ -268,8 +289,29 @@ func (g *Gateway) opsHandler(draining *atomic.Bool) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}))
+	if g.cfg.Metrics.Listen == "" {
+		mux.Handle("GET /metrics", g.metricsHandler())
+	}
 	return mux
+}
+
+// queueMetricsTTL is how long the queue metrics read from Redis are reused:
+// short against a scrape interval (15 s to 1 m), long enough that several
+// scrapers or a dashboard add no Redis work.
+const queueMetricsTTL = 5 * time.Second
+
+// metricsHandler serves the registry, behind metrics.token when set.
+func (g *Gateway) metricsHandler() http.Handler {
+	return metrics.Handler(g.registry, g.cfg.Metrics.Token)
+}
+
+// MetricsAddr is the address of the metrics listener ("" without
+// metrics.listen).
+func (g *Gateway) MetricsAddr() string {
+	if g.metricsLn == nil {
+		return ""
+	}
+	return g.metricsLn.Addr().String()
 }
 
 // Tokens is the token manager of the installation cfg describes: it signs
@@ -353,6 +395,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 	for _, w := range g.cfg.Warnings() {
 		g.log.Warn("risky setting: "+w.Message, "key", w.Key)
 	}
+	var metricsSrv *http.Server
+	if g.metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", g.metricsHandler())
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+			IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)}
+		go func() {
+			if err := metricsSrv.Serve(g.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				g.log.Error("metrics listener failed", "err", err)
+			}
+		}()
+		g.log.Info("metrics listening", "addr", g.MetricsAddr())
+	}
 	g.log.Info("mailgate running", "role", g.opts.Role, "workers", len(g.workers), "routes", len(g.cfg.Routes))
 
 	var runErr error
@@ -376,6 +431,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if err := srv.Shutdown(deadline); err != nil {
 			g.log.Warn("API did not finish its requests in time", "err", err)
 		}
+	}
+	if metricsSrv != nil {
+		// Scraped until the end: the last numbers of a stop are worth having.
+		defer func() { _ = metricsSrv.Close() }()
 	}
 	stopWorkers()
 	done := make(chan struct{})

@@ -97,3 +97,5 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func testLogger(b *testBundle) *slog.Logger { return slog.New(slog.NewTextHandler(b.log, nil)) }
