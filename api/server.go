@@ -96,6 +96,7 @@ func New(o Options) (*Server, error) {
 		budget: newBodyBudget(o.MaxInFlightBytes)}
 	e := echo.NewWithConfig(echo.Config{Logger: o.Log, HTTPErrorHandler: s.handleError, JSONSerializer: jsonSerializer{}})
 	e.Use(s.recoverPanics)
+	e.Use(s.checkOrigin)
 
 	e.GET("/healthz", func(c *echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)

@@ -60,8 +60,14 @@ type Config struct {
 	Log       Log           `yaml:"log"`
 	Shutdown  Shutdown      `yaml:"shutdown"`
 	Metrics   Metrics       `yaml:"metrics"`
-	Routes    []Route       `yaml:"routes"`
-	Apps      []App         `yaml:"apps"`
+	// TLS makes the API (and metrics.listen) serve HTTPS itself.
+	TLS ListenerTLS `yaml:"tls"`
+	// AllowedOrigins lists the web origins (https://app.contoso.com) whose
+	// pages may POST form or text bodies to the API from a browser; from
+	// any other origin such a request is refused (package api, origin.go).
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	Routes         []Route  `yaml:"routes"`
+	Apps           []App    `yaml:"apps"`
 }
 
 // Redis says where the queue lives.
@@ -140,6 +146,13 @@ type Shutdown struct {
 	DrainDelay time.Duration `yaml:"drain_delay"`
 	// Timeout bounds the whole stop, deliveries in flight included.
 	Timeout time.Duration `yaml:"timeout"`
+}
+
+// ListenerTLS is the certificate the API serves. The files are read again
+// when they change, so a renewed certificate needs no restart.
+type ListenerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Metrics configures where and to whom /metrics is served.

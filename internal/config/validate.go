@@ -146,6 +146,12 @@ func (v *validator) top(c *Config) {
 		}
 	}
 
+	v.keyPair("tls.cert_file", "tls.key_file", "cert_file", "key_file", c.TLS.CertFile, c.TLS.KeyFile, true)
+	for i, o := range c.AllowedOrigins {
+		if err := validateOrigin(o); err != nil {
+			v.add(fmt.Sprintf("allowed_origins[%d]", i), "%v", err)
+		}
+	}
 	if m := c.Metrics.Listen; m != "" {
 		if _, port, err := net.SplitHostPort(m); err != nil {
 			v.add("metrics.listen", "want host:port, such as :9090 or 10.0.0.5:9090, got %q", m)
@@ -190,6 +196,17 @@ func (v *validator) top(c *Config) {
 	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
 		v.add("log.format", "want text or json, got %q", c.Log.Format)
 	}
+}
+
+// validateOrigin checks a web origin as browsers send it in the Origin
+// header: scheme, host and optional port, nothing else (RFC 6454).
+func validateOrigin(o string) error {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+		strings.TrimSuffix(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("want an origin such as https://app.contoso.com (scheme, host, optional port; no path), got %q", o)
+	}
+	return nil
 }
 
 func (v *validator) route(key string, r *Route) {

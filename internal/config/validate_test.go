@@ -41,6 +41,18 @@ func TestValidate(t *testing.T) {
 		{"metrics listen", func(_ *testBundle, c *Config) { c.Metrics.Listen = "9090" }, "metrics.listen", []string{"want host:port"}},
 		{"metrics listen same as listen", func(_ *testBundle, c *Config) { c.Listen = ":8080"; c.Metrics.Listen = ":8080" }, "metrics.listen", []string{"same address as listen"}},
 		{"metrics token short", func(_ *testBundle, c *Config) { c.Metrics.Token = "short" }, "metrics.token", []string{"is 5 bytes", "at least 16"}},
+		{"tls cert without key", func(b *testBundle, c *Config) { c.TLS.CertFile = b.dir + "/api.crt" }, "tls.key_file", []string{"cert_file is set but key_file is not"}},
+		{"tls cert missing", func(b *testBundle, c *Config) {
+			c.TLS = ListenerTLS{CertFile: b.dir + "/nope.crt", KeyFile: b.dir + "/nope.key"}
+		}, "tls.cert_file", []string{"no such file"}},
+		{"tls cert junk", func(b *testBundle, c *Config) {
+			c.TLS = ListenerTLS{CertFile: b.write(t, "api.crt", "junk"), KeyFile: b.write(t, "api.key", "junk")}
+		}, "tls.cert_file", []string{"not a usable certificate and key pair"}},
+		{"origin with path", func(_ *testBundle, c *Config) { c.AllowedOrigins = []string{"https://app.contoso.com/x"} }, "allowed_origins[0]", []string{"no path"}},
+		{"origin without scheme", func(_ *testBundle, c *Config) {
+			c.AllowedOrigins = []string{"https://a.contoso.com", "app.contoso.com"}
+		}, "allowed_origins[1]", []string{"want an origin"}},
+		{"origin star", func(_ *testBundle, c *Config) { c.AllowedOrigins = []string{"*"} }, "allowed_origins[0]", []string{"want an origin"}},
 		{"max age", func(_ *testBundle, c *Config) { c.Delivery.MaxAge = 0 }, "delivery.max_age", []string{"must be positive"}},
 		{"poll interval", func(_ *testBundle, c *Config) { c.Delivery.PollInterval = -time.Second }, "delivery.poll_interval", []string{"must be positive, got -1s"}},
 		{"visibility timeout", func(_ *testBundle, c *Config) { c.Delivery.VisibilityTimeout = 0 }, "delivery.visibility_timeout", []string{"must be positive"}},

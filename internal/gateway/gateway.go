@@ -11,6 +11,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mailgate/mailgate/api"
+	"github.com/mailgate/mailgate/internal/certreload"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/delivery"
 	"github.com/mailgate/mailgate/internal/eviction"
@@ -81,6 +83,8 @@ type Gateway struct {
 	listener        net.Listener
 	// metricsLn serves /metrics alone, when metrics.listen is set.
 	metricsLn net.Listener
+	// tlsConfig, when tls.cert_file is set, makes both listeners HTTPS.
+	tlsConfig *tls.Config
 	workers   []*delivery.Worker
 	log       *slog.Logger
 }
@@ -125,6 +129,14 @@ func New(o Options) (*Gateway, error) {
 	if err := g.checkEviction(); err != nil {
 		g.closeRedis()
 		return nil, err
+	}
+	if cfg.TLS.CertFile != "" {
+		certs, err := certreload.New(cfg.TLS.CertFile, cfg.TLS.KeyFile, o.Log)
+		if err != nil {
+			g.closeRedis()
+			return nil, err
+		}
+		g.tlsConfig = &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
 	}
 	routes := make([]string, len(cfg.Routes))
 	for i, r := range cfg.Routes {
@@ -383,11 +395,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)}
-		go func() { serveErr <- srv.Serve(g.listener) }()
+		go func() { serveErr <- g.serve(srv, g.listener) }()
 		if g.api != nil {
-			g.log.Info("API listening", "addr", g.Addr())
+			g.log.Info("API listening", "addr", g.Addr(), "https", g.tlsConfig != nil)
 		} else {
-			g.log.Info("health and metrics listening", "addr", g.Addr())
+			g.log.Info("health and metrics listening", "addr", g.Addr(), "https", g.tlsConfig != nil)
 		}
 	}
 	// Logged at every start, so that a risk accepted for a test or an
@@ -402,11 +414,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
 			IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)}
 		go func() {
-			if err := metricsSrv.Serve(g.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := g.serve(metricsSrv, g.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				g.log.Error("metrics listener failed", "err", err)
 			}
 		}()
-		g.log.Info("metrics listening", "addr", g.MetricsAddr())
+		g.log.Info("metrics listening", "addr", g.MetricsAddr(), "https", g.tlsConfig != nil)
 	}
 	g.log.Info("mailgate running", "role", g.opts.Role, "workers", len(g.workers), "routes", len(g.cfg.Routes))
 
@@ -449,6 +461,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.log.Info("stopped")
 	return runErr
+}
+
+// serve serves srv on ln, over TLS when tls.cert_file is set.
+func (g *Gateway) serve(srv *http.Server, ln net.Listener) error {
+	if g.tlsConfig == nil {
+		return srv.Serve(ln)
+	}
+	srv.TLSConfig = g.tlsConfig.Clone()
+	return srv.ServeTLS(ln, "", "")
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
