@@ -24,7 +24,6 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/labstack/echo/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/intake"
@@ -46,8 +45,11 @@ type Options struct {
 	Usage func(ctx context.Context, route string) (map[string]limits.Usage, error)
 	Now   func() time.Time
 	Log   *slog.Logger
-	// Registry collects the API's metrics and is served at /metrics.
+	// Registry collects the API's metrics.
 	Registry *prometheus.Registry
+	// Metrics serves GET /metrics; nil when metrics are served on a
+	// listener of their own (metrics.listen).
+	Metrics http.Handler
 	// MaxInFlightBytes bounds the request bodies being received and
 	// handled at once; 0 means DefaultMaxInFlightBytes.
 	MaxInFlightBytes int64
@@ -118,13 +120,16 @@ func New(o Options) (*Server, error) {
 	s.intake = intake.New(intake.Options{Queue: o.Queue, Metrics: s.metrics, Log: o.Log})
 	e := echo.NewWithConfig(echo.Config{Logger: o.Log, HTTPErrorHandler: s.handleError, JSONSerializer: jsonSerializer{}})
 	e.Use(s.recoverPanics)
+	e.Use(s.checkOrigin)
 
 	e.GET("/healthz", func(c *echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	e.GET("/openapi.yaml", func(c *echo.Context) error {
 		return c.Blob(http.StatusOK, "application/yaml", openapi.Spec())
 	})
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{})))
+	if o.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(o.Metrics))
+	}
 
 	v1 := e.Group("/v1", s.authenticate)
 	v1.POST("/messages", s.submit)

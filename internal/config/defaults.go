@@ -66,6 +66,7 @@ func (c *Config) WithDefaults() *Config {
 	}
 	setString(&c.Redis.KeyPrefix, DefaultKeyPrefix)
 	setString(&c.Auth.Issuer, DefaultIssuer)
+	setString(&c.Auth.Audience, DefaultAudience(c.Auth.Issuer, c.Redis.KeyPrefix))
 
 	d := &c.Delivery
 	setDuration(&d.MaxAge, DefaultMaxAge)
@@ -124,6 +125,12 @@ func (r *Route) withDefaults() {
 		setInt(&r.Limits.MaxConnections, DefaultMaxConnections)
 	}
 }
+
+// DefaultAudience is auth.audience when the file gives none: the issuer and
+// the key prefix, the two names of an installation that stay the same for
+// its whole life (changing either already cuts it off from its tokens or
+// its queue).
+func DefaultAudience(issuer, keyPrefix string) string { return issuer + "/" + keyPrefix }
 
 // MXHost returns the Exchange Online MX host of a tenant's domain, the host a
 // connector route delivers to: the domain in lower case with its dots turned

@@ -124,7 +124,7 @@ func newEnvSimHook(t *testing.T, simOpts exosim.Options, started func(*exosim.Si
 	if problems := cfg.Validate(); len(problems) > 0 {
 		t.Fatalf("test configuration is invalid:\n%v", config.Problems(problems))
 	}
-	tm, err := token.New([]byte(signingKey), "mailgate", nil, nil)
+	tm, err := gateway.Tokens(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -225,7 +225,7 @@ func nestedMIME(depth int) string {
 }
 
 func foreignToken(t *testing.T) string {
-	m, err := token.New([]byte("another-key-another-key-another-key!!"), "mailgate", nil, nil)
+	m, err := token.New(token.Options{Key: []byte("another-key-another-key-another-key!!"), Issuer: "mailgate", Audience: config.DefaultAudience("mailgate", "mailgate")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func noneToken(t *testing.T) string {
 
 func expiredToken(t *testing.T) string {
 	past := func() time.Time { return time.Now().Add(-2 * time.Hour) }
-	m, err := token.New([]byte(signingKey), "mailgate", nil, past)
+	m, err := token.New(token.Options{Key: []byte(signingKey), Issuer: "mailgate", Audience: config.DefaultAudience("mailgate", "mailgate"), Now: past})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func expiredToken(t *testing.T) string {
 }
 
 func adminToken(t *testing.T) string {
-	m, err := token.New([]byte(signingKey), "mailgate", nil, nil)
+	m, err := token.New(token.Options{Key: []byte(signingKey), Issuer: "mailgate", Audience: config.DefaultAudience("mailgate", "mailgate")})
 	if err != nil {
 		t.Fatal(err)
 	}

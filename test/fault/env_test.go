@@ -21,6 +21,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/token"
 	"github.com/mailgate/mailgate/test/exosim"
 	"github.com/mailgate/mailgate/test/redistest"
@@ -97,7 +98,7 @@ func newEnv(t *testing.T, set settings) *env {
 	if err := os.WriteFile(e.cfgPath, []byte(e.config()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tm, err := token.New([]byte(signingKey), "mailgate", nil, nil)
+	tm, err := token.New(token.Options{Key: []byte(signingKey), Issuer: "mailgate", Audience: config.DefaultAudience("mailgate", "mailgate")})
 	if err != nil {
 		t.Fatal(err)
 	}

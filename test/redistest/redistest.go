@@ -71,6 +71,9 @@ type Options struct {
 	// AppendFsyncAlways turns on the append-only file with fsync after every
 	// write: the durability a production queue should run with.
 	AppendFsyncAlways bool
+	// Args are more redis-server options, such as
+	// "--maxmemory-policy", "allkeys-lru".
+	Args []string
 }
 
 // portAttempts is how many ports Start tries before giving up; more than one
@@ -106,6 +109,7 @@ func StartWith(tb testing.TB, opts Options) *Server {
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
+	args = append(args, opts.Args...)
 	s := &Server{Dir: dir, bin: bin, args: args, tb: tb}
 	// Cleanups run last-registered first: the server stops, then the port
 	// is released.
