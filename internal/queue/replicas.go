@@ -63,7 +63,7 @@ func (q *Queue) enqueueReplicated(ctx context.Context, keys []string, args []any
 func (q *Queue) runWithWait(ctx context.Context, node redis.Cmdable, keys []string, args []any, route string) ([]any, int, error) {
 	pipe := node.Pipeline()
 	script := enqueueScript.EvalSha(ctx, pipe, keys, args...)
-	pipe.Set(ctx, q.syncKey(route), strconv.FormatInt(q.now().UnixMilli(), 10), time.Minute)
+	pipe.Set(ctx, q.route(route).ReplicaSync(), strconv.FormatInt(q.now().UnixMilli(), 10), time.Minute)
 	wait := pipe.Do(ctx, "WAIT", q.minReplicas, q.replicaTimeout.Milliseconds())
 	_, _ = pipe.Exec(ctx)
 	res, err := script.Slice()
@@ -80,12 +80,12 @@ func (q *Queue) runWithWait(ctx context.Context, node redis.Cmdable, keys []stri
 // confirmReplicated waits for the replicas after a plain read found the
 // message stored (EnqueueRetrying's last word).
 func (q *Queue) confirmReplicated(ctx context.Context, route, id string) error {
-	node, err := q.masterFor(ctx, q.syncKey(route))
+	node, err := q.masterFor(ctx, q.route(route).ReplicaSync())
 	if err != nil {
 		return err
 	}
 	pipe := node.Pipeline()
-	pipe.Set(ctx, q.syncKey(route), strconv.FormatInt(q.now().UnixMilli(), 10), time.Minute)
+	pipe.Set(ctx, q.route(route).ReplicaSync(), strconv.FormatInt(q.now().UnixMilli(), 10), time.Minute)
 	wait := pipe.Do(ctx, "WAIT", q.minReplicas, q.replicaTimeout.Milliseconds())
 	_, _ = pipe.Exec(ctx)
 	n, err := wait.Int()

@@ -11,7 +11,6 @@ import (
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/gateway"
-	"github.com/mailgate/mailgate/internal/token"
 	"github.com/mailgate/mailgate/openapi/contract"
 	"github.com/mailgate/mailgate/test/exosim"
 	"github.com/mailgate/mailgate/test/redisha"
@@ -102,7 +101,7 @@ func newEnvConfig(t *testing.T, sim *exosim.Sim, cfg *config.Config) *env {
 	if problems := cfg.Validate(); len(problems) > 0 {
 		t.Fatalf("test configuration is invalid:\n%v", config.Problems(problems))
 	}
-	tm, err := token.New([]byte(signingKey), "mailgate", nil, nil)
+	tm, err := gateway.Tokens(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
