@@ -592,7 +592,7 @@ func (v *validator) redis(r *Redis) {
 	}
 	switch len(set) {
 	case 0:
-		v.add("redis", "set one of redis.url (a single node, such as redis://127.0.0.1:6379/0), redis.sentinel or redis.cluster")
+		v.add("redis.url", "required for a single node, such as redis://127.0.0.1:6379/0; or set redis.sentinel or redis.cluster instead")
 	case 1:
 	default:
 		v.add(set[1], "%s are all set; set exactly one", strings.Join(set, " and "))

@@ -30,7 +30,6 @@ import (
 	"github.com/mailgate/mailgate/internal/certreload"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/delivery"
-	"github.com/mailgate/mailgate/internal/eviction"
 	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/queue"
@@ -210,7 +209,7 @@ func (g *Gateway) checkEviction() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	res := eviction.Read(ctx, g.rdb)
+	res := readEviction(ctx, g.rdb)
 	metrics.EvictionPolicyOK(g.registry, res.Safe())
 	switch {
 	case res.Safe():

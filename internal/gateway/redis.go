@@ -1,16 +1,19 @@
 package gateway
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/eviction"
 )
 
 // NewRedisClient connects to the configured Redis: a single node
@@ -138,4 +141,29 @@ func redisTLS(key string, t config.RedisTLS) (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
+}
+
+// readEviction reads the eviction policy of every node that may hold keys:
+// on a cluster each master and replica (a replica becomes master in a
+// failover), else the one node. The first unsafe or unreadable answer wins.
+func readEviction(ctx context.Context, rdb redis.UniversalClient) eviction.Result {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return eviction.Read(ctx, rdb)
+	}
+	var mu sync.Mutex
+	var worst *eviction.Result
+	err := cc.ForEachShard(ctx, func(ctx context.Context, c *redis.Client) error {
+		res := eviction.Read(ctx, c)
+		mu.Lock()
+		defer mu.Unlock()
+		if worst == nil || worst.Safe() && !res.Safe() || worst.Known() && !res.Known() {
+			worst = &res
+		}
+		return nil
+	})
+	if err != nil || worst == nil {
+		return eviction.Result{Err: fmt.Errorf("read maxmemory-policy of the cluster's nodes: %v", err)}
+	}
+	return *worst
 }
