@@ -3,6 +3,7 @@ package redisha_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,6 +83,20 @@ func TestReplicaAckOnCluster(t *testing.T) {
 		seen[m.Addr] = r
 		checkReplicaAck(t, rdb, r)
 	}
+
+	// The eviction policy is checked on every node, not on whichever one
+	// answers first: one replica that may evict keys is refused.
+	last := c.Nodes[len(c.Nodes)-1]
+	if err := last.Client().ConfigSet(ctx, "maxmemory-policy", "allkeys-lru").Err(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := (&config.Config{Redis: config.Redis{Cluster: config.RedisCluster{Addrs: c.Seeds()[:1]}},
+		Auth: config.Auth{SigningKey: "redisha-signing-key-0123456789abcdef"}}).WithDefaults()
+	g, err := gateway.New(gateway.Options{Config: cfg, Role: gateway.RoleWorker})
+	if err == nil || !strings.Contains(err.Error(), "allkeys-lru") {
+		t.Fatalf("gateway on a cluster with an evicting node: %v, want a refusal naming allkeys-lru", err)
+	}
+	_ = g
 }
 
 func TestReplicaAckOnSentinel(t *testing.T) {
