@@ -254,3 +254,34 @@ func submitOnce(t *testing.T, base, tok string, seq int) (int, string) {
 	}
 	return resp.StatusCode, id
 }
+
+// With min_replicas_acked and no replica to confirm, a submission is not
+// answered 202: the 503 says the message may be stored and how to settle
+// it, and the retry with the same Idempotency-Key creates no second message.
+func TestUnreplicatedSubmissionIs503(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *config.Config) {
+		c.Redis.MinReplicasAcked, c.Redis.ReplicaAckTimeout = 1, 50*time.Millisecond
+	})
+	if e.redis == nil {
+		t.Skip("runs on its own single node") // on the cluster every master has a replica
+	}
+	e.start(gateway.RoleAPI) // no workers: the message stays where it was stored
+	tok := e.token("billing")
+	body, _ := json.Marshal(map[string]any{"to": "ops@contoso.com", "subject": "unreplicated", "text": "x"})
+	for range 2 {
+		r := e.do("POST", "/v1/messages", "application/json", tok, body, map[string]string{"Idempotency-Key": "once"})
+		p := r.json(t)
+		if r.status != http.StatusServiceUnavailable || p["code"] != "queue_unavailable" {
+			t.Fatalf("submission with no replica: %d %s", r.status, r.body)
+		}
+		for _, want := range []string{"may be stored but is not yet replicated", "0 of 1 replicas", "same Idempotency-Key"} {
+			if d, _ := p["detail"].(string); !regexp.MustCompile(regexp.QuoteMeta(want)).MatchString(d) {
+				t.Errorf("detail lacks %q: %s", want, d)
+			}
+		}
+	}
+	if n := e.redis.Client().ZCard(t.Context(), "mailgate:{m365}:ready").Val(); n != 1 {
+		t.Fatalf("%d messages queued after two tries with one key, want 1 (stored once, not yet confirmed)", n)
+	}
+}
