@@ -40,6 +40,7 @@ Usage:
   mailgate config check --config FILE [--mx DOMAIN]
   mailgate check --config FILE --route NAME [--send-test TO]
   mailgate queue failed|requeue|delete --config FILE --route NAME [ID | --all] [--json]
+  mailgate healthcheck [--url http://127.0.0.1:8080/readyz]
   mailgate version
 
 MAILGATE_CONFIG may stand in for --config.
@@ -73,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return cmdConfigCheck(rest[1:], stdout, stderr, getenv)
 	case "check":
 		return cmdCheck(rest, stdout, stderr, getenv)
+	case "healthcheck":
+		err = cmdHealthcheck(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 		return 0
