@@ -336,8 +336,8 @@ func stripComments(b []byte) []byte {
 	return out
 }
 
-// loadConfig loads a configuration the way `mailgate serve` does, with its
-// secret files (under secretDir) replaced by made-up ones.
+// loadConfig loads a Kubernetes configuration with its secret files (under
+// secretDir) replaced by made-up ones.
 func loadConfig(t *testing.T, path, secretDir string) *config.Config {
 	t.Helper()
 	dir := t.TempDir()
@@ -350,20 +350,29 @@ func loadConfig(t *testing.T, path, secretDir string) *config.Config {
 			t.Fatal(err)
 		}
 	}
+	c := loadWithSecrets(t, path, secretDir, dir)
+	if c.Redis.URL != "redis://:password@redis:6379/0" {
+		t.Errorf("%s: redis.url_file was not read", path)
+	}
+	return c
+}
+
+// loadWithSecrets loads path the way `mailgate serve` does (unknown keys,
+// bad values and a From policy its routes cannot honour all fail), with the
+// files it names under secretDir read from dir instead.
+func loadWithSecrets(t *testing.T, path, secretDir, dir string) *config.Config {
+	t.Helper()
 	text := strings.ReplaceAll(string(mustRead(t, path)), secretDir, dir+string(filepath.Separator))
-	p := filepath.Join(dir, "config.yaml")
+	p := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err := config.Load(p, func(name string) string {
-		t.Errorf("%s uses ${%s}: the deployment kit gives no environment", path, name)
+		t.Errorf("%s uses ${%s}: the deployment kit sets no environment", path, name)
 		return ""
 	})
 	if err != nil {
 		t.Fatalf("%s does not load:\n%v", path, err)
-	}
-	if c.Redis.URL != "redis://:password@redis:6379/0" {
-		t.Errorf("%s: redis.url_file was not read", path)
 	}
 	return c
 }
