@@ -466,15 +466,8 @@ type Depth struct {
 
 // Depth counts route's messages by state.
 func (q *Queue) Depth(ctx context.Context, route string) (Depth, error) {
-	pipe := q.rdb.Pipeline()
-	rk := q.route(route)
-	r := pipe.ZCard(ctx, rk.Ready())
-	i := pipe.ZCard(ctx, rk.Inflight())
-	f := pipe.ZCard(ctx, rk.Failed())
-	if _, err := pipe.Exec(ctx); err != nil {
-		return Depth{}, fmt.Errorf("depth of %s: %w", route, err)
-	}
-	return Depth{Ready: r.Val(), InFlight: i.Val(), Failed: f.Val()}, nil
+	b, err := q.Backlog(ctx, route)
+	return b.Depth, err
 }
 
 // Exists reports whether message id is stored on route.
