@@ -117,7 +117,7 @@ func liveMetrics(t *testing.T) map[string]bool {
 	t.Cleanup(func() { cancel(); <-done })
 	base := "http://" + g.Addr()
 
-	tokens, err := token.New([]byte(signingKey), "mailgate", nil, nil)
+	tokens, err := gateway.Tokens(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
