@@ -29,6 +29,7 @@ import (
 	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/queue"
+	"github.com/mailgate/mailgate/internal/templates"
 	"github.com/mailgate/mailgate/internal/token"
 	"github.com/mailgate/mailgate/openapi"
 )
@@ -71,6 +72,8 @@ type Server struct {
 	draining atomic.Bool
 	metrics  *metrics.API
 	budget   *bodyBudget
+	// templates are the built-in and configured mail templates (webhooks.go).
+	templates *templates.Set
 }
 
 // New builds the API. It fails when an app's policy does not compile, which
@@ -92,6 +95,9 @@ func New(o Options) (*Server, error) {
 	s := &Server{cfg: o.Config, apps: apps, queue: o.Queue, tokens: o.Tokens, limiter: o.Limiter,
 		health: o.Health, usage: o.Usage, now: o.Now, log: o.Log, metrics: metrics.NewAPI(o.Registry),
 		budget: newBodyBudget(o.MaxInFlightBytes)}
+	if s.templates, err = newTemplateSet(o.Config, o.Now); err != nil {
+		return nil, err
+	}
 	e := echo.NewWithConfig(echo.Config{Logger: o.Log, HTTPErrorHandler: s.handleError, JSONSerializer: jsonSerializer{}})
 	e.Use(s.recoverPanics)
 
@@ -108,6 +114,7 @@ func New(o Options) (*Server, error) {
 	v1.GET("/messages/:id", s.getMessage)
 	v1.GET("/routes", s.listRoutes)
 	s.registerAdmin(v1)
+	s.registerWebhooks(v1)
 	s.e = e
 	return s, nil
 }

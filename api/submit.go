@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -23,6 +24,9 @@ const maxIdempotencyKey = 255
 type submission struct {
 	in       compose.Input
 	metadata map[string]string
+	template string          // a template to render subject, text and html from
+	data     json.RawMessage // the template's data
+	sendAt   string          // RFC 3339, "" for now
 }
 
 func (s *Server) submit(c *echo.Context) error {
@@ -70,6 +74,13 @@ func (s *Server) submit(c *echo.Context) error {
 	if sub.in.From == "" {
 		sub.in.From = app.defaultFrom
 	}
+	opts, err := s.submissionOptions(c, sub.sendAt)
+	if err != nil {
+		return err
+	}
+	if err := s.applyTemplate(sub); err != nil {
+		return err
+	}
 	// The cheap policy checks come before rendering: a forged From or a
 	// recipient list of ten thousand costs nothing to refuse.
 	if p := checkRecipientCount(app, len(sub.in.To)+len(sub.in.Cc)+len(sub.in.Bcc)); p != nil {
@@ -81,7 +92,7 @@ func (s *Server) submit(c *echo.Context) error {
 	if err != nil {
 		return composeProblem(err)
 	}
-	return s.accept(c, app, id, msg, sub.metadata)
+	return s.accept(c, app, id, msg, sub.metadata, opts)
 }
 
 func (s *Server) submitRaw(c *echo.Context) error {
@@ -112,6 +123,11 @@ func (s *Server) submitRaw(c *echo.Context) error {
 	if p := checkRecipientCount(app, len(q["to"])); p != nil {
 		return p
 	}
+	opts, err := s.submissionOptions(c, q.Get("send_at"))
+	if err != nil {
+		return err
+	}
+	delete(q, "send_at")
 	now := s.now()
 	id := queue.NewID(now)
 	msg, err := compose.ParseRaw(raw, compose.Options{Now: now, MessageIDLocal: id,
@@ -119,11 +135,11 @@ func (s *Server) submitRaw(c *echo.Context) error {
 	if err != nil {
 		return composeProblem(err)
 	}
-	return s.accept(c, app, id, msg, nil)
+	return s.accept(c, app, id, msg, nil, opts)
 }
 
 // accept runs the policy checks on a rendered message and stores it.
-func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose.Message, metadata map[string]string) error {
+func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose.Message, metadata map[string]string, opts acceptOptions) error {
 	if !app.from.Match(msg.From.Address) {
 		return problem(http.StatusForbidden, CodeFromNotAllowed, "From address not allowed",
 			fmt.Sprintf("app %s may send as %s", app.id, app.fromText),
@@ -148,6 +164,10 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 		return errTooLarge(app)
 	}
 	key := c.Request().Header.Get("Idempotency-Key")
+	keyTTL := time.Duration(0)
+	if key == "" {
+		key, keyTTL = opts.derivedKey, opts.derivedKeyTTL
+	}
 	if len(key) > maxIdempotencyKey || strings.ContainsAny(key, "\r\n") {
 		return errValidation("Idempotency-Key must be at most 255 characters on one line",
 			FieldError{Field: "Idempotency-Key", Message: "too long or not one line"})
@@ -157,7 +177,7 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 		From: msg.From.Address, HeaderFrom: msg.From.String(),
 		Recipients: msg.Recipients, To: msg.To, Cc: msg.Cc,
 		Subject: msg.Subject, MessageID: msg.MessageID, Body: msg.Bytes,
-		Metadata: metadata, IdempotencyKey: key,
+		Metadata: metadata, IdempotencyKey: key, KeyTTL: keyTTL,
 	}, enqueueRetryFor)
 	if err != nil {
 		s.log.Error("could not queue a message", "app", app.id, "id", id, "err", err)

@@ -84,6 +84,10 @@ type Message struct {
 	// IdempotencyKey, when set, makes a second Enqueue with the same key from
 	// the same app within IdempotencyTTL return the first id.
 	IdempotencyKey string
+	// KeyTTL, when positive, replaces IdempotencyTTL for this key: a key
+	// mailgate derives itself (a webhook body's hash) must not outlive the
+	// sender's retries, or its next reminder would be taken for one.
+	KeyTTL time.Duration
 }
 
 // Response is an SMTP reply as recorded on a message.
@@ -208,7 +212,11 @@ func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool
 		useIdem = "1"
 		idemKey = q.idemKey(m.Route, m.App, m.IdempotencyKey)
 	}
-	args := append([]any{m.ID, ms, useIdem, IdempotencyTTL.Milliseconds(), event}, fields...)
+	ttl := IdempotencyTTL
+	if m.KeyTTL > 0 {
+		ttl = m.KeyTTL
+	}
+	args := append([]any{m.ID, ms, useIdem, ttl.Milliseconds(), event}, fields...)
 	keys := []string{q.msgKey(m.Route, m.ID), q.evKey(m.Route, m.ID), q.readyKey(m.Route), idemKey}
 	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Slice()
 	if err != nil {
