@@ -9,6 +9,9 @@
 // parse, or names a function that does not exist, is refused then with the
 // part it is in, so `mailgate config check` finds it.
 //
+// A key the data lacks renders as nothing, in every part; `required`
+// turns it into an error where it matters.
+//
 // Rendering is bounded: each part's output is capped (MaxSubject, MaxBody)
 // and a failure (a missing function argument, a field of a string, an
 // explicit `required` or `fail`) is an *ExecError carrying the template's
@@ -133,13 +136,13 @@ func (t *Template) Render(data any) (*Rendered, error) {
 	if err := t.subject.Execute(&b, data); err != nil {
 		return nil, t.execError("subject", err)
 	}
-	out.Subject = oneLine(b.String())
+	out.Subject = oneLine(noValue(b.String()))
 	if t.text != nil {
 		b = capped{limit: MaxBody}
 		if err := t.text.Execute(&b, data); err != nil {
 			return nil, t.execError("text", err)
 		}
-		out.Text = b.String()
+		out.Text = noValue(b.String())
 	}
 	if t.html != nil {
 		b = capped{limit: MaxBody}
@@ -162,6 +165,12 @@ func (t *Template) execError(part string, err error) error {
 	// which already says where; keep it.
 	return &ExecError{Template: t.name, Part: part, Err: err}
 }
+
+// noValue removes what text/template prints for a key the data lacks
+// (with missingkey=zero, a map[string]any still prints "<no value>"):
+// webhook bodies leave keys out all the time, and html/template already
+// prints nothing for them.
+func noValue(s string) string { return strings.ReplaceAll(s, "<no value>", "") }
 
 // oneLine folds every line break and control character to a space, squeezes
 // runs of spaces and cuts the result to MaxSubject runes.
