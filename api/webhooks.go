@@ -220,4 +220,3 @@ func verifyGrafana(h http.Header, body []byte, conf *config.AppWebhooks, now tim
 	}
 	return nil
 }
-
