@@ -112,6 +112,7 @@ func New(o Options) (*Server, error) {
 	v1.POST("/messages", s.submit)
 	v1.POST("/messages/raw", s.submitRaw)
 	v1.GET("/messages/:id", s.getMessage)
+	v1.DELETE("/messages/:id", s.cancelMessage)
 	v1.GET("/routes", s.listRoutes)
 	s.registerAdmin(v1)
 	s.registerWebhooks(v1)

@@ -177,7 +177,7 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 		From: msg.From.Address, HeaderFrom: msg.From.String(),
 		Recipients: msg.Recipients, To: msg.To, Cc: msg.Cc,
 		Subject: msg.Subject, MessageID: msg.MessageID, Body: msg.Bytes,
-		Metadata: metadata, IdempotencyKey: key, KeyTTL: keyTTL,
+		Metadata: metadata, IdempotencyKey: key, KeyTTL: keyTTL, SendAt: opts.sendAt,
 	}, enqueueRetryFor)
 	if err != nil {
 		s.log.Error("could not queue a message", "app", app.id, "id", id, "err", err)
@@ -199,7 +199,11 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 		s.metrics.Submission(app.id, "idempotent_replay", 0)
 	}
 	c.Response().Header().Set("Location", "/v1/messages/"+stored)
-	return c.JSON(http.StatusAccepted, map[string]string{"id": stored, "status": queue.StatusQueued})
+	status := queue.StatusQueued
+	if !opts.sendAt.IsZero() {
+		status = queue.StatusScheduled
+	}
+	return c.JSON(http.StatusAccepted, map[string]string{"id": stored, "status": status})
 }
 
 // enqueueRetryFor bounds how long a submission keeps trying to store its

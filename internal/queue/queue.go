@@ -23,6 +23,12 @@ const (
 	StatusDeferred = "deferred"
 	StatusSent     = "sent"
 	StatusFailed   = "failed"
+	// StatusScheduled is a message whose send_at is still ahead; it waits
+	// in the ready set, due at send_at, and can be cancelled until a
+	// worker takes it (schedule.go).
+	StatusScheduled = "scheduled"
+	// StatusCancelled is a scheduled message cancelled before it was due.
+	StatusCancelled = "cancelled"
 )
 
 // IdempotencyTTL is how long an Idempotency-Key is remembered per app.
@@ -84,6 +90,9 @@ type Message struct {
 	// IdempotencyKey, when set, makes a second Enqueue with the same key from
 	// the same app within IdempotencyTTL return the first id.
 	IdempotencyKey string
+	// SendAt, when after now, schedules the message: it is stored as
+	// scheduled and due at SendAt.
+	SendAt time.Time
 	// KeyTTL, when positive, replaces IdempotencyTTL for this key: a key
 	// mailgate derives itself (a webhook body's hash) must not outlive the
 	// sender's retries, or its next reminder would be taken for one.
@@ -118,6 +127,7 @@ type Status struct {
 	CreatedAt    time.Time         `json:"created_at"`
 	UpdatedAt    time.Time         `json:"updated_at"`
 	NextAttempt  *time.Time        `json:"next_attempt_at,omitempty"`
+	SendAt       *time.Time        `json:"send_at,omitempty"`
 	LastResponse *Response         `json:"last_response,omitempty"`
 	MessageID    string            `json:"message_id,omitempty"`
 	Metadata     map[string]string `json:"metadata,omitempty"`
@@ -187,7 +197,13 @@ func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool
 		m.ID = NewID(now)
 	}
 	ms := now.UnixMilli()
-	event, _ := json.Marshal(Event{At: now, Status: StatusQueued})
+	status, due := StatusQueued, ms
+	ev := Event{At: now, Status: StatusQueued}
+	if m.SendAt.After(now) {
+		status, due = StatusScheduled, m.SendAt.UnixMilli()
+		ev = Event{At: now, Status: StatusScheduled, Detail: "due at " + m.SendAt.UTC().Format(time.RFC3339)}
+	}
+	event, _ := json.Marshal(ev)
 	fields := []any{
 		"app", m.App,
 		"route", m.Route,
@@ -199,12 +215,15 @@ func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool
 		"subject", m.Subject,
 		"message_id", m.MessageID,
 		"metadata", mustJSON(m.Metadata),
-		"status", StatusQueued,
+		"status", status,
 		"attempts", 0,
 		"created_at", ms,
 		"updated_at", ms,
 		"lease", "",
 		"body", m.Body,
+	}
+	if status == StatusScheduled {
+		fields = append(fields, "send_at", due, "due_at", due)
 	}
 	useIdem := "0"
 	idemKey := q.routeKey(m.Route, "idem:-")
@@ -216,7 +235,9 @@ func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool
 	if m.KeyTTL > 0 {
 		ttl = m.KeyTTL
 	}
-	args := append([]any{m.ID, ms, useIdem, ttl.Milliseconds(), event}, fields...)
+	// The ready set is ordered by due time: a scheduled message is simply
+	// due later.
+	args := append([]any{m.ID, due, useIdem, ttl.Milliseconds(), event}, fields...)
 	keys := []string{q.msgKey(m.Route, m.ID), q.evKey(m.Route, m.ID), q.readyKey(m.Route), idemKey}
 	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Slice()
 	if err != nil {
@@ -302,6 +323,9 @@ func (q *Queue) Claim(ctx context.Context, route string, lease time.Duration) (*
 	if r := atoi(h["requeued_at"]); r > 0 {
 		j.CreatedAt = time.UnixMilli(int64(r)) // max_age counts from an operator's requeue
 	}
+	if sa := time.UnixMilli(int64(atoi(h["send_at"]))); sa.After(j.CreatedAt) {
+		j.CreatedAt = sa // and from send_at for a scheduled message
+	}
 	_ = json.Unmarshal([]byte(h["rcpt"]), &j.Recipients)
 	return j, nil
 }
@@ -384,7 +408,7 @@ func (q *Queue) Get(ctx context.Context, route, id string) (*Status, error) {
 	}
 	pipe := q.rdb.Pipeline()
 	hget := pipe.HMGet(ctx, q.msgKey(route, id), "app", "route", "header_from", "to", "cc", "subject",
-		"status", "attempts", "created_at", "updated_at", "last_response", "message_id", "metadata", "due_at")
+		"status", "attempts", "created_at", "updated_at", "last_response", "message_id", "metadata", "due_at", "send_at")
 	events := pipe.LRange(ctx, q.evKey(route, id), 0, -1)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("get %s: %w", id, err)
@@ -417,9 +441,13 @@ func (q *Queue) Get(ctx context.Context, route, id string) (*Status, error) {
 		_ = json.Unmarshal([]byte(lr), s.LastResponse)
 	}
 	_ = json.Unmarshal([]byte(str(12)), &s.Metadata)
-	if due := atoi(str(13)); due > 0 && (s.Status == StatusDeferred || s.Status == StatusQueued) {
+	if due := atoi(str(13)); due > 0 && (s.Status == StatusDeferred || s.Status == StatusQueued || s.Status == StatusScheduled) {
 		t := time.UnixMilli(int64(due)).UTC()
 		s.NextAttempt = &t
+	}
+	if sa := atoi(str(14)); sa > 0 {
+		t := time.UnixMilli(int64(sa)).UTC()
+		s.SendAt = &t
 	}
 	for _, e := range events.Val() {
 		var ev Event
