@@ -365,3 +365,25 @@ func TestAlertHostileLabelsAndLabelRecipients(t *testing.T) {
 		t.Errorf("empty alerts: %d %s", r.status, r.body)
 	}
 }
+
+// What Alertmanager retries: 429 over the app's rate limit, 503 with Redis
+// away; both queue nothing.
+func TestAlertWebhookTransientAnswers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *config.Config) {
+		webhookApp(c)
+		c.Apps[0].RateLimit.PerMinute = 1
+	})
+	e.start("api")
+	tok := e.token("monitoring")
+	accepted(t, e.postWebhook("/v1/webhooks/alertmanager", tok, alertBody(t, "One", "", "d"), nil))
+	r := e.postWebhook("/v1/webhooks/alertmanager", tok, alertBody(t, "Two", "", "d"), nil)
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("over the rate limit: %d %s", r.status, r.body)
+	}
+	e.redis.Stop()
+	r = e.postWebhook("/v1/webhooks/alertmanager", tok, alertBody(t, "Three", "", "d"), nil)
+	if r.status != http.StatusServiceUnavailable || r.json(t)["code"] != "queue_unavailable" {
+		t.Fatalf("with Redis down: %d %s", r.status, r.body)
+	}
+}
