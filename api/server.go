@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/intake"
 	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/queue"
@@ -72,6 +73,7 @@ type Server struct {
 	draining atomic.Bool
 	metrics  *metrics.API
 	budget   *bodyBudget
+	intake   *intake.Intake
 	// templates are the built-in and configured mail templates (webhooks.go).
 	templates *templates.Set
 }
@@ -95,6 +97,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{cfg: o.Config, apps: apps, queue: o.Queue, tokens: o.Tokens, limiter: o.Limiter,
 		health: o.Health, usage: o.Usage, now: o.Now, log: o.Log, metrics: metrics.NewAPI(o.Registry),
 		budget: newBodyBudget(o.MaxInFlightBytes)}
+	s.intake = intake.New(intake.Options{Queue: o.Queue, Metrics: s.metrics, Log: o.Log})
 	if s.templates, err = newTemplateSet(o.Config, o.Now); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/internal/addrpolicy"
+	"github.com/mailgate/mailgate/internal/apppolicy"
 	"github.com/mailgate/mailgate/internal/templates"
 )
 
@@ -167,23 +168,17 @@ func (c *Config) hasTemplate(name string) bool {
 func (v *validator) webhooks(c *Config, key string, a *App) {
 	w := &a.Webhooks
 	k := key + ".webhooks"
-	var allowed addrpolicy.Set
-	for _, s := range a.Recipients.Allowed {
-		p, err := addrpolicy.Parse(s)
-		if err != nil {
-			allowed = nil // reported by the app's own check
-			break
-		}
-		allowed = append(allowed, p)
-	}
+	// The same compiled policy the doors use; its own problems are
+	// reported by the app's check.
+	pol, _ := apppolicy.Compile(a.PolicySpec())
 	for i, s := range w.To {
-		addr, err := parseFromAddress(s)
+		m, err := addrpolicy.ParseMailbox(s)
 		if err != nil {
-			v.add(fmt.Sprintf("%s.to[%d]", k, i), "%v", err)
+			v.add(fmt.Sprintf("%s.to[%d]", k, i), "%q is not an address such as oncall@contoso.com: %v", s, err)
 			continue
 		}
-		if len(a.Recipients.Allowed) > 0 && allowed != nil && !allowed.Match(addr) {
-			v.add(fmt.Sprintf("%s.to[%d]", k, i), "%q is not within the app's recipients.allowed", addr)
+		if pol != nil && pol.CheckRecipients([]string{m.Address}) != nil {
+			v.add(fmt.Sprintf("%s.to[%d]", k, i), "%q is not within the app's recipients.allowed", m.Address)
 		}
 	}
 	if w.RecipientsLabel != "" && !labelNameRE.MatchString(w.RecipientsLabel) {

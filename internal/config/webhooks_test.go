@@ -93,7 +93,7 @@ apps:
 	wantProblem(t, problems, "templates[nothing].text", "text or html is required")
 	wantProblem(t, problems, "templates[missing].text_file", "cannot read")
 	wantProblem(t, problems, "apps[app].webhooks.to[0]", "recipients.allowed")
-	wantProblem(t, problems, "apps[app].webhooks.to[1]", "not a single address")
+	wantProblem(t, problems, "apps[app].webhooks.to[1]", "not an address")
 	wantProblem(t, problems, "apps[app].webhooks.recipients_label", "not a label name")
 	wantProblem(t, problems, "apps[app].webhooks.grafana_template", `no template is named "nope"`)
 }
