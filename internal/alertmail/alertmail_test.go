@@ -157,3 +157,28 @@ func TestParseRefusesWhatIsNotANotification(t *testing.T) {
 		}
 	}
 }
+
+func TestGrafanaMessageOnlyWhenCustom(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	n := load(t, SourceGrafana)
+	r, err := b.set.Get(SourceGrafana).Render(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(r.Text, "**Firing**") {
+		t.Errorf("Grafana's default message is repeated:\n%s", r.Text)
+	}
+	n.Message = "Call the DBA on duty: +49 30 1234"
+	n.Alerts = append(n.Alerts, Alert{Status: "resolved", Labels: KV{"alertname": "DiskFull"}})
+	r, err = b.set.Get(SourceGrafana).Render(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(r.Text, "Call the DBA on duty") || !strings.Contains(r.HTML, "Call the DBA on duty") {
+		t.Errorf("a custom message is missing:\n%s", r.Text)
+	}
+	if r.Subject != "[FIRING:1, RESOLVED:1] DiskFull Infra (db-1)" {
+		t.Errorf("subject %q", r.Subject)
+	}
+}

@@ -14,7 +14,7 @@ import "github.com/mailgate/mailgate/internal/templates"
 func Builtin() []templates.Source {
 	return []templates.Source{
 		{Name: SourceAlertmanager, Subject: subject, Text: text, HTML: html},
-		{Name: SourceGrafana, Subject: subject, Text: text, HTML: html},
+		{Name: SourceGrafana, Subject: grafanaSubject, Text: text, HTML: html},
 	}
 }
 
@@ -22,6 +22,16 @@ const subject = `[{{ upper .Status }}{{ if eq .Status "firing" }}:{{ len .Alerts
 	`{{ join " " .GroupLabels.Values }}` +
 	`{{ with .CommonLabels.Remove .GroupLabels.Names }}{{ if . }} ({{ join " " .Values }}){{ end }}{{ end }}`
 
+// grafanaSubject is Grafana's own email subject, which also counts the
+// resolved alerts of a notification that still has firing ones.
+const grafanaSubject = `[{{ upper .Status }}{{ if eq .Status "firing" }}:{{ len .Alerts.Firing }}` +
+	`{{ with .Alerts.Resolved }}, RESOLVED:{{ len . }}{{ end }}{{ end }}] ` +
+	`{{ join " " .GroupLabels.Values }}` +
+	`{{ with .CommonLabels.Remove .GroupLabels.Names }}{{ if . }} ({{ join " " .Values }}){{ end }}{{ end }}`
+
+// Grafana's message is shown when the contact point has one of its own:
+// its default ("**Firing**" and a list of every alert) would only repeat
+// the blocks below.
 const text = `{{ define "alert" -}}
 {{ if .Resolved }}RESOLVED{{ else }}FIRING{{ end }}: {{ default "alert" .Labels.alertname }}
 {{ with .Annotations.summary }}{{ . }}
@@ -37,7 +47,7 @@ const text = `{{ define "alert" -}}
 {{ end }}{{ with .PanelURL }}Panel:     {{ . }}
 {{ end }}{{ if not .Resolved }}{{ with .SilenceURL }}Silence:   {{ . }}
 {{ end }}{{ end }}{{ end -}}
-{{ with .Message }}{{ if eq $.Source "grafana" }}{{ . }}
+{{ with .Message }}{{ if and (eq $.Source "grafana") (not (hasPrefix "**Firing**" .)) (not (hasPrefix "**Resolved**" .)) }}{{ . }}
 
 {{ end }}{{ end -}}
 {{ with .Alerts.Firing }}{{ len . }} firing{{ end }}{{ if and .Alerts.Firing .Alerts.Resolved }}, {{ end }}{{ with .Alerts.Resolved }}{{ len . }} resolved{{ end }}
@@ -67,7 +77,7 @@ const html = `{{ define "alert" -}}
 <!DOCTYPE html>
 <html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"></head>
 <body style="font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;font-size:14px;margin:0;padding:12px">
-{{ if eq .Source "grafana" }}{{ with .Message }}<div style="margin:0 0 12px 0;white-space:pre-wrap">{{ . }}</div>{{ end }}{{ end }}
+{{ if eq .Source "grafana" }}{{ with .Message }}{{ if and (not (hasPrefix "**Firing**" .)) (not (hasPrefix "**Resolved**" .)) }}<div style="margin:0 0 12px 0;white-space:pre-wrap">{{ . }}</div>{{ end }}{{ end }}{{ end }}
 <div style="margin:0 0 12px 0">{{ with .Alerts.Firing }}<b style="color:#c62828">{{ len . }} firing</b> {{ end }}{{ with .Alerts.Resolved }}<b style="color:#2e7d32">{{ len . }} resolved</b>{{ end }}
 {{ if gt .TruncatedAlerts 0 }}<br>{{ .TruncatedAlerts }} more alerts were left out by the sender (max_alerts).{{ end }}</div>
 {{ range .Alerts.Firing }}{{ template "alert" . }}{{ end }}
