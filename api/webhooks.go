@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -24,11 +25,14 @@ import (
 // Bearer or as the Basic password, which is what Alertmanager's and
 // Grafana's http settings can send.
 //
-// The answers are chosen for the senders' retry logic: Alertmanager and
-// Grafana retry a 5xx and a 429 and give up on any other 4xx, so a
-// transient problem (Redis away, the app's rate limit) is 503/429 and a
-// permanent one (a template that fails on this body, a recipient outside
-// the policy) a 4xx problem.
+// The answers are chosen for the senders' retry logic. Alertmanager's
+// webhook notifier retries a 5xx answer and gives up on every 4xx, 429
+// included (notify.Retrier without RetryCodes), so on its door a transient
+// problem (Redis away, the app's rate limit) is a 503 — rate_limited keeps
+// its code and Retry-After — and a permanent one (a template that fails on
+// this body, a recipient outside the policy) a 4xx problem. Grafana's
+// webhook notifier retries nothing; the other doors answer as
+// POST /v1/messages does.
 
 // alertKeyTTL is how long the idempotency key derived from an alert
 // notification's body is kept. It covers the sender's retries of one
@@ -106,6 +110,10 @@ func (s *Server) readWebhook(c *echo.Context) (*webhookCall, func(), error) {
 func (s *Server) alertWebhook(c *echo.Context, source string) error {
 	w, release, err := s.readWebhook(c)
 	if err != nil {
+		var p *Problem
+		if source == alertmail.SourceAlertmanager && errors.As(err, &p) && p.Status == http.StatusTooManyRequests {
+			p.Status = http.StatusServiceUnavailable // so that Alertmanager retries
+		}
 		return err
 	}
 	defer release()

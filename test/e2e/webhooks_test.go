@@ -366,8 +366,8 @@ func TestAlertHostileLabelsAndLabelRecipients(t *testing.T) {
 	}
 }
 
-// What Alertmanager retries: 429 over the app's rate limit, 503 with Redis
-// away; both queue nothing.
+// What Alertmanager retries: only 5xx answers, so both over the app's rate
+// limit and with Redis away its door answers 503; both queue nothing.
 func TestAlertWebhookTransientAnswers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *config.Config) {
@@ -378,8 +378,12 @@ func TestAlertWebhookTransientAnswers(t *testing.T) {
 	tok := e.token("monitoring")
 	accepted(t, e.postWebhook("/v1/webhooks/alertmanager", tok, alertBody(t, "One", "", "d"), nil))
 	r := e.postWebhook("/v1/webhooks/alertmanager", tok, alertBody(t, "Two", "", "d"), nil)
-	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+	if r.status != http.StatusServiceUnavailable || r.json(t)["code"] != "rate_limited" || r.header.Get("Retry-After") == "" {
 		t.Fatalf("over the rate limit: %d %s", r.status, r.body)
+	}
+	// The template door answers as POST /v1/messages does.
+	if r := e.postWebhook("/v1/webhooks/grafana", tok, []byte(grafanaBody), nil); r.status != http.StatusTooManyRequests {
+		t.Fatalf("grafana over the rate limit: %d %s", r.status, r.body)
 	}
 	e.redis.Stop()
 	r = e.postWebhook("/v1/webhooks/alertmanager", tok, alertBody(t, "Three", "", "d"), nil)
