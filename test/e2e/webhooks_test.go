@@ -93,11 +93,17 @@ func TestShippedTemplates(t *testing.T) {
 		{name: "uptime kuma test", path: "/v1/webhooks/uptime-kuma",
 			body:    `{"heartbeat": null, "monitor": null, "msg": "Uptime Kuma Webhook Testing"}`,
 			subject: "Uptime Kuma test notification", text: []string{"Uptime Kuma Webhook Testing"}},
-		{name: "healthchecks", path: "/v1/webhooks/healthchecks", body: `{"name": "nightly backup", "status": "down",
-			"now": "2026-12-01T13:20:00+00:00", "code": "5d8b4c2a-0c3e-4c39-9a8e-0123456789ab", "tags": "prod backup", "desc": "Runs at 02:00"}`,
-			subject: "[DOWN] nightly backup",
-			text: []string{`The check "nightly backup" is down: it did not ping in time.`, "Time: 2026-12-01 13:20:00 UTC",
-				"Details: https://healthchecks.io/checks/5d8b4c2a-0c3e-4c39-9a8e-0123456789ab/details/"}},
+		// The body deploy/templates/healthchecks.yaml tells to configure:
+		// {"status": "$STATUS", "now": "$NOW", "check": $JSON}, filled as
+		// Healthchecks.io does (hc/integrations/webhook/transport.py).
+		{name: "healthchecks", path: "/v1/webhooks/healthchecks", body: `{"status": "down", "now": "2026-12-01T13:20:00+00:00",
+			"check": {"name": "nightly \"backup\"", "slug": "nightly-backup", "tags": "prod backup", "desc": "Runs at 02:00",
+				"grace": 3600, "n_pings": 412, "status": "down", "started": false, "last_ping": "2026-11-30T02:00:41+00:00",
+				"next_ping": null, "manual_resume": false, "methods": "", "uuid": "5d8b4c2a-0c3e-4c39-9a8e-0123456789ab",
+				"ping_url": "https://hc-ping.com/5d8b4c2a-0c3e-4c39-9a8e-0123456789ab"}}`,
+			subject: `[DOWN] nightly "backup"`,
+			text: []string{`The check "nightly "backup"" is down: it did not ping in time.`, "Runs at 02:00", "Time: 2026-12-01 13:20:00 UTC",
+				"Last ping: 2026-11-30 02:00:41 UTC", "Details: https://healthchecks.io/checks/5d8b4c2a-0c3e-4c39-9a8e-0123456789ab/details/"}},
 		// The body and headers deploy/zabbix/mailgate.yaml's script sends.
 		{name: "zabbix", path: "/v1/webhooks/zabbix?to=ops%40contoso.com", body: `{"subject": "Problem: High CPU utilization",
 			"message": "Problem started at 13:20:00 on 2026.12.01\nProblem name: High CPU utilization\nHost: db-1\nSeverity: High\nOriginal problem ID: 4711\n",
@@ -142,9 +148,9 @@ func TestTemplateOnMessagesAndRenderFailure(t *testing.T) {
 
 	// A template that fails for this data: 422 with its error, nothing queued.
 	r := e.do("POST", "/v1/messages", "application/json", tok,
-		[]byte(`{"to": "ops@contoso.com", "template": "healthchecks", "data": {"status": "down"}}`), nil)
+		[]byte(`{"to": "ops@contoso.com", "template": "healthchecks", "data": {"status": "down", "check": {}}}`), nil)
 	if r.status != http.StatusUnprocessableEntity || r.json(t)["code"] != "template_failed" ||
-		!strings.Contains(string(r.body), "name is required") {
+		!strings.Contains(string(r.body), "check.name is required") {
 		t.Fatalf("render failure: %d %s", r.status, r.body)
 	}
 	r = e.postWebhook("/v1/webhooks/healthchecks", tok, []byte(`{"status": "up"}`), nil)
@@ -169,7 +175,7 @@ func TestTemplateOnMessagesAndRenderFailure(t *testing.T) {
 	e.assertNothingQueued()
 
 	id := e.submitJSON(tok, map[string]any{"to": "ops@contoso.com", "template": "healthchecks",
-		"data": map[string]any{"name": "db <backup>", "status": "up", "now": "2026-12-01T13:20:00Z"}}, nil)
+		"data": map[string]any{"check": map[string]any{"name": "db <backup>"}, "status": "up", "now": "2026-12-01T13:20:00Z"}}, nil)
 	st := e.waitStatus(tok, id, "sent", 20*time.Second)
 	p := parseDelivered(t, findByMessageID(t, e.sim, st["message_id"].(string)).Data)
 	if p.header.Get("Subject") != "[UP] db <backup>" || !strings.Contains(p.html, "db &lt;backup&gt;") {
