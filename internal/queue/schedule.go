@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Scheduled sending (send_at) needs no structure of its own: the ready set
@@ -28,13 +26,13 @@ func (e *ErrNotScheduled) Error() string { return "message is " + e.Status + ", 
 // ARGV[5] event (JSON)
 // Returns {1, "cancelled"}; {0, ""} when there is no such message of that
 // app; {2, status} when it is not scheduled (any more).
-var cancelScript = redis.NewScript(`
-local h = redis.call("HMGET", KEYS[1], "app", "status")
+var cancelScript = script(`
+local h = redis.call("HMGET", KEYS[1], $F_APP, $F_STATUS)
 if not h[1] or h[1] ~= ARGV[2] then return {0, ""} end
-if h[2] ~= "scheduled" then return {2, h[2]} end
+if h[2] ~= $S_SCHEDULED then return {2, h[2]} end
 if redis.call("ZREM", KEYS[3], ARGV[1]) == 0 then return {2, h[2]} end
-redis.call("HSET", KEYS[1], "status", "cancelled", "updated_at", ARGV[3])
-redis.call("HDEL", KEYS[1], "body")
+redis.call("HSET", KEYS[1], $F_STATUS, $S_CANCELLED, $F_UPDATED_AT, ARGV[3])
+redis.call("HDEL", KEYS[1], $F_BODY)
 redis.call("RPUSH", KEYS[2], ARGV[5])
 redis.call("PEXPIRE", KEYS[1], ARGV[4])
 redis.call("PEXPIRE", KEYS[2], ARGV[4])
@@ -51,7 +49,8 @@ func (q *Queue) Cancel(ctx context.Context, route, app, id string) error {
 	}
 	now := q.now()
 	event, _ := json.Marshal(Event{At: now, Status: StatusCancelled, Detail: "cancelled before it was due"})
-	res, err := cancelScript.Run(ctx, q.rdb, []string{q.msgKey(route, id), q.evKey(route, id), q.readyKey(route)},
+	rk := q.route(route)
+	res, err := cancelScript.Run(ctx, q.rdb, []string{rk.Msg(id), rk.Events(id), rk.Ready()},
 		id, app, now.UnixMilli(), q.retention.Milliseconds(), string(event)).Slice()
 	if err != nil {
 		return fmt.Errorf("cancel %s: %w", id, err)
