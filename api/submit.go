@@ -73,7 +73,7 @@ func (s *Server) submit(c *echo.Context) error {
 	if sub.in.From == "" {
 		sub.in.From = app.defaultFrom
 	}
-	opts, err := s.submissionOptions(c, sub.sendAt)
+	opts, err := s.submissionOptions(sub.sendAt)
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func (s *Server) submitRaw(c *echo.Context) error {
 	if p := checkRecipientCount(app, len(q["to"])); p != nil {
 		return p
 	}
-	opts, err := s.submissionOptions(c, q.Get("send_at"))
+	opts, err := s.submissionOptions(q.Get("send_at"))
 	if err != nil {
 		return err
 	}

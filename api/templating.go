@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/labstack/echo/v5"
 
 	"github.com/mailgate/mailgate/internal/alertmail"
 	"github.com/mailgate/mailgate/internal/config"
@@ -40,7 +39,7 @@ func newTemplateSet(cfg *config.Config, now func() time.Time) (*templates.Set, e
 // submissionOptions reads send_at: an RFC 3339 time at most
 // delivery.max_schedule_ahead ahead. A time already past means now (the
 // client's clock may be a little behind).
-func (s *Server) submissionOptions(_ *echo.Context, sendAt string) (acceptOptions, error) {
+func (s *Server) submissionOptions(sendAt string) (acceptOptions, error) {
 	if sendAt == "" {
 		return acceptOptions{}, nil
 	}

@@ -96,7 +96,7 @@ func (s *Server) readWebhook(c *echo.Context) (*webhookCall, func(), error) {
 	if len(w.to) == 0 {
 		w.to = append([]string(nil), conf.To...)
 	}
-	if w.opts, err = s.submissionOptions(c, q.Get("send_at")); err != nil {
+	if w.opts, err = s.submissionOptions(q.Get("send_at")); err != nil {
 		return fail(err)
 	}
 	w.body, err = readSized(http.MaxBytesReader(c.Response(), c.Request().Body, app.maxBytes), c.Request().ContentLength)
