@@ -52,7 +52,7 @@ func (s *Server) submit(c *echo.Context) error {
 	if err != nil {
 		return unsupportedType("")
 	}
-	body := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
+	body := s.limitedBody(c, limit)
 	size := c.Request().ContentLength
 	var sub *submission
 	switch mt {
@@ -68,7 +68,7 @@ func (s *Server) submit(c *echo.Context) error {
 		return unsupportedType(mt)
 	}
 	if err != nil {
-		return tooLargeOr(err, app)
+		return s.bodyError(err, app)
 	}
 	if sub.in.From == "" {
 		sub.in.From = app.defaultFrom
@@ -111,9 +111,9 @@ func (s *Server) submitRaw(c *echo.Context) error {
 	if err != nil || mt != "message/rfc822" {
 		return unsupportedType(mt)
 	}
-	raw, err := readSized(http.MaxBytesReader(c.Response(), c.Request().Body, app.maxBytes), c.Request().ContentLength)
+	raw, err := readSized(s.limitedBody(c, app.maxBytes), c.Request().ContentLength)
 	if err != nil {
-		return tooLargeOr(fmt.Errorf("read body: %w", err), app)
+		return s.bodyError(fmt.Errorf("read body: %w", err), app)
 	}
 	q, err := query(c)
 	if err != nil {
@@ -238,11 +238,16 @@ func errTooLarge(app *appPolicy) *Problem {
 	return refusalProblem(app.CheckSize(app.maxBytes + 1))
 }
 
-// tooLargeOr maps a body that hit its read limit to 413, anything else to 400.
-func tooLargeOr(err error, app *appPolicy) error {
+// bodyError maps a body that hit its read limit to 413, one that arrived
+// too slowly to 408, anything else to 400.
+func (s *Server) bodyError(err error, app *appPolicy) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return errTooLarge(app)
+	}
+	if errors.Is(err, errBodyTooSlow) {
+		s.metrics.SlowBody(app.id)
+		return errTooSlow(app, s.minBodyRate)
 	}
 	var p *Problem
 	if errors.As(err, &p) {

@@ -92,16 +92,18 @@ func (s *Server) readWebhook(c *echo.Context) (*webhookCall, func(), error) {
 	if w.from == "" {
 		return fail(errValidation("app "+app.id+" has no from.default; give ?from=", FieldError{Field: "from", Message: "required"}))
 	}
-	w.to = appendAddrs(nil, q["to"])
+	if w.to, err = appendAddrs(nil, "to", q["to"]); err != nil {
+		return fail(err)
+	}
 	if len(w.to) == 0 {
 		w.to = append([]string(nil), conf.To...)
 	}
 	if w.opts, err = s.submissionOptions(q.Get("send_at")); err != nil {
 		return fail(err)
 	}
-	w.body, err = readSized(http.MaxBytesReader(c.Response(), c.Request().Body, app.maxBytes), c.Request().ContentLength)
+	w.body, err = readSized(s.limitedBody(c, app.maxBytes), c.Request().ContentLength)
 	if err != nil {
-		return fail(tooLargeOr(fmt.Errorf("read body: %w", err), app))
+		return fail(s.bodyError(fmt.Errorf("read body: %w", err), app))
 	}
 	return w, release, nil
 }

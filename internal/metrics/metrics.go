@@ -115,6 +115,12 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 type API struct {
 	submissions *prometheus.CounterVec
 	bytes       *prometheus.CounterVec
+
+	// The in-flight body budget (api/budget.go).
+	budgetSize    *prometheus.GaugeVec
+	budgetInUse   *prometheus.GaugeVec
+	budgetRefused *prometheus.CounterVec
+	slowBodies    *prometheus.CounterVec
 }
 
 // NewAPI registers the API's metrics on reg.
@@ -129,8 +135,60 @@ func NewAPI(reg prometheus.Registerer) *API {
 			Help: "Bytes of accepted messages, by app.",
 		}, []string{"app"}),
 	}
-	reg.MustRegister(a.submissions, a.bytes)
+	a.budgetSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "mailgate_api_body_budget_bytes",
+		Help: "Size of the in-flight request body budget: scope total is the whole budget, scope app one app's share.",
+	}, []string{"scope"})
+	a.budgetInUse = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "mailgate_api_body_budget_in_use_bytes",
+		Help: "Request body bytes reserved by requests in flight, by app.",
+	}, []string{"app"})
+	a.budgetRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailgate_api_body_budget_refusals_total",
+		Help: "Requests refused before their body was read, by app and reason (full: the whole budget, 503; app_share: the app's share, 429).",
+	}, []string{"app", "reason"})
+	a.slowBodies = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailgate_api_slow_bodies_total",
+		Help: "Requests cut off with 408 because their body arrived below the minimum rate, by app.",
+	}, []string{"app"})
+	reg.MustRegister(a.submissions, a.bytes, a.budgetSize, a.budgetInUse, a.budgetRefused, a.slowBodies)
 	return a
+}
+
+// The budget's methods do nothing on a nil *API, for tests that build a
+// bare Server.
+
+// BudgetSize records the body budget's size and one app's share of it.
+func (a *API) BudgetSize(total, perApp int64) {
+	if a == nil {
+		return
+	}
+	a.budgetSize.WithLabelValues("total").Set(float64(total))
+	a.budgetSize.WithLabelValues("app").Set(float64(perApp))
+}
+
+// BudgetInUse records the body bytes an app has in flight.
+func (a *API) BudgetInUse(app string, bytes int64) {
+	if a == nil {
+		return
+	}
+	a.budgetInUse.WithLabelValues(app).Set(float64(bytes))
+}
+
+// BudgetRefused counts a request refused by the body budget.
+func (a *API) BudgetRefused(app, reason string) {
+	if a == nil {
+		return
+	}
+	a.budgetRefused.WithLabelValues(app, reason).Inc()
+}
+
+// SlowBody counts a request cut off for a body below the minimum rate.
+func (a *API) SlowBody(app string) {
+	if a == nil {
+		return
+	}
+	a.slowBodies.WithLabelValues(app).Inc()
 }
 
 // Submission records one submission's result, and its size when accepted.

@@ -12,6 +12,7 @@ import (
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/oauth"
 	"github.com/mailgate/mailgate/test/exosim"
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 func TestTokenCredentials(t *testing.T) {
@@ -94,7 +95,7 @@ func TestTokenConcurrentFirstFetch(t *testing.T) {
 	case <-time.After(waitLong):
 		t.Fatal("no token request")
 	}
-	waitFor(t, "every caller to wait for the request under way", func() bool { return ts.Waiting() == callers })
+	testwait.Until(t, waitLong, func() bool { return ts.Waiting() == callers }, "every caller to wait for the request under way")
 	close(release)
 	var first string
 	for range callers {
@@ -299,10 +300,10 @@ func TestTokenCallerGivesUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(ctxFor(t))
 	impatient := make(chan error, 1)
 	go func() { _, _, err := ts.Token(ctx); impatient <- err }()
-	waitFor(t, "the first caller", func() bool { return ts.Waiting() == 1 })
+	testwait.Until(t, waitLong, func() bool { return ts.Waiting() == 1 }, "the first caller")
 	patient := make(chan error, 1)
 	go func() { _, _, err := ts.Token(ctxFor(t)); patient <- err }()
-	waitFor(t, "the second caller", func() bool { return ts.Waiting() == 2 })
+	testwait.Until(t, waitLong, func() bool { return ts.Waiting() == 2 }, "the second caller")
 	cancel()
 	if err := <-impatient; !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled caller: %v", err)
