@@ -120,7 +120,10 @@ type Result struct {
 
 // QueueError is a message that could not be stored because Redis failed and
 // did not recover within RetryFor: it was most likely not stored, and a
-// retry with the same idempotency key is safe.
+// retry with the same idempotency key is safe. When Err is a
+// *queue.NotReplicatedError (redis.min_replicas_acked), it was stored but
+// too few replicas confirmed it: doors must not acknowledge it either, and
+// the same retry settles it.
 type QueueError struct {
 	ID  string // the id it would have had
 	Err error

@@ -1,0 +1,35 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/mailgate/mailgate/internal/queue"
+)
+
+// A node without replicas cannot confirm: the message is stored, the
+// answer says it is not replicated, and EnqueueRetrying gives that answer
+// at once instead of waiting out its retry window (WAIT already waited).
+// test/redisha checks the count with real replicas.
+func TestMinReplicasWithoutReplicas(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	q := queue.New(b.srv.Client(), queue.Options{Now: b.clock.Now, MinReplicas: 1, ReplicaTimeout: 20 * time.Millisecond})
+	m := message("x")
+	m.ID = queue.NewID(b.clock.Now())
+	_, _, err := q.EnqueueRetrying(context.Background(), m, time.Hour)
+	var nr *queue.NotReplicatedError
+	if !errors.As(err, &nr) || nr.Got != 0 || nr.Want != 1 || nr.ID != m.ID {
+		t.Fatalf("got %v, want a NotReplicatedError for %s: 0 of 1", err, m.ID)
+	}
+	if ok, err := q.Exists(context.Background(), m.Route, m.ID); err != nil || !ok {
+		t.Fatalf("the unconfirmed message is not stored: %v %v", ok, err)
+	}
+	// Without the option the same queue answers plainly.
+	plain := queue.New(b.srv.Client(), queue.Options{Now: b.clock.Now})
+	if _, _, err := plain.Enqueue(context.Background(), message("y")); err != nil {
+		t.Fatal(err)
+	}
+}
