@@ -35,7 +35,7 @@ func StartCluster(tb testing.TB) *Cluster {
 	cli := testbin.Path(tb, "redis-cli", "redis-tools")
 	c := &Cluster{tb: tb}
 	for i := range 6 {
-		bus := freePort(tb)
+		bus := claimPort(tb)
 		n := newNode(tb, bin, fmt.Sprintf("cluster%d", i), func(port int, dir string) []string {
 			return append(dataArgs(port, dir),
 				"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",

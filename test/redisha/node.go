@@ -14,11 +14,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -50,7 +52,7 @@ func newNode(tb testing.TB, bin, name string, extra func(port int, dir string) [
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	port := freePort(tb)
+	port := claimPort(tb)
 	n := &Node{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, Dir: dir, bin: bin, tb: tb}
 	n.args = extra(port, dir)
 	tb.Cleanup(n.Kill)
@@ -77,8 +79,6 @@ func (n *Node) Start() {
 	}
 	n.cmd, n.done = cmd, make(chan struct{})
 	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(n.done)
-	c := redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1})
-	defer c.Close()
 	ok := testwait.Poll(15*time.Second, func() bool {
 		select {
 		case <-n.done:
@@ -87,7 +87,8 @@ func (n *Node) Start() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		return c.Ping(ctx).Err() == nil
+		pid, err := n.pid(ctx)
+		return err == nil && pid == cmd.Process.Pid
 	})
 	select {
 	case <-n.done:
@@ -123,14 +124,63 @@ func (n *Node) Client() *redis.Client {
 	return n.cl
 }
 
-func freePort(tb testing.TB) int {
+// claimPort claims a loopback port the way test/redistest does, with the
+// same lock directory and range, so that no redistest server, no other
+// redisha node and no listener on port 0 (the kernel's ephemeral range lies
+// above it) can take it, not even while a killed node is down. The lock is
+// held until the test ends.
+func claimPort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("free port: %v", err)
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("mailgate-redistest-ports-%d", os.Getuid()))
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		tb.Fatalf("redisha: port lock directory: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	lo, hi := portRange()
+	for range 1000 {
+		port := lo + rand.IntN(hi-lo)
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)+".lock"), os.O_CREATE|os.O_RDWR, 0o666)
+		if err != nil {
+			tb.Fatalf("redisha: port lock: %v", err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close() // another test holds this port
+			continue
+		}
+		tb.Cleanup(func() { f.Close() })
+		return port
+	}
+	tb.Fatalf("redisha: no unclaimed port in %d-%d after 1000 tries", lo, hi)
+	return 0
+}
+
+// portRange is below the kernel's ephemeral range (as in test/redistest).
+func portRange() (lo, hi int) {
+	lo, hi = 20000, 30000
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	if f := strings.Fields(string(b)); len(f) == 2 {
+		if eph, err := strconv.Atoi(f[0]); err == nil && eph > 11000 {
+			return 10000, min(eph, 30000)
+		}
+	}
+	return lo, hi
+}
+
+// pid is the process id the server on n.Addr reports (INFO server), so a
+// test never takes a stranger listening on the port for its node.
+func (n *Node) pid(ctx context.Context) (int, error) {
+	info, err := n.Client().Info(ctx, "server").Result()
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, fmt.Errorf("INFO server of %s has no process_id", n.Addr)
 }
 
 // serverBin is redis-server; the failure names the Debian package.
