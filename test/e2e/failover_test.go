@@ -25,8 +25,9 @@ func TestSentinelMasterKilledUnderLoad(t *testing.T) {
 	t.Parallel()
 	s := redisha.StartSentinel(t)
 	runFailover(t, config.Redis{Sentinel: config.RedisSentinel{MasterName: redisha.MasterName, Addrs: s.Addrs()}},
-		func() time.Time {
+		func() (time.Time, time.Time) {
 			old := s.KillMaster()
+			killedAt := time.Now()
 			promoted := s.WaitPromoted(old)
 			promotedAt := time.Now()
 			// The old master comes back (as an orchestrator would restart
@@ -34,7 +35,7 @@ func TestSentinelMasterKilledUnderLoad(t *testing.T) {
 			// one.
 			s.Rejoin(old, promoted)
 			s.WaitSettled(promoted)
-			return promotedAt
+			return killedAt, promotedAt
 		})
 }
 
@@ -43,15 +44,16 @@ func TestClusterMasterKilledUnderLoad(t *testing.T) {
 	t.Parallel()
 	c := redisha.StartCluster(t)
 	runFailover(t, config.Redis{Cluster: config.RedisCluster{Addrs: c.Seeds()}},
-		func() time.Time {
+		func() (time.Time, time.Time) {
 			old := c.KillMasterOf("{m365}")
+			killedAt := time.Now()
 			c.WaitPromoted("{m365}", old)
 			promotedAt := time.Now()
 			// The old master comes back and joins as the new master's
 			// replica by itself (its nodes.conf knows the cluster).
 			old.Start()
 			c.WaitHealthy()
-			return promotedAt
+			return killedAt, promotedAt
 		})
 }
 
@@ -68,8 +70,9 @@ type submission struct {
 
 // runFailover runs mailgate on rc under load, lets failover break and
 // repair Redis, and checks the count.
-// failover returns when the promotion was seen.
-func runFailover(t *testing.T, rc config.Redis, failover func() (promoted time.Time)) {
+// failover returns when the master was dead (its process reaped) and when
+// the promotion was seen.
+func runFailover(t *testing.T, rc config.Redis, failover func() (killed, promoted time.Time)) {
 	sim := exosim.Start(t, simOptions())
 	cfg := baseConfig(sim, nil)
 	rc.MinReplicasAcked, rc.ReplicaAckTimeout = 1, time.Second
@@ -134,8 +137,7 @@ func runFailover(t *testing.T, rc config.Redis, failover func() (promoted time.T
 	delivered := func() int { return len(sim.Messages()) }
 	testwait.Until(t, 30*time.Second, func() bool { return delivered() >= 30 }, "30 deliveries before the kill")
 
-	killed := time.Now()
-	promoted := failover()
+	killed, promoted := failover()
 	repaired := time.Now()
 	// Load goes on until messages are accepted again after the repair.
 	acceptedAfter := func(at time.Time) int {
