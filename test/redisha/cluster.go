@@ -1,8 +1,12 @@
 package redisha
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,13 +15,15 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mailgate/mailgate/test/testbin"
+	"github.com/mailgate/mailgate/test/testpki"
 	"github.com/mailgate/mailgate/test/testwait"
 )
 
 // Cluster is a Redis Cluster of three masters with one replica each.
 type Cluster struct {
-	Nodes []*Node
-	tb    testing.TB
+	Nodes    []*Node
+	tb       testing.TB
+	replicas int // per master
 }
 
 // StartCluster starts the six nodes, joins them with `redis-cli --cluster
@@ -29,27 +35,72 @@ type Cluster struct {
 // (cluster-replica-validity-factor 0), so a killed master is replaced in a
 // few seconds. cluster-require-full-coverage is off, as the README advises:
 // the other masters keep serving their routes while one is replaced.
-func StartCluster(tb testing.TB) *Cluster {
+func StartCluster(tb testing.TB) *Cluster { return startCluster(tb, 6, 1, nil) }
+
+// TLS is what a TLS set-up's clients need: the CA that signed every node's
+// certificate (ServerName is the name in it; nodes listen on 127.0.0.1).
+type TLS struct {
+	CAFile     string
+	ServerName string
+}
+
+// StartClusterTLS starts a cluster of three masters without replicas whose
+// nodes speak only TLS, to each other too, and returns it with what a
+// client needs to verify them.
+func StartClusterTLS(tb testing.TB) (*Cluster, TLS) {
+	tb.Helper()
+	const name = "redis.test"
+	dir := tb.TempDir()
+	cert, key := filepath.Join(dir, "node.crt"), filepath.Join(dir, "node.key")
+	testpki.WriteSelfSigned(tb, cert, key, name)
+	pem, err := os.ReadFile(cert)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	files := &tlsFiles{cert: cert, key: key, config: &tls.Config{RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS12}}
+	return startCluster(tb, 3, 0, files), TLS{CAFile: cert, ServerName: name}
+}
+
+type tlsFiles struct {
+	cert, key string
+	config    *tls.Config
+}
+
+func startCluster(tb testing.TB, nodes, replicas int, tf *tlsFiles) *Cluster {
 	tb.Helper()
 	bin := serverBin(tb)
 	cli := testbin.Path(tb, "redis-cli", "redis-tools")
-	c := &Cluster{tb: tb}
-	for i := range 6 {
+	c := &Cluster{tb: tb, replicas: replicas}
+	for i := range nodes {
 		bus := claimPort(tb)
 		n := newNode(tb, bin, fmt.Sprintf("cluster%d", i), func(port int, dir string) []string {
-			return append(dataArgs(port, dir),
+			args := append(dataArgs(port, dir),
 				"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 				"--cluster-port", strconv.Itoa(bus),
 				"--cluster-node-timeout", "1000",
 				"--cluster-replica-validity-factor", "0",
 				"--cluster-require-full-coverage", "no")
+			if tf != nil {
+				args = append(args, "--port", "0", "--tls-port", strconv.Itoa(port),
+					"--tls-cert-file", tf.cert, "--tls-key-file", tf.key, "--tls-ca-cert-file", tf.cert,
+					"--tls-cluster", "yes", "--tls-replication", "yes", "--tls-auth-clients", "no")
+			}
+			return args
 		})
+		if tf != nil {
+			n.tls = tf.config
+		}
 		n.Start()
 		c.Nodes = append(c.Nodes, n)
 	}
 	args := []string{"--cluster", "create"}
 	args = append(args, c.Seeds()...)
-	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
+	if tf != nil {
+		args = append(args, "--tls", "--cacert", tf.cert, "--sni", tf.config.ServerName)
+	}
 	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
 		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
@@ -68,7 +119,7 @@ func (c *Cluster) Seeds() []string {
 
 // Client returns a cluster client, closed when the test ends.
 func (c *Cluster) Client() *redis.ClusterClient {
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Seeds()})
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Seeds(), TLSConfig: c.Nodes[0].tls})
 	c.tb.Cleanup(func() { _ = cc.Close() })
 	return cc
 }
@@ -100,7 +151,7 @@ func (c *Cluster) healthy() error {
 		if err != nil {
 			return err
 		}
-		if role[0] == "master" {
+		if role[0] == "master" && c.replicas > 0 {
 			if replicas, _ := role[2].([]any); len(replicas) < 1 {
 				return notYet("master %s has no replica", n.Addr)
 			}
@@ -111,7 +162,7 @@ func (c *Cluster) healthy() error {
 			if !strings.Contains(repl, "state=online") {
 				return notYet("master %s: replica not online", n.Addr)
 			}
-		} else if role[3] != "connected" {
+		} else if role[0] != "master" && role[3] != "connected" {
 			return notYet("replica %s: link %v", n.Addr, role[3])
 		}
 	}

@@ -12,6 +12,7 @@ package redisha
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -42,6 +43,7 @@ type Node struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	cl   *redis.Client
+	tls  *tls.Config // set for a node that speaks only TLS
 }
 
 // newNode prepares (but does not start) a process on a free loopback port;
@@ -118,7 +120,7 @@ func (n *Node) Running() bool { return n.cmd != nil }
 // failovers), closed when the test ends.
 func (n *Node) Client() *redis.Client {
 	if n.cl == nil {
-		n.cl = redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1, DialTimeout: time.Second})
+		n.cl = redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1, DialTimeout: time.Second, TLSConfig: n.tls})
 		n.tb.Cleanup(func() { _ = n.cl.Close() })
 	}
 	return n.cl

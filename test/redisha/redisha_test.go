@@ -3,6 +3,7 @@ package redisha_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/mailgate/mailgate/internal/gateway"
 	"github.com/mailgate/mailgate/internal/queue"
 	"github.com/mailgate/mailgate/test/redisha"
+	"github.com/mailgate/mailgate/test/testpki"
 )
 
 // msg is a minimal message of route.
@@ -109,4 +111,37 @@ func TestReplicaAckOnSentinel(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = rdb.Close() })
 	checkReplicaAck(t, rdb, "m365")
+}
+
+// A cluster whose nodes speak only TLS is reached with redis.cluster.tls,
+// verified against its CA; without TLS, or trusting another CA, it is not.
+func TestClusterOverTLS(t *testing.T) {
+	t.Parallel()
+	c, tl := redisha.StartClusterTLS(t)
+	ctx := context.Background()
+	connect := func(tc config.RedisTLS) error {
+		rdb, err := gateway.NewRedisClient(config.Redis{Cluster: config.RedisCluster{Addrs: c.Seeds()[:1], TLS: tc}})
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		q := queue.New(rdb, queue.Options{})
+		id, _, err := q.Enqueue(ctx, msg("tls", ""))
+		if err != nil {
+			return err
+		}
+		_, err = q.Get(ctx, "tls", id)
+		return err
+	}
+	if err := connect(config.RedisTLS{Enabled: true, CAFile: tl.CAFile, ServerName: tl.ServerName}); err != nil {
+		t.Fatalf("over TLS: %v", err)
+	}
+	if err := connect(config.RedisTLS{}); err == nil {
+		t.Error("a plain connection to TLS-only nodes worked")
+	}
+	otherCA := filepath.Join(t.TempDir(), "other.crt")
+	testpki.WriteSelfSigned(t, otherCA, filepath.Join(t.TempDir(), "other.key"), tl.ServerName)
+	if err := connect(config.RedisTLS{Enabled: true, CAFile: otherCA, ServerName: tl.ServerName}); err == nil {
+		t.Error("a connection trusting another CA worked")
+	}
 }
