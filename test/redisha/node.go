@@ -44,6 +44,7 @@ type Node struct {
 	done chan struct{}
 	cl   *redis.Client
 	tls  *tls.Config // set for a node that speaks only TLS
+	pass string      // requirepass, when set
 }
 
 // newNode prepares (but does not start) a process on a free loopback port;
@@ -120,7 +121,8 @@ func (n *Node) Running() bool { return n.cmd != nil }
 // failovers), closed when the test ends.
 func (n *Node) Client() *redis.Client {
 	if n.cl == nil {
-		n.cl = redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1, DialTimeout: time.Second, TLSConfig: n.tls})
+		n.cl = redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1, DialTimeout: time.Second, TLSConfig: n.tls,
+			Password: n.pass})
 		n.tb.Cleanup(func() { _ = n.cl.Close() })
 	}
 	return n.cl

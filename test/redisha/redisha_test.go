@@ -103,14 +103,29 @@ func TestReplicaAckOnCluster(t *testing.T) {
 
 func TestReplicaAckOnSentinel(t *testing.T) {
 	t.Parallel()
-	s := redisha.StartSentinel(t)
-	rdb, err := gateway.NewRedisClient(config.Redis{Sentinel: config.RedisSentinel{
-		MasterName: redisha.MasterName, Addrs: s.Addrs()}})
+	// Passwords on the data nodes and on the sentinels (their *_file forms
+	// are internal/config's tests').
+	s := redisha.StartSentinelWith(t, redisha.SentinelOptions{Password: "data-pw", SentinelPassword: "sentinel-pw"})
+	cfg := &config.Config{Redis: config.Redis{Sentinel: config.RedisSentinel{
+		MasterName: redisha.MasterName, Addrs: s.Addrs(), Password: "data-pw", SentinelPassword: "sentinel-pw"}}}
+	rdb, err := gateway.NewRedisClient(cfg.Redis)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = rdb.Close() })
 	checkReplicaAck(t, rdb, "m365")
+
+	// A wrong sentinel password is refused by the sentinels.
+	bad := cfg.Redis
+	bad.Sentinel.SentinelPassword = "wrong"
+	wrong, err := gateway.NewRedisClient(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wrong.Close()
+	if err := wrong.Ping(context.Background()).Err(); err == nil {
+		t.Error("a wrong sentinel password was accepted")
+	}
 }
 
 // A cluster whose nodes speak only TLS is reached with redis.cluster.tls,

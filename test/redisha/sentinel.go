@@ -23,22 +23,34 @@ const MasterName = "mymaster"
 type Sentinel struct {
 	Data      []*Node // the master and the replica, in start order
 	Sentinels []*Node
+	opts      SentinelOptions
 	tb        testing.TB
+}
+
+// SentinelOptions protect the set-up with passwords.
+type SentinelOptions struct {
+	Password         string // the data nodes' requirepass (and masterauth)
+	SentinelPassword string // the sentinels' own requirepass
 }
 
 // StartSentinel starts the set-up and waits until every sentinel knows the
 // master, its replica and the two other sentinels. A master is deemed down
 // after one second, so a failover takes a few seconds.
-func StartSentinel(tb testing.TB) *Sentinel {
+func StartSentinel(tb testing.TB) *Sentinel { return StartSentinelWith(tb, SentinelOptions{}) }
+
+// StartSentinelWith is StartSentinel with passwords.
+func StartSentinelWith(tb testing.TB, o SentinelOptions) *Sentinel {
 	tb.Helper()
 	bin := serverBin(tb)
 	sbin := testbin.Path(tb, "redis-sentinel", "redis-sentinel")
-	s := &Sentinel{tb: tb}
-	master := newNode(tb, bin, "master", dataArgs)
+	s := &Sentinel{tb: tb, opts: o}
+	master := newNode(tb, bin, "master", s.dataArgs)
+	master.pass = o.Password
 	master.Start()
 	replica := newNode(tb, bin, "replica", func(port int, dir string) []string {
-		return append(dataArgs(port, dir), "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+		return append(s.dataArgs(port, dir), "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
 	})
+	replica.pass = o.Password
 	replica.Start()
 	s.Data = []*Node{master, replica}
 	for i := range 3 {
@@ -54,11 +66,19 @@ sentinel down-after-milliseconds %s 1000
 sentinel failover-timeout %s 5000
 sentinel parallel-syncs %s 1
 `, port, dir, MasterName, master.Port, MasterName, MasterName, MasterName)
+			if o.Password != "" {
+				text += fmt.Sprintf("sentinel auth-pass %s %s\n", MasterName, o.Password)
+			}
+			if o.SentinelPassword != "" {
+				// Sentinels use their own requirepass with each other too.
+				text += fmt.Sprintf("requirepass %s\n", o.SentinelPassword)
+			}
 			if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 				tb.Fatal(err)
 			}
 			return []string{conf}
 		})
+		n.pass = o.SentinelPassword
 		n.Start()
 		s.Sentinels = append(s.Sentinels, n)
 	}
@@ -101,7 +121,7 @@ func (s *Sentinel) masterAddr() (string, error) {
 	defer cancel()
 	var agreed string
 	for _, n := range s.Sentinels {
-		sc := redis.NewSentinelClient(&redis.Options{Addr: n.Addr, MaxRetries: -1})
+		sc := redis.NewSentinelClient(&redis.Options{Addr: n.Addr, MaxRetries: -1, Password: s.opts.SentinelPassword})
 		hp, err := sc.GetMasterAddrByName(ctx, MasterName).Result()
 		_ = sc.Close()
 		if err != nil {
@@ -127,7 +147,7 @@ func (s *Sentinel) settled(master string) error {
 		return notYet("master is %s, want %s", addr, master)
 	}
 	for _, n := range s.Sentinels {
-		sc := redis.NewSentinelClient(&redis.Options{Addr: n.Addr, MaxRetries: -1})
+		sc := redis.NewSentinelClient(&redis.Options{Addr: n.Addr, MaxRetries: -1, Password: s.opts.SentinelPassword})
 		m, err := sc.Master(ctx, MasterName).Result()
 		_ = sc.Close()
 		if err != nil {
@@ -199,7 +219,7 @@ func (s *Sentinel) WaitPromoted(old *Node) *Node {
 // several seconds, and until then no 202 can wait for a replica.
 func (s *Sentinel) Rejoin(old, master *Node) {
 	s.tb.Helper()
-	old.args = append(dataArgs(old.Port, old.Dir), "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	old.args = append(s.dataArgs(old.Port, old.Dir), "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
 	old.Start()
 }
 
@@ -209,4 +229,13 @@ func (s *Sentinel) Rejoin(old, master *Node) {
 func (s *Sentinel) WaitSettled(master *Node) {
 	s.tb.Helper()
 	testwait.UntilNil(s.tb, 60*time.Second, func() error { return s.settled(master.Addr) })
+}
+
+// dataArgs are a data node's arguments, with its passwords.
+func (s *Sentinel) dataArgs(port int, dir string) []string {
+	args := dataArgs(port, dir)
+	if p := s.opts.Password; p != "" {
+		args = append(args, "--requirepass", p, "--masterauth", p)
+	}
+	return args
 }
