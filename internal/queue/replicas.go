@@ -28,7 +28,8 @@ func (e *NotReplicatedError) Error() string {
 // enqueueReplicated runs the enqueue script and then WAIT on the master that
 // owns the route's hash slot, in one pipeline on one connection: WAIT only
 // counts the writes of its own connection, and on a cluster a keyless WAIT
-// would otherwise land on any node.
+// would otherwise land on any node (docs/redis-ha.md, "Replication is
+// asynchronous; WAIT measures it").
 //
 // A small write to the route's sync key goes between the two. When the
 // script writes nothing (an idempotent replay, or a repeat of a call whose
