@@ -51,7 +51,7 @@ type Options struct {
 	Log    *slog.Logger
 	// Listener, when set, is used instead of listening on Config.Listen.
 	Listener net.Listener
-	// Redis, when set, is used instead of a client for Config.Redis.URL.
+	// Redis, when set, is used instead of a client for Config.Redis.
 	Redis redis.UniversalClient
 	// DrainDelay is how long /readyz answers 503 before the listener closes.
 	DrainDelay time.Duration
@@ -217,7 +217,7 @@ func (g *Gateway) checkEviction() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	res := readEviction(ctx, g.rdb)
+	res := ReadEviction(ctx, g.rdb)
 	metrics.EvictionPolicyOK(g.registry, res.Safe())
 	switch {
 	case res.Safe():

@@ -143,10 +143,10 @@ func redisTLS(key string, t config.RedisTLS) (*tls.Config, error) {
 	return tc, nil
 }
 
-// readEviction reads the eviction policy of every node that may hold keys:
+// ReadEviction reads the eviction policy of every node that may hold keys:
 // on a cluster each master and replica (a replica becomes master in a
 // failover), else the one node. The first unsafe or unreadable answer wins.
-func readEviction(ctx context.Context, rdb redis.UniversalClient) eviction.Result {
+func ReadEviction(ctx context.Context, rdb redis.UniversalClient) eviction.Result {
 	cc, ok := rdb.(*redis.ClusterClient)
 	if !ok {
 		return eviction.Read(ctx, rdb)
