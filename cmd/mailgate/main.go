@@ -294,6 +294,12 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer, getenv func(string)
 		}
 		return 1
 	}
+	// Warnings are allowed settings that weaken security: named, not refused.
+	if cfg, err := config.Load(path, getenv); err == nil {
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintln(stderr, "warning: "+w.String())
+		}
+	}
 	fmt.Fprintln(stdout, "ok")
 	return 0
 }

@@ -61,6 +61,7 @@ type Config struct {
 	Shutdown  Shutdown      `yaml:"shutdown"`
 	Routes    []Route       `yaml:"routes"`
 	Apps      []App         `yaml:"apps"`
+	SMTP      SMTP          `yaml:"smtp"` // smtp.go
 }
 
 // Redis says where the queue lives.
@@ -186,6 +187,7 @@ type App struct {
 	RateLimit       AppRateLimit  `yaml:"rate_limit"`
 	MaxMessageBytes int64         `yaml:"max_message_bytes"`
 	Disabled        bool          `yaml:"disabled"`
+	SMTP            AppSMTP       `yaml:"smtp"` // smtp.go
 }
 
 // AppFrom is the app's From-address policy.

@@ -75,6 +75,7 @@ func (c *Config) Validate() []Problem {
 		}
 		v.app(c, key, a)
 	}
+	v.smtp(c)
 	return v.problems
 }
 
