@@ -33,6 +33,8 @@ import (
 	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/queue"
 	"github.com/mailgate/mailgate/internal/routehealth"
+	"github.com/mailgate/mailgate/internal/smtpd"
+	"github.com/mailgate/mailgate/internal/smtppass"
 	"github.com/mailgate/mailgate/internal/token"
 )
 
@@ -75,6 +77,7 @@ type Gateway struct {
 	deliveryMetrics *metrics.Delivery
 	tokens          *token.Manager
 	api             *api.Server
+	smtp            *smtpd.Server // nil unless smtp.listen is set (roles api and all)
 	listener        net.Listener
 	workers         []*delivery.Worker
 	log             *slog.Logger
@@ -143,6 +146,14 @@ func New(o Options) (*Gateway, error) {
 				return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 			}
 		}
+		if cfg.SMTP.Listen != "" {
+			if err := g.buildSMTP(); err != nil {
+				if o.Listener == nil {
+					g.listener.Close()
+				}
+				return nil, err
+			}
+		}
 	}
 	if o.Role == RoleWorker {
 		// A worker-only process still answers probes and scrapes.
@@ -163,6 +174,19 @@ func New(o Options) (*Gateway, error) {
 		}
 	}
 	return g, nil
+}
+
+// buildSMTP prepares the SMTP door, with the API's token manager and the
+// queue, and opens its listeners.
+func (g *Gateway) buildSMTP() error {
+	door, err := smtpd.NewInterimDoor(g.cfg, g.queue, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	g.smtp, err = smtpd.New(smtpd.Options{Config: g.cfg, Door: door, Tokens: g.tokens,
+		Passwords: smtppass.NewVerifier(smtppass.New(g.rdb, g.cfg.Redis.KeyPrefix, g.opts.Now), 0),
+		Metrics:   metrics.NewSMTP(g.registry), Log: g.log.With("door", "smtp"), Now: g.opts.Now, NewID: queue.NewID})
+	return err
 }
 
 func (g *Gateway) buildWorkers() error {
@@ -263,6 +287,23 @@ func (g *Gateway) Addr() string {
 	return g.listener.Addr().String()
 }
 
+// SMTPAddr is the SMTP door's plain listener ("" when it is off);
+// SMTPTLSAddr its implicit-TLS one.
+func (g *Gateway) SMTPAddr() string {
+	if g.smtp == nil {
+		return ""
+	}
+	return g.smtp.Addr()
+}
+
+// SMTPTLSAddr is the SMTP door's implicit-TLS listener, "" without one.
+func (g *Gateway) SMTPTLSAddr() string {
+	if g.smtp == nil {
+		return ""
+	}
+	return g.smtp.TLSAddr()
+}
+
 // Queue is the gateway's queue (benchmarks enqueue through it).
 func (g *Gateway) Queue() *queue.Queue { return g.queue }
 
@@ -281,7 +322,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 	var srv *http.Server
 	var draining atomic.Bool
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	if g.listener != nil {
 		handler := g.opsHandler(&draining)
 		if g.api != nil {
@@ -289,12 +330,24 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)}
-		go func() { serveErr <- srv.Serve(g.listener) }()
+		go func() {
+			if err := srv.Serve(g.listener); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("API server: %w", err)
+			}
+		}()
 		if g.api != nil {
 			g.log.Info("API listening", "addr", g.Addr())
 		} else {
 			g.log.Info("health and metrics listening", "addr", g.Addr())
 		}
+	}
+	if g.smtp != nil {
+		go func() {
+			if err := g.smtp.Serve(); err != nil {
+				serveErr <- fmt.Errorf("SMTP door: %w", err)
+			}
+		}()
+		g.log.Info("SMTP listening", "addr", g.smtp.Addr(), "tls_addr", g.smtp.TLSAddr())
 	}
 	g.log.Info("mailgate running", "role", g.opts.Role, "workers", len(g.workers), "routes", len(g.cfg.Routes))
 
@@ -303,7 +356,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		if !errors.Is(err, http.ErrServerClosed) {
-			runErr = fmt.Errorf("API server: %w", err)
+			runErr = err
 		}
 	}
 
@@ -318,6 +371,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		sleepCtx(deadline, g.opts.DrainDelay)
 		if err := srv.Shutdown(deadline); err != nil {
 			g.log.Warn("API did not finish its requests in time", "err", err)
+		}
+	}
+	if g.smtp != nil {
+		if err := g.smtp.Shutdown(deadline); err != nil {
+			g.log.Warn("SMTP connections did not end in time and were closed", "err", err)
 		}
 	}
 	stopWorkers()
