@@ -86,6 +86,8 @@ func TestDefaults(t *testing.T) {
 			Recipients:      AppRecipients{MaxPerMessage: 500},
 			MaxMessageBytes: 26214400,
 		}},
+		SMTP: SMTP{MaxMessageBytes: 36700160, MaxRecipients: 100, MaxConnections: 1000, MaxConnectionsPerIP: 100,
+			ReadTimeout: 5 * time.Minute, WriteTimeout: time.Minute, DataTimeout: 10 * time.Minute},
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)

@@ -286,7 +286,8 @@ func (ss *session) setBusy(b bool) {
 	}
 }
 
-func (ss *session) Reset()        { ss.resetTx() }
+func (ss *session) Reset() { ss.resetTx() }
+
 // Logout may run on another goroutine (a shutdown closing the connection),
 // so it touches only what is atomic.
 func (ss *session) Logout() error { ss.setBusy(false); return nil }
