@@ -1,0 +1,154 @@
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/token"
+	"github.com/mailgate/mailgate/test/testwait"
+)
+
+// fakeDoor stands in for the accept step: this file tests the
+// conversation and its log line, not policy or storage.
+type fakeDoor struct{ accepted []Submission }
+
+func (d *fakeDoor) App(id string) (App, bool) {
+	return App{ID: id, MaxRecipients: 2, MaxBytes: 1 << 10}, id == "scanner"
+}
+func (d *fakeDoor) CheckSender(app, addr string) error {
+	if !strings.HasSuffix(addr, "@contoso.com") {
+		return policyRefusal("Sender <%s> not allowed", addr)
+	}
+	return nil
+}
+func (d *fakeDoor) CheckRecipient(string, string) error { return nil }
+func (d *fakeDoor) Accept(_ context.Context, s Submission) (string, error) {
+	d.accepted = append(d.accepted, s)
+	return s.ID, nil
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func startServer(t *testing.T) (*Server, *syncBuffer) {
+	t.Helper()
+	cfg := &config.Config{Apps: []config.App{{ID: "scanner", SMTP: config.AppSMTP{Networks: []string{"127.0.0.1/32"}}}}}
+	cfg.SMTP.Listen = "127.0.0.1:0"
+	cfg.SMTP.Hostname = "mailgate.test"
+	cfg.WithDefaults()
+	tokens, err := token.New([]byte(strings.Repeat("k", 32)), "mailgate", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	s, err := New(Options{Config: cfg, Door: &fakeDoor{}, Tokens: tokens, Log: slog.New(slog.NewTextHandler(&logs, nil)),
+		NewID: func(time.Time) string { return "id0001" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	return s, &logs
+}
+
+func converse(t *testing.T, addr, local string, lines ...string) []string {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	tp := textproto.NewConn(conn)
+	var replies []string
+	read := func() {
+		code, msg, err := tp.ReadResponse(0)
+		if err != nil && code == 0 {
+			t.Fatalf("read: %v", err)
+		}
+		replies = append(replies, strings.TrimSpace(strings.SplitN(msg, "\n", 2)[0]))
+		replies[len(replies)-1] = strconv.Itoa(code) + " " + replies[len(replies)-1]
+	}
+	read()
+	for _, l := range lines {
+		if err := tp.PrintfLine("%s", l); err != nil {
+			t.Fatal(err)
+		}
+		read()
+	}
+	return replies
+}
+
+// Each connection ends with one log line saying who the client was and
+// why anything was refused: what an administrator reads when a device
+// that used the old relay fails.
+func TestConnectionLogLine(t *testing.T) {
+	t.Parallel()
+	s, logs := startServer(t)
+	replies := converse(t, s.Addr(), "127.0.0.2", "EHLO printer.lan", "MAIL FROM:<scan@contoso.com>", "QUIT")
+	if !strings.HasPrefix(replies[2], "530 5.7.0 ") {
+		t.Fatalf("replies: %q", replies)
+	}
+	testwait.Until(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "SMTP connection closed") },
+		"the connection's log line")
+	line := logs.String()
+	for _, want := range []string{"level=WARN", "ip=127.0.0.2", "helo=printer.lan", "tls=false", "auth=none", "queued=0",
+		`refused="MAIL FROM:<scan@contoso.com> 530 5.7.0 not authenticated and 127.0.0.2 is in no app's smtp.networks"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("log line lacks %s:\n%s", want, line)
+		}
+	}
+	if n := strings.Count(line, "SMTP connection closed"); n != 1 {
+		t.Errorf("%d log lines for one connection:\n%s", n, line)
+	}
+}
+
+func TestConnectionLogLineQueued(t *testing.T) {
+	t.Parallel()
+	s, logs := startServer(t)
+	replies := converse(t, s.Addr(), "127.0.0.1", "EHLO scanner.lan", "MAIL FROM:<evil@example.com>",
+		"MAIL FROM:<scan@contoso.com>", "RCPT TO:<a@contoso.com>", "DATA", "Subject: x\r\n\r\nhi\r\n.", "QUIT")
+	if !strings.HasPrefix(replies[2], "550 5.7.1 ") || replies[6] != "250 2.0.0 OK queued as id0001" {
+		t.Fatalf("replies: %q", replies)
+	}
+	testwait.Until(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "SMTP connection closed") },
+		"the connection's log line")
+	for _, want := range []string{"level=INFO", "auth=network", "app=scanner", "queued=1", "ids=id0001",
+		`refused="MAIL FROM:<evil@example.com> 550 5.7.1 Sender <evil@example.com> not allowed"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log line lacks %s:\n%s", want, logs.String())
+		}
+	}
+}
+
+var _ smtp.Session = (*session)(nil)
