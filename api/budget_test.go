@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v5"
+
+	"github.com/mailgate/mailgate/internal/apppolicy"
 )
 
 func TestBodyBudgetReserve(t *testing.T) {
@@ -53,7 +55,11 @@ func TestBodyBudgetReserve(t *testing.T) {
 func TestSubmitBodyBudget(t *testing.T) {
 	t.Parallel()
 	s := &Server{log: slog.New(slog.DiscardHandler), now: time.Now, budget: newBodyBudget(1000)}
-	app := &appPolicy{id: "t", maxBytes: 10_000, maxRecipients: 10}
+	pol, err := apppolicy.Compile(apppolicy.Spec{App: "t", DefaultFrom: "t@contoso.com", MaxBytes: 10_000, MaxRecipients: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := &appPolicy{Policy: pol, id: "t", maxBytes: 10_000}
 	e := echo.NewWithConfig(echo.Config{HTTPErrorHandler: s.handleError})
 	withApp := func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c *echo.Context) error { c.Set(ctxApp, app); return next(c) }

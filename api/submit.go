@@ -6,18 +6,16 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/labstack/echo/v5"
 
+	"github.com/mailgate/mailgate/internal/apppolicy"
 	"github.com/mailgate/mailgate/internal/compose"
+	"github.com/mailgate/mailgate/internal/intake"
 	"github.com/mailgate/mailgate/internal/queue"
 )
-
-// maxIdempotencyKey is the contract's limit on Idempotency-Key.
-const maxIdempotencyKey = 255
 
 // submission is a built-message request, whatever style it came in.
 type submission struct {
@@ -122,69 +120,53 @@ func (s *Server) submitRaw(c *echo.Context) error {
 	return s.accept(c, app, id, msg, nil)
 }
 
-// accept runs the policy checks on a rendered message and stores it.
+// accept hands a rendered message to the intake, which every door shares,
+// and maps its answer to HTTP.
 func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose.Message, metadata map[string]string) error {
-	if !app.from.Match(msg.From.Address) {
-		return problem(http.StatusForbidden, CodeFromNotAllowed, "From address not allowed",
-			fmt.Sprintf("app %s may send as %s", app.id, app.fromText),
-			FieldError{Field: "from", Message: msg.From.Address + " is not within the app's From policy"})
-	}
-	if p := checkRecipientCount(app, len(msg.Recipients)); p != nil {
-		return p
-	}
-	if app.recipients != nil {
-		var errs []FieldError
-		for _, r := range msg.Recipients {
-			if !app.recipients.Match(r) {
-				errs = append(errs, FieldError{Field: "to", Message: r + " is not within the app's recipient policy"})
-			}
-		}
-		if len(errs) > 0 {
-			return problem(http.StatusForbidden, CodeRecipientNotAllowed, "Recipient not allowed",
-				fmt.Sprintf("app %s may not send to %d of the recipients", app.id, len(errs)), errs...)
-		}
-	}
-	if int64(len(msg.Bytes)) > app.maxBytes {
-		return errTooLarge(app)
-	}
-	key := c.Request().Header.Get("Idempotency-Key")
-	if len(key) > maxIdempotencyKey || strings.ContainsAny(key, "\r\n") {
+	res, err := s.intake.Accept(c.Request().Context(), app.Policy, intake.Submission{ID: id, Message: msg,
+		IdempotencyKey: c.Request().Header.Get("Idempotency-Key"), Metadata: metadata})
+	var refused *apppolicy.Refusal
+	var unavailable *intake.QueueError
+	switch {
+	case errors.As(err, &refused):
+		return refusalProblem(refused)
+	case errors.Is(err, intake.ErrIdempotencyKey):
 		return errValidation("Idempotency-Key must be at most 255 characters on one line",
 			FieldError{Field: "Idempotency-Key", Message: "too long or not one line"})
-	}
-	stored, created, err := s.queue.EnqueueRetrying(c.Request().Context(), queue.Message{
-		ID: id, App: app.id, Route: app.route,
-		From: msg.From.Address, HeaderFrom: msg.From.String(),
-		Recipients: msg.Recipients, To: msg.To, Cc: msg.Cc,
-		Subject: msg.Subject, MessageID: msg.MessageID, Body: msg.Bytes,
-		Metadata: metadata, IdempotencyKey: key,
-	}, enqueueRetryFor)
-	if err != nil {
-		s.log.Error("could not queue a message", "app", app.id, "id", id, "err", err)
-		s.metrics.Submission(app.id, "queue_unavailable", 0)
+	case errors.As(err, &unavailable):
 		p := errQueueUnavailable()
 		// Redis went away while this message was being stored, and did not
 		// come back in time to say whether it was: say so, rather than
 		// promise what cannot be known.
 		p.Detail = "Redis failed while the message was being stored and did not recover within " +
-			enqueueRetryFor.String() + "; it was most likely not stored. Retry with the same " +
-			"Idempotency-Key to be sure it is sent once (message id " + id + ")"
+			s.intake.RetryFor().String() + "; it was most likely not stored. Retry with the same " +
+			"Idempotency-Key to be sure it is sent once (message id " + unavailable.ID + ")"
 		return p
+	case err != nil:
+		return err
 	}
-	if created {
-		s.metrics.Submission(app.id, "accepted", len(msg.Bytes))
-		s.log.Info("message queued", "app", app.id, "id", stored, "route", app.route,
-			"recipients", len(msg.Recipients), "bytes", len(msg.Bytes))
-	} else {
-		s.metrics.Submission(app.id, "idempotent_replay", 0)
-	}
-	c.Response().Header().Set("Location", "/v1/messages/"+stored)
-	return c.JSON(http.StatusAccepted, map[string]string{"id": stored, "status": queue.StatusQueued})
+	c.Response().Header().Set("Location", "/v1/messages/"+res.ID)
+	return c.JSON(http.StatusAccepted, map[string]string{"id": res.ID, "status": queue.StatusQueued})
 }
 
-// enqueueRetryFor bounds how long a submission keeps trying to store its
-// message while Redis is unreachable, before it answers 503.
-const enqueueRetryFor = 10 * time.Second
+// refusalProblem maps a policy refusal to its problem+json.
+func refusalProblem(r *apppolicy.Refusal) *Problem {
+	fields := make([]FieldError, len(r.Fields))
+	for i, f := range r.Fields {
+		fields[i] = FieldError{Field: f.Field, Message: f.Message}
+	}
+	switch r.Code {
+	case apppolicy.FromNotAllowed:
+		return problem(http.StatusForbidden, CodeFromNotAllowed, "From address not allowed", r.Reason, fields...)
+	case apppolicy.RecipientNotAllowed:
+		return problem(http.StatusForbidden, CodeRecipientNotAllowed, "Recipient not allowed", r.Reason, fields...)
+	case apppolicy.TooManyRecipients:
+		return problem(http.StatusUnprocessableEntity, CodeTooManyRecipients, "Too many recipients", r.Reason, fields...)
+	case apppolicy.MessageTooLarge:
+		return problem(http.StatusRequestEntityTooLarge, CodeTooLarge, "Message too large", r.Reason, fields...)
+	}
+	return problem(http.StatusForbidden, string(r.Code), "Not allowed", r.Reason, fields...)
+}
 
 func (s *Server) rateLimit(c *echo.Context, app *appPolicy) error {
 	if s.limiter == nil || app.perMinute <= 0 {
@@ -204,10 +186,11 @@ func (s *Server) rateLimit(c *echo.Context, app *appPolicy) error {
 	return nil
 }
 
-func checkRecipientCount(app *appPolicy, n int) *Problem {
-	if n > app.maxRecipients {
-		return problem(http.StatusUnprocessableEntity, CodeTooManyRecipients, "Too many recipients",
-			fmt.Sprintf("%d recipients; app %s may send to at most %d per message", n, app.id, app.maxRecipients))
+// checkRecipientCount refuses a recipient list that is too long before
+// anything is rendered; the intake checks the rendered message again.
+func checkRecipientCount(app *appPolicy, n int) error {
+	if r := app.CheckRecipientCount(n); r != nil {
+		return refusalProblem(r)
 	}
 	return nil
 }
@@ -223,8 +206,7 @@ func unsupportedType(mt string) *Problem {
 }
 
 func errTooLarge(app *appPolicy) *Problem {
-	return problem(http.StatusRequestEntityTooLarge, CodeTooLarge, "Message too large",
-		fmt.Sprintf("app %s may send messages of at most %d bytes", app.id, app.maxBytes))
+	return refusalProblem(app.CheckSize(app.maxBytes + 1))
 }
 
 // tooLargeOr maps a body that hit its read limit to 413, anything else to 400.

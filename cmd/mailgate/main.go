@@ -42,12 +42,17 @@ Usage:
   mailgate config check --config FILE [--mx DOMAIN]
   mailgate check --config FILE --route NAME [--send-test TO]
   mailgate queue failed|requeue|delete --config FILE --route NAME [ID | --all] [--json]
+  mailgate sendmail [sendmail options] [recipients] < message   (also as /usr/sbin/sendmail)
+  mailgate sendmail --flush [--config FILE]
   mailgate version
 
 MAILGATE_CONFIG may stand in for --config.
 `
 
 func main() {
+	if mode, ok := sendmailName(os.Args[0]); ok {
+		os.Exit(cmdSendmail(append(mode, os.Args[1:]...), os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }
 
@@ -77,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return cmdConfigCheck(rest[1:], stdout, stderr, getenv)
 	case "check":
 		return cmdCheck(rest, stdout, stderr, getenv)
+	case "sendmail":
+		return cmdSendmail(rest, os.Stdin, stdout, stderr, getenv)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 		return 0

@@ -1,7 +1,7 @@
 // Package addrpolicy parses and matches the address patterns of mailgate's
 // configuration: who an app may send as and to, and who a route can send as.
 //
-// A pattern is one of three forms (shared/contract.md):
+// A pattern is one of three forms (the configuration reference in README.md):
 //
 //	a@contoso.com     exactly that address
 //	*@contoso.com     any address of that domain, not of its subdomains
@@ -19,6 +19,11 @@
 // Exchange Online's SMTP AUTH endpoint does not offer SMTPUTF8 for
 // internationalised local parts, so refusing them early is kinder than a
 // bounce.
+//
+// The package is also mailgate's one address parser (address.go): the
+// literal parts of a pattern, the API's addresses, the headers of a raw
+// message and the configuration's from.default are all checked by the same
+// rules, so that what config check accepts the door accepts too.
 //
 // Set.Covers answers the question config check asks: is everything an app
 // may send as also something its route can send as? Because each pattern
@@ -112,6 +117,9 @@ func parse(s string) (Pattern, error) {
 	}
 	if strings.HasPrefix(domain, "*.") {
 		return Pattern{}, errors.New("a subdomain wildcard needs * before @ (*@*.contoso.com)")
+	}
+	if len(s) > maxAddress {
+		return Pattern{}, fmt.Errorf("address longer than %d characters", maxAddress)
 	}
 	if err := validateLocal(local); err != nil {
 		return Pattern{}, err
@@ -243,34 +251,12 @@ func (s Set) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// ValidateAddress checks that addr is a bare address mailgate can handle: an
-// ASCII dot-atom local part (RFC 5322 section 3.2.3; quoted local parts are
-// not supported) and a domain name as ValidateDomain requires.
-func ValidateAddress(addr string) error {
-	if addr == "" {
-		return errors.New("empty address")
-	}
-	if err := checkChars(addr); err != nil {
-		return fmt.Errorf("%q: %w", addr, err)
-	}
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 {
-		return fmt.Errorf("%q: no @", addr)
-	}
-	if err := validateLocal(addr[:at]); err != nil {
-		return fmt.Errorf("%q: %w", addr, err)
-	}
-	if err := ValidateDomain(addr[at+1:]); err != nil {
-		return fmt.Errorf("%q: %w", addr, err)
-	}
-	return nil
-}
-
 // ValidateDomain checks that d is a host name of letters, digits and hyphens
-// in dot-separated labels (RFC 1035 section 2.3.1, as relaxed by RFC 1123
-// to allow a leading digit), without a trailing dot. A single label such as
-// "localhost" is allowed here; callers that need a registered domain check
-// for a dot themselves.
+// in two or more dot-separated labels (RFC 1035 section 2.3.1, as relaxed by
+// RFC 1123 to allow a leading digit), without a trailing dot, whose
+// top-level label is not all digits. A single label such as "localhost" and
+// an IP address are refused: Exchange Online routes registered domains only
+// (RFC 5321 section 2.3.5 asks for fully-qualified names).
 func ValidateDomain(d string) error {
 	switch {
 	case d == "":
@@ -303,6 +289,13 @@ func ValidateDomain(d string) error {
 				return fmt.Errorf("domain %q contains %q; only letters, digits, hyphens and dots are allowed", d, c)
 			}
 		}
+	}
+	labels := strings.Split(d, ".")
+	if len(labels) < 2 {
+		return fmt.Errorf("domain %q has a single label: it is not a domain name such as contoso.com", d)
+	}
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return fmt.Errorf("domain %q is an IP address; use a domain name", d)
 	}
 	return nil
 }

@@ -71,12 +71,22 @@ const DefaultMaxNesting = 20
 
 // Message is a rendered message, ready to be queued and sent as it is.
 type Message struct {
-	From       *mail.Address // the header From
-	To, Cc     []string      // header addresses, formatted for display
-	Recipients []string      // envelope RCPT TO: bare addresses, domain lower-cased, deduplicated
-	Subject    string        // decoded
-	MessageID  string        // without angle brackets
-	Bytes      []byte        // the final message, CRLF line endings, no Bcc header
+	From *mail.Address // the header From
+	// Senders lists every address of a header that names a sender (From,
+	// Sender, Resent-From, Resent-Sender), From first, each with the field
+	// to name in a refusal. All must be within the app's From policy.
+	Senders    []Sender
+	To, Cc     []string // header addresses, formatted for display
+	Recipients []string // envelope RCPT TO: bare addresses, domain lower-cased, deduplicated
+	Subject    string   // decoded
+	MessageID  string   // without angle brackets
+	Bytes      []byte   // the final message, CRLF line endings, no Bcc header
+}
+
+// Sender is one address of a header that names a sender.
+type Sender struct {
+	Field   string // "from", "headers.Sender", "headers.Resent-From", ...
+	Address string // bare, domain lower-cased
 }
 
 // Limits on attachment metadata. A filename is written twice (Content-Type
@@ -249,6 +259,7 @@ func build(in Input, opt Options) (*Message, error) {
 
 	return &Message{
 		From:       from,
+		Senders:    []Sender{{Field: "from", Address: from.Address}},
 		To:         displayList(to),
 		Cc:         displayList(cc),
 		Recipients: recipients,

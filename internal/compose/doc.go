@@ -57,8 +57,9 @@
 // without its CRLF. Size limits are the caller's business: it compares
 // len(Message.Bytes) against the app's max_message_bytes.
 //
-// ParseAddress is the one address parser of mailgate. It accepts exactly one
-// mailbox with an ASCII addr-spec on a dotted domain, and refuses display
-// names that contain an address, because `"ceo@contoso.com" <evil@x.example>`
-// shows as the CEO in most clients.
+// Addresses are parsed by mailgate's one address parser, package addrpolicy
+// (ParseAddress wraps it in an *Error). It accepts exactly one mailbox with
+// an ASCII addr-spec on a dotted domain, and refuses display names that look
+// like an address, because `"ceo@contoso.com" <evil@x.example>` shows as the
+// CEO in most clients.
 package compose

@@ -8,18 +8,58 @@ import (
 // maxLine is the longest line RFC 5322 section 2.1.1 allows, without CRLF.
 const maxLine = 998
 
+// The header rules of both paths, in one place.
+//
+//   - senderHeader: fields that name who sends the message (RFC 5322
+//     sections 3.6.2 and 3.6.6). Every address in them must be within the
+//     app's From policy (Message.Senders carries them to the policy), and
+//     their display names must not look like an address. A JSON client
+//     gives the From in its own field and cannot set the others: it has no
+//     reason to, and a raw message is the way to send a prepared header.
+//   - traceHeader: fields a server adds on the way (RFC 5321 section 4.4:
+//     Received and Return-Path; DKIM-Signature, a signer's claim over a
+//     header mailgate changes). A raw message loses them silently: a
+//     message re-submitted from a mailbox, passed through a local MTA or
+//     piped by a sendmail shim from cron carries them innocently, refusing
+//     it would only break those senders, and what counts is that none
+//     reaches Exchange Online as if a server had written it. mailgate's own
+//     SMTP door adds its Received after this check. A JSON client naming one
+//     in headers is told no, since it asked for something explicitly.
+//   - trustedHeader: verdicts Exchange Online may honour. Refused on both
+//     paths: there is no innocent reason to send one, and the app should
+//     hear about it.
+//
 // ownedHeader reports whether mailgate sets the header itself, so that a
-// client must not: the addresses and the envelope are checked against the
-// app's policy, the MIME structure is built here, and trace and signature
-// fields belong to the servers on the way.
+// JSON client must not: the addresses and the envelope are checked against
+// the app's policy, the MIME structure is built here, and trace and
+// signature fields belong to the servers on the way.
 func ownedHeader(name string) bool {
 	n := strings.ToLower(name)
 	switch n {
-	case "from", "sender", "to", "cc", "bcc", "reply-to", "subject", "date",
-		"message-id", "mime-version", "return-path", "received", "dkim-signature":
+	case "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "mime-version":
 		return true
 	}
-	return strings.HasPrefix(n, "content-") || strings.HasPrefix(n, "resent-") || trustedHeader(n)
+	return senderHeader(n) || traceHeader(n) || strings.HasPrefix(n, "content-") ||
+		strings.HasPrefix(n, "resent-") || trustedHeader(n)
+}
+
+// senderHeader reports whether the field names a sender; see above.
+func senderHeader(name string) bool {
+	switch strings.ToLower(name) {
+	case "from", "sender", "resent-from", "resent-sender":
+		return true
+	}
+	return false
+}
+
+// traceHeader reports whether the field is one a server adds on the way,
+// which a raw message loses; see above.
+func traceHeader(name string) bool {
+	switch strings.ToLower(name) {
+	case "return-path", "received", "dkim-signature":
+		return true
+	}
+	return false
 }
 
 // trustedHeader reports whether a header carries a verdict that Exchange

@@ -14,6 +14,8 @@ import (
 	"github.com/emersion/go-message"
 	gmail "github.com/emersion/go-message/mail"
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/mailgate/mailgate/internal/addrpolicy"
 )
 
 // ParseRaw checks a complete MIME message and prepares it for sending.
@@ -81,6 +83,13 @@ func parseRaw(raw []byte, opt Options) (*Message, error) {
 	if e != nil {
 		return nil, e
 	}
+	senders, e := rawSenders(h, from)
+	if e != nil {
+		return nil, e
+	}
+	for _, name := range []string{"Return-Path", "Received", "DKIM-Signature"} {
+		h.Del(name) // see traceHeader
+	}
 	to, e := rawList(h, "To")
 	if e != nil {
 		return nil, e
@@ -146,6 +155,7 @@ func parseRaw(raw []byte, opt Options) (*Message, error) {
 
 	return &Message{
 		From:       from,
+		Senders:    senders,
 		To:         displayList(to),
 		Cc:         displayList(cc),
 		Recipients: recipients,
@@ -337,6 +347,43 @@ func rawFrom(h *textproto.Header, def string) (*mail.Address, *Error) {
 	default:
 		return nil, invalid("headers.From", "the message has %d From fields; exactly one is allowed", len(values))
 	}
+}
+
+// rawSenders parses the fields that name a sender besides From (see
+// senderHeader) and returns every sender address, From first. Sender is one
+// mailbox in at most one field (RFC 5322 section 3.6.2); Resent-From and
+// Resent-Sender may repeat, one per resent block (section 3.6.6), and
+// Resent-From may list several mailboxes.
+func rawSenders(h textproto.Header, from *mail.Address) ([]Sender, *Error) {
+	out := []Sender{{Field: "from", Address: from.Address}}
+	if n := len(h.Values("Sender")); n > 1 {
+		return nil, invalid("headers.Sender", "the message has %d Sender fields; at most one is allowed", n)
+	}
+	for _, key := range []string{"Sender", "Resent-Sender"} {
+		for _, v := range h.Values(key) {
+			a, e := parseRawMailbox(v)
+			if e != nil {
+				return nil, withField(e, "headers."+key)
+			}
+			out = append(out, Sender{Field: "headers." + key, Address: a.Address})
+		}
+	}
+	for _, v := range h.Values("Resent-From") {
+		list, e := parseRawList(v)
+		if e != nil {
+			return nil, withField(e, "headers.Resent-From")
+		}
+		if len(list) == 0 {
+			return nil, invalid("headers.Resent-From", "is empty")
+		}
+		for _, a := range list {
+			if err := addrpolicy.CheckDisplayName(a.Name, a.Address); err != nil {
+				return nil, invalid("headers.Resent-From", "%s", err.Error())
+			}
+			out = append(out, Sender{Field: "headers.Resent-From", Address: a.Address})
+		}
+	}
+	return out, nil
 }
 
 func rawList(h textproto.Header, key string) ([]*mail.Address, *Error) {

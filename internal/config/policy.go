@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/mailgate/mailgate/internal/addrpolicy"
+	"github.com/mailgate/mailgate/internal/apppolicy"
 )
 
 // App returns the app with the given id, or nil.
@@ -95,11 +96,37 @@ func (r *Route) refusal() string {
 	return "list it under the route's send_as, or leave send_as empty to allow any sender"
 }
 
-// policy checks that everything app a may send as (its parsed from.allowed
-// patterns and from.default address) is within what route r can send as.
-// Invalid patterns, already reported, arrive as zero Patterns and are
-// skipped; so is a route whose own addresses are invalid.
-func (v *validator) policy(key string, a *App, allowed []addrpolicy.Pattern, defaultAddr string, r *Route) {
+// PolicySpec is what the app's configuration says of its sending policy,
+// for apppolicy.Compile.
+func (a *App) PolicySpec() apppolicy.Spec {
+	return apppolicy.Spec{App: a.ID, Route: a.Route, Disabled: a.Disabled,
+		DefaultFrom: a.From.Default, FromAllowed: a.From.Allowed, Recipients: a.Recipients.Allowed,
+		MaxRecipients: a.Recipients.MaxPerMessage, MaxBytes: a.MaxMessageBytes, PerMinute: a.RateLimit.PerMinute}
+}
+
+// Policies compiles the policy of every app, by id. Validate has reported
+// any error already; doors call this once at startup.
+func (c *Config) Policies() (map[string]*apppolicy.Policy, error) {
+	out := make(map[string]*apppolicy.Policy, len(c.Apps))
+	for i := range c.Apps {
+		p, err := apppolicy.Compile(c.Apps[i].PolicySpec())
+		if err != nil {
+			return nil, fmt.Errorf("apps[%s]: %w", c.Apps[i].ID, err)
+		}
+		out[c.Apps[i].ID] = p
+	}
+	return out, nil
+}
+
+// policy checks that everything app a may send as (its compiled from.allowed
+// patterns and from.default address) is within what route r can send as. A
+// route whose own addresses are invalid, already reported, is skipped.
+func (v *validator) policy(key string, a *App, pol *apppolicy.Policy, r *Route) {
+	var allowed addrpolicy.Set
+	if len(a.From.Allowed) > 0 {
+		allowed = pol.From() // in the order of from.allowed
+	}
+	defaultAddr := pol.DefaultAddress()
 	senders, unrestricted, err := r.SenderSet()
 	if err != nil || unrestricted {
 		return
@@ -109,7 +136,7 @@ func (v *validator) policy(key string, a *App, allowed []addrpolicy.Pattern, def
 			what, r.Name, r.identity(), senders, r.refusal())
 	}
 	for i, p := range allowed {
-		if p.Kind() != 0 && !senders.Covers(p) {
+		if !senders.Covers(p) {
 			outside(fmt.Sprintf("%s.from.allowed[%d]", key, i), a.From.Allowed[i])
 		}
 	}

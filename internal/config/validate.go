@@ -3,7 +3,6 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -14,7 +13,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/internal/addrpolicy"
-	"github.com/mailgate/mailgate/internal/compose"
+	"github.com/mailgate/mailgate/internal/apppolicy"
 )
 
 const (
@@ -455,15 +454,7 @@ func (v *validator) connector(key string, r *Route) {
 }
 
 // validateDomain checks a registered domain name such as contoso.com.
-func validateDomain(d string) error {
-	if err := addrpolicy.ValidateDomain(d); err != nil {
-		return err
-	}
-	if !strings.Contains(d, ".") {
-		return fmt.Errorf("%q is not a domain name such as contoso.com", d)
-	}
-	return nil
-}
+func validateDomain(d string) error { return addrpolicy.ValidateDomain(d) }
 
 func (v *validator) plainSMTP(key string, r *Route) {
 	a := &r.Auth
@@ -510,38 +501,10 @@ func (v *validator) app(c *Config, key string, a *App) {
 		}
 	}
 
-	// from.default, parsed to a bare address.
-	var defaultAddr string
-	if a.From.Default != "" {
-		addr, err := parseFromAddress(a.From.Default)
-		if err != nil {
-			v.add(key+".from.default", "%v", err)
-		} else {
-			defaultAddr = addr
-		}
-	}
-	allowed := make([]addrpolicy.Pattern, len(a.From.Allowed))
-	allowedOK := true
-	for i, s := range a.From.Allowed {
-		p, err := addrpolicy.Parse(s)
-		if err != nil {
-			v.add(fmt.Sprintf("%s.from.allowed[%d]", key, i), "%v", err)
-			allowedOK = false
-			continue
-		}
-		allowed[i] = p
-	}
-	if a.From.Default == "" && len(a.From.Allowed) == 0 {
-		v.add(key+".from", "give from.default, from.allowed or both: an app must be allowed some From address")
-	}
-	if defaultAddr != "" && len(allowed) > 0 && allowedOK && !addrpolicy.Set(allowed).Match(defaultAddr) {
-		v.add(key+".from.default", "%q is not matched by any pattern of from.allowed", defaultAddr)
-	}
-
-	for i, s := range a.Recipients.Allowed {
-		if _, err := addrpolicy.Parse(s); err != nil {
-			v.add(fmt.Sprintf("%s.recipients.allowed[%d]", key, i), "%v", err)
-		}
+	// From and recipient patterns: the same compilation the doors use.
+	pol, err := apppolicy.Compile(a.PolicySpec())
+	for _, se := range apppolicy.SpecErrors(err) {
+		v.add(key+"."+se.Key, "%v", se.Err)
 	}
 	if n := a.Recipients.MaxPerMessage; n < 1 || n > maxPerMessage {
 		v.add(key+".recipients.max_per_message", "must be between 1 and %d, got %d", maxPerMessage, n)
@@ -558,26 +521,7 @@ func (v *validator) app(c *Config, key string, a *App) {
 		v.add(key+".rate_limit.per_minute", "must not be negative (0 means no limit), got %d", a.RateLimit.PerMinute)
 	}
 
-	if r != nil {
-		v.policy(key, a, allowed, defaultAddr, r)
+	if r != nil && pol != nil {
+		v.policy(key, a, pol, r)
 	}
-}
-
-// parseFromAddress parses one address, with or without a display name
-// ("Alerts <alerts@contoso.com>"), and returns the bare address. It uses the
-// API's own parser, so a default From that passes here can never be refused
-// at the door.
-func parseFromAddress(s string) (string, error) {
-	a, err := compose.ParseAddress(s)
-	if err != nil {
-		var ce *compose.Error
-		if errors.As(err, &ce) {
-			err = errors.New(ce.Message)
-		}
-		return "", fmt.Errorf("%q is not a single address such as alerts@contoso.com or \"Alerts <alerts@contoso.com>\": %v", s, err)
-	}
-	if err := addrpolicy.ValidateAddress(a.Address); err != nil {
-		return "", err
-	}
-	return a.Address, nil
 }

@@ -1,0 +1,189 @@
+// Package intake is the one accept step of every door: the HTTP API today,
+// the SMTP door, the sendmail shim and webhooks. A door parses its input,
+// renders it with compose, and hands the result to Intake.Accept, which
+// checks it against the app's compiled policy (package apppolicy), stores it
+// with queue.EnqueueRetrying, and counts and logs the outcome. Doors only
+// translate the typed errors into their protocol; no door checks a policy
+// of its own, so they cannot drift apart.
+//
+// Usage, from any door:
+//
+//	in := intake.New(intake.Options{Queue: q, Metrics: m, Log: log})
+//	pol := policies[appID] // from config.Config.Policies(), compiled once
+//	now := time.Now()
+//	id := queue.NewID(now)
+//	msg, err := compose.ParseRaw(raw, compose.Options{Now: now, MessageIDLocal: id,
+//		DefaultFrom: pol.DefaultFrom()})
+//	if err != nil { /* *compose.Error: the input is malformed or invalid */ }
+//	res, err := in.Accept(ctx, pol, intake.Submission{ID: id, Message: msg,
+//		EnvelopeFrom: mailFrom /* "" outside SMTP */, IdempotencyKey: key})
+//	var refused *apppolicy.Refusal
+//	var unavailable *intake.QueueError
+//	switch {
+//	case errors.As(err, &refused):     // 403/413/422; SMTP 550 5.7.1, 552 5.3.4
+//	case errors.Is(err, intake.ErrIdempotencyKey): // the key is not acceptable
+//	case errors.As(err, &unavailable): // 503; SMTP 451 4.3.0: try again later
+//	case err == nil:                   // stored as res.ID (res.Created false: a replay)
+//	}
+//
+// The checks run in a fixed order, cheapest first: every sender address,
+// the recipient count, the recipients, the size, the idempotency key.
+package intake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/mailgate/mailgate/internal/apppolicy"
+	"github.com/mailgate/mailgate/internal/compose"
+	"github.com/mailgate/mailgate/internal/metrics"
+	"github.com/mailgate/mailgate/internal/queue"
+)
+
+// MaxIdempotencyKey is the longest Idempotency-Key accepted (README.md).
+const MaxIdempotencyKey = 255
+
+// DefaultRetryFor bounds how long Accept keeps trying to store a message
+// while Redis is unreachable, before it gives up with a *QueueError.
+const DefaultRetryFor = 10 * time.Second
+
+// ErrIdempotencyKey is returned for a key longer than MaxIdempotencyKey or
+// not on one line.
+var ErrIdempotencyKey = errors.New("idempotency key must be at most 255 characters on one line")
+
+// Enqueuer stores a message; *queue.Queue is one.
+type Enqueuer interface {
+	EnqueueRetrying(ctx context.Context, m queue.Message, within time.Duration) (id string, created bool, err error)
+}
+
+// Options configure an Intake.
+type Options struct {
+	Queue   Enqueuer
+	Metrics *metrics.API // nil: not counted
+	Log     *slog.Logger // nil: not logged
+	// RetryFor is how long to retry storing while Redis is down; zero
+	// means DefaultRetryFor.
+	RetryFor time.Duration
+}
+
+// Intake accepts rendered messages. It is safe for concurrent use.
+type Intake struct {
+	queue    Enqueuer
+	metrics  *metrics.API
+	log      *slog.Logger
+	retryFor time.Duration
+}
+
+// New returns an Intake.
+func New(o Options) *Intake {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.RetryFor <= 0 {
+		o.RetryFor = DefaultRetryFor
+	}
+	return &Intake{queue: o.Queue, metrics: o.Metrics, log: o.Log, retryFor: o.RetryFor}
+}
+
+// RetryFor is how long Accept retries storing before a *QueueError.
+func (in *Intake) RetryFor() time.Duration { return in.retryFor }
+
+// Submission is one rendered message and what the door knows about it.
+type Submission struct {
+	// ID is the queue id, the one given to compose as MessageIDLocal
+	// (queue.NewID). Required.
+	ID      string
+	Message *compose.Message
+	// EnvelopeFrom is the SMTP door's MAIL FROM, a bare address; it must
+	// be within the From policy too, and becomes the envelope sender. ""
+	// means the header From.
+	EnvelopeFrom   string
+	IdempotencyKey string            // "" for none
+	Metadata       map[string]string // stored with the message, shown in its status
+}
+
+// Result is a stored message.
+type Result struct {
+	ID      string // the stored id: the first one's for an idempotent replay
+	Created bool   // false when IdempotencyKey named an earlier message
+}
+
+// QueueError is a message that could not be stored because Redis failed and
+// did not recover within RetryFor: it was most likely not stored, and a
+// retry with the same idempotency key is safe.
+type QueueError struct {
+	ID  string // the id it would have had
+	Err error
+}
+
+func (e *QueueError) Error() string { return fmt.Sprintf("queue message %s: %v", e.ID, e.Err) }
+func (e *QueueError) Unwrap() error { return e.Err }
+
+// Check runs the policy checks of Accept without storing anything: every
+// sender address of the message and the envelope sender, the recipient
+// count, the recipients and the size. The result is nil or a refusal.
+func Check(pol *apppolicy.Policy, msg *compose.Message, envelopeFrom string) *apppolicy.Refusal {
+	for _, s := range msg.Senders {
+		if r := pol.CheckFrom(s.Field, s.Address); r != nil {
+			return r
+		}
+	}
+	if envelopeFrom != "" {
+		if r := pol.CheckFrom("envelope_from", envelopeFrom); r != nil {
+			return r
+		}
+	}
+	if r := pol.CheckRecipientCount(len(msg.Recipients)); r != nil {
+		return r
+	}
+	if r := pol.CheckRecipients(msg.Recipients); r != nil {
+		return r
+	}
+	return pol.CheckSize(int64(len(msg.Bytes)))
+}
+
+// Accept checks s against pol and stores it. The error is a
+// *apppolicy.Refusal, ErrIdempotencyKey or a *QueueError.
+func (in *Intake) Accept(ctx context.Context, pol *apppolicy.Policy, s Submission) (Result, error) {
+	msg := s.Message
+	if r := Check(pol, msg, s.EnvelopeFrom); r != nil {
+		return Result{}, r
+	}
+	if len(s.IdempotencyKey) > MaxIdempotencyKey || strings.ContainsAny(s.IdempotencyKey, "\r\n") {
+		return Result{}, ErrIdempotencyKey
+	}
+	from := msg.From.Address
+	if s.EnvelopeFrom != "" {
+		from = s.EnvelopeFrom
+	}
+	stored, created, err := in.queue.EnqueueRetrying(ctx, queue.Message{
+		ID: s.ID, App: pol.App(), Route: pol.Route(),
+		From: from, HeaderFrom: msg.From.String(),
+		Recipients: msg.Recipients, To: msg.To, Cc: msg.Cc,
+		Subject: msg.Subject, MessageID: msg.MessageID, Body: msg.Bytes,
+		Metadata: s.Metadata, IdempotencyKey: s.IdempotencyKey,
+	}, in.retryFor)
+	if err != nil {
+		in.log.Error("could not queue a message", "app", pol.App(), "id", s.ID, "err", err)
+		in.count(pol.App(), "queue_unavailable", 0)
+		return Result{}, &QueueError{ID: s.ID, Err: err}
+	}
+	if created {
+		in.count(pol.App(), "accepted", len(msg.Bytes))
+		in.log.Info("message queued", "app", pol.App(), "id", stored, "route", pol.Route(),
+			"recipients", len(msg.Recipients), "bytes", len(msg.Bytes))
+	} else {
+		in.count(pol.App(), "idempotent_replay", 0)
+	}
+	return Result{ID: stored, Created: created}, nil
+}
+
+func (in *Intake) count(app, result string, size int) {
+	if in.metrics != nil {
+		in.metrics.Submission(app, result, size)
+	}
+}

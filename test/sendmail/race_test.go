@@ -1,0 +1,5 @@
+//go:build race
+
+package sendmail
+
+const raceEnabled = true
