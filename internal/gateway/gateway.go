@@ -29,6 +29,7 @@ import (
 	"github.com/mailgate/mailgate/api"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/delivery"
+	"github.com/mailgate/mailgate/internal/intake"
 	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/queue"
@@ -179,10 +180,11 @@ func New(o Options) (*Gateway, error) {
 // buildSMTP prepares the SMTP door, with the API's token manager and the
 // queue, and opens its listeners.
 func (g *Gateway) buildSMTP() error {
-	door, err := smtpd.NewInterimDoor(g.cfg, g.queue, 10*time.Second)
+	policies, err := g.cfg.Policies()
 	if err != nil {
 		return err
 	}
+	door := smtpd.NewIntakeDoor(policies, intake.New(intake.Options{Queue: g.queue, Log: g.log.With("door", "smtp")}))
 	g.smtp, err = smtpd.New(smtpd.Options{Config: g.cfg, Door: door, Tokens: g.tokens,
 		Passwords: smtppass.NewVerifier(smtppass.New(g.rdb, g.cfg.Redis.KeyPrefix, g.opts.Now), 0),
 		Metrics:   metrics.NewSMTP(g.registry), Log: g.log.With("door", "smtp"), Now: g.opts.Now, NewID: queue.NewID})

@@ -16,8 +16,11 @@ type Door interface {
 	// CheckSender refuses an envelope sender (MAIL FROM) outside the app's
 	// From policy.
 	CheckSender(app, addr string) error
-	// CheckRecipient refuses a recipient outside the app's recipient policy.
-	CheckRecipient(app, addr string) error
+	// CheckRecipient refuses a recipient outside the app's recipient
+	// policy, or one that would make n recipients, over the app's limit.
+	CheckRecipient(app, addr string, n int) error
+	// CheckSize refuses a message of n bytes, over the app's limit.
+	CheckSize(app string, n int64) error
 	// Accept renders and checks a whole message (its From, Sender and other
 	// header rules, size and recipients) and stores it atomically; it
 	// returns the id the status API knows.
@@ -26,10 +29,9 @@ type Door interface {
 
 // App is what the SMTP conversation needs to know of an app before DATA.
 type App struct {
-	ID            string
-	Disabled      bool
-	MaxRecipients int
-	MaxBytes      int64
+	ID       string
+	Disabled bool
+	MaxBytes int64
 }
 
 // Submission is one message received over SMTP.
@@ -38,6 +40,9 @@ type Submission struct {
 	ID           string // chosen by the door, already named in the Received header
 	EnvelopeFrom string
 	Recipients   []string
-	Raw          []byte // as received, with mailgate's Received header on top
-	Now          time.Time
+	Raw          []byte // as received
+	// Received is mailgate's Received header, to be put on top of the
+	// rendered message (rendering removes the trace fields a client sent).
+	Received []byte
+	Now      time.Time
 }

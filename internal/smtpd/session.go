@@ -32,11 +32,6 @@ func policyRefusal(format string, args ...any) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: fmt.Sprintf(format, args...)}
 }
 
-func tooBig(app App) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
-		Message: fmt.Sprintf("Message too big: app %s may send messages of at most %d bytes", app.ID, app.MaxBytes)}
-}
-
 func queueUnavailable(id string) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
 		Message: "The queue cannot take the message now; it was not stored, try again later (id " + id + ")"}
@@ -183,10 +178,11 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		return e
 	}
 	ss.app = app
-	if opts != nil && opts.Size > app.MaxBytes {
-		e := tooBig(app)
-		ss.refuse(cmd, e, fmt.Sprintf("SIZE=%d", opts.Size))
-		return e
+	if opts != nil && opts.Size > 0 {
+		// RFC 1870: refuse a message announced too big before its body.
+		if err := ss.s.opts.Door.CheckSize(app.ID, opts.Size); err != nil {
+			return ss.doorError(fmt.Sprintf("%s SIZE=%d", cmd, opts.Size), err, "")
+		}
 	}
 	if err := ss.s.opts.Door.CheckSender(app.ID, from); err != nil {
 		return ss.doorError(cmd, err, "")
@@ -197,13 +193,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	cmd := "RCPT TO:<" + to + ">"
-	if len(ss.rcpts) >= ss.app.MaxRecipients {
-		e := &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3},
-			Message: fmt.Sprintf("Too many recipients: app %s may send to at most %d per message", ss.app.ID, ss.app.MaxRecipients)}
-		ss.refuse(cmd, e, "too many recipients")
-		return e
-	}
-	if err := ss.s.opts.Door.CheckRecipient(ss.app.ID, to); err != nil {
+	if err := ss.s.opts.Door.CheckRecipient(ss.app.ID, to, len(ss.rcpts)+1); err != nil {
 		return ss.doorError(cmd, err, "")
 	}
 	ss.rcpts = append(ss.rcpts, to)
@@ -226,10 +216,16 @@ func (ss *session) Data(r io.Reader) error {
 		ss.refuse("DATA", e, "timeout")
 		ss.closeWith(e)
 		return e
-	case errors.Is(err, smtp.ErrDataTooLarge) || n > ss.app.MaxBytes:
-		e := tooBig(ss.app)
-		ss.refuse("DATA", e, "too big")
+	case errors.Is(err, smtp.ErrDataTooLarge):
+		// Over smtp.max_message_bytes; go-smtp stopped reading it.
+		e := &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+			Message: fmt.Sprintf("Message too big: at most %d bytes", ss.s.cfg.MaxMessageBytes)}
+		ss.refuse("DATA", e, "over smtp.max_message_bytes")
 		return e
+	case n > ss.app.MaxBytes:
+		// Reading stopped one byte over the app's limit, which keeps
+		// memory bounded; the rest is read and discarded by go-smtp.
+		return ss.doorError("DATA", ss.s.opts.Door.CheckSize(ss.app.ID, n), "")
 	case err != nil:
 		e := &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 0}, Message: "Connection error during DATA; nothing was stored"}
 		ss.refuse("DATA", e, err.Error())
@@ -241,14 +237,11 @@ func (ss *session) Data(r io.Reader) error {
 		return replySmuggling
 	}
 	id := ss.s.opts.NewID(now)
-	var raw bytes.Buffer
-	raw.Grow(len(data) + 256)
-	raw.Write(received(ss.conn.Hostname(), ss.ip, ss.s.hostname, ss.tls, ss.id != nil, id, ss.rcpts, now))
-	raw.Write(data)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	stored, err := ss.s.opts.Door.Accept(ctx, Submission{App: ss.app.ID, ID: id, EnvelopeFrom: ss.from,
-		Recipients: ss.rcpts, Raw: raw.Bytes(), Now: now})
+		Recipients: ss.rcpts, Raw: data, Now: now,
+		Received: received(ss.conn.Hostname(), ss.ip, ss.s.hostname, ss.tls, ss.id != nil, id, ss.rcpts, now)})
 	if err != nil {
 		return ss.doorError("DATA", err, id)
 	}

@@ -24,7 +24,7 @@ import (
 type fakeDoor struct{ accepted []Submission }
 
 func (d *fakeDoor) App(id string) (App, bool) {
-	return App{ID: id, MaxRecipients: 2, MaxBytes: 1 << 10}, id == "scanner"
+	return App{ID: id, MaxBytes: 1 << 10}, id == "scanner"
 }
 func (d *fakeDoor) CheckSender(app, addr string) error {
 	if !strings.HasSuffix(addr, "@contoso.com") {
@@ -32,7 +32,8 @@ func (d *fakeDoor) CheckSender(app, addr string) error {
 	}
 	return nil
 }
-func (d *fakeDoor) CheckRecipient(string, string) error { return nil }
+func (d *fakeDoor) CheckRecipient(string, string, int) error { return nil }
+func (d *fakeDoor) CheckSize(string, int64) error            { return nil }
 func (d *fakeDoor) Accept(_ context.Context, s Submission) (string, error) {
 	d.accepted = append(d.accepted, s)
 	return s.ID, nil
