@@ -522,6 +522,12 @@ func (p *cutProxy) serve() {
 			continue
 		}
 		p.mu.Lock()
+		if p.down { // cut while dialling
+			p.mu.Unlock()
+			c.Close()
+			u.Close()
+			continue
+		}
 		p.conns[c], p.conns[u] = struct{}{}, struct{}{}
 		p.mu.Unlock()
 		go func() { _, _ = io.Copy(u, c); u.Close() }()
