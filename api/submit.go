@@ -14,6 +14,7 @@ import (
 	"github.com/mailgate/mailgate/internal/apppolicy"
 	"github.com/mailgate/mailgate/internal/compose"
 	"github.com/mailgate/mailgate/internal/intake"
+	"github.com/mailgate/mailgate/internal/keys"
 	"github.com/mailgate/mailgate/internal/queue"
 )
 
@@ -172,7 +173,10 @@ func (s *Server) rateLimit(c *echo.Context, app *appPolicy) error {
 	if s.limiter == nil || app.perMinute <= 0 {
 		return nil
 	}
-	res, err := s.limiter.Allow(c.Request().Context(), "api:"+app.id, redis_rate.PerMinute(app.perMinute))
+	// Under the installation's key prefix: two installations sharing one
+	// Redis must not share their apps' limits.
+	key := keys.New(s.cfg.Redis.KeyPrefix).APIRate(app.id)
+	res, err := s.limiter.Allow(c.Request().Context(), key, redis_rate.PerMinute(app.perMinute))
 	if err != nil {
 		s.log.Error("rate limiter unavailable", "err", err)
 		return errQueueUnavailable()

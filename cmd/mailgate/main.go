@@ -22,6 +22,7 @@ import (
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/devmode"
 	"github.com/mailgate/mailgate/internal/gateway"
+	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/routecheck"
 	"github.com/mailgate/mailgate/internal/token"
 )
@@ -339,7 +340,23 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if ok := routecheck.Run(ctx, cfg, r, *sendTo, stdout); !ok {
+	// The check's connection takes a slot from the limiter the workers
+	// share, so it waits for a worker rather than being refused 432 4.3.2.
+	var opts routecheck.Options
+	rdb, err := gateway.NewRedisClient(cfg.Redis)
+	if err == nil {
+		defer rdb.Close()
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = rdb.Ping(pctx).Err()
+		cancel()
+	}
+	if err != nil {
+		fmt.Fprintf(stdout, "  ! Redis unreachable (%v): the check's connection is not counted against the mailbox's "+
+			"connection limit; with mailgate delivering on this route, Exchange may refuse it with 432 4.3.2\n", err)
+	} else {
+		opts.Limiter = limits.New(rdb, cfg.Redis.KeyPrefix, nil)
+	}
+	if ok := routecheck.Run(ctx, cfg, r, *sendTo, stdout, opts); !ok {
 		return 1
 	}
 	return 0

@@ -201,7 +201,7 @@ func (g *Gateway) buildWorkers() error {
 		}
 		dialer, err := delivery.NewDialer(route, delivery.DialerOptions{HelloName: d.HelloName,
 			ConnectTimeout: d.ConnectTimeout, CommandTimeout: d.CommandTimeout, Auth: auth,
-			RetryAuthOnce: route.Auth.Mechanism == config.MechXOAUTH2})
+			RetryAuthOnce: route.Auth.Mechanism == config.MechXOAUTH2, Now: g.opts.Now})
 		if err != nil {
 			return err
 		}

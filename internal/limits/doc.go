@@ -26,7 +26,7 @@
 // Every key of one mailbox of one route shares the hash tag {route:mailbox}
 // (the mailbox lower-cased), so each script touches a single slot and the
 // design stays valid on Redis Cluster, the convention of hibiken/asynq and of
-// package queue. For prefix P:
+// package queue; package keys names them. For prefix P:
 //
 //	P:limits:{R:M}:conns       zset: lease id → lease expiry (ms)
 //	P:limits:{R:M}:log         zset: "<recipients>:<id>" → admission time (ms)

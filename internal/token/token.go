@@ -22,6 +22,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mailgate/mailgate/internal/keys"
 )
 
 // Scopes of a token.
@@ -157,9 +159,9 @@ func IsAuthError(err error) bool {
 // Revocations is the list of revoked token ids, in Redis so every instance
 // refuses a revoked token at once.
 type Revocations struct {
-	rdb    redis.UniversalClient
-	prefix string
-	now    func() time.Time
+	rdb  redis.UniversalClient
+	keys keys.Space
+	now  func() time.Time
 }
 
 // NewRevocations returns the revocation list under prefix.
@@ -167,10 +169,10 @@ func NewRevocations(rdb redis.UniversalClient, prefix string, now func() time.Ti
 	if now == nil {
 		now = time.Now
 	}
-	return &Revocations{rdb: rdb, prefix: prefix, now: now}
+	return &Revocations{rdb: rdb, keys: keys.New(prefix), now: now}
 }
 
-func (r *Revocations) key(jti string) string { return r.prefix + ":revoked:" + jti }
+func (r *Revocations) key(jti string) string { return r.keys.Revoked(jti) }
 
 // Revoke adds jti to the list. The entry lives until the token would have
 // expired anyway (forever for a token without expiry).
