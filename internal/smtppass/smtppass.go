@@ -33,6 +33,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/argon2"
+
+	"github.com/mailgate/mailgate/internal/keys"
 )
 
 // Prefix starts every short SMTP password.
@@ -61,9 +63,9 @@ var (
 
 // Store keeps the password records in Redis.
 type Store struct {
-	rdb    redis.UniversalClient
-	prefix string
-	now    func() time.Time
+	rdb  redis.UniversalClient
+	keys keys.Space
+	now  func() time.Time
 }
 
 // New returns the store under key prefix prefix.
@@ -71,10 +73,10 @@ func New(rdb redis.UniversalClient, prefix string, now func() time.Time) *Store 
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{rdb: rdb, prefix: prefix, now: now}
+	return &Store{rdb: rdb, keys: keys.New(prefix), now: now}
 }
 
-func (s *Store) key(id string) string { return s.prefix + ":smtp-password:" + id }
+func (s *Store) key(id string) string { return s.keys.SMTPPassword(id) }
 
 // Issue creates a password for app and returns it; only its hash is stored.
 func (s *Store) Issue(ctx context.Context, app string) (password, id string, err error) {
