@@ -432,6 +432,35 @@ func TestSMTPRefusalsQueueNothing(t *testing.T) {
 	if n := len(e.sim.Messages()); n != 0 {
 		t.Fatalf("%d messages reached Exchange", n)
 	}
+	// The refusals are counted like the HTTP door's.
+	m := string(e.do("GET", "/metrics", "", "", nil, nil).body)
+	for _, want := range []string{
+		`mailgate_smtp_auth_failures_total{reason="tls_required"} 1`,
+		`mailgate_smtp_auth_failures_total{reason="token_revoked"} 1`,
+		`mailgate_smtp_auth_failures_total{reason="password_unknown_or_revoked"} 2`,
+		`mailgate_smtp_messages_total{app="",code="530"} 2`,
+		`mailgate_smtp_messages_total{app="monitoring",code="550"} 4`,
+		`mailgate_smtp_messages_total{app="monitoring",code="552"} 2`,
+		`mailgate_smtp_messages_total{app="scanner",code="554"} 1`,
+		`mailgate_smtp_connections_total{result="served"}`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", grepLines(m, "mailgate_smtp_"))
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // Redis becoming unreachable during DATA: the client hears 451 and nothing
