@@ -21,6 +21,7 @@ import (
 	"github.com/mailgate/mailgate/internal/gateway"
 	"github.com/mailgate/mailgate/internal/smtppass"
 	"github.com/mailgate/mailgate/internal/token"
+	"github.com/mailgate/mailgate/test/postfixtest"
 	"github.com/mailgate/mailgate/test/testbin"
 	"github.com/mailgate/mailgate/test/testpki"
 	"github.com/mailgate/mailgate/test/testwait"
@@ -722,3 +723,44 @@ func (c *smtpClient) startTLS() {
 func plain(password string) string {
 	return base64.StdEncoding.EncodeToString([]byte("\x00user\x00" + password))
 }
+
+// The README's Postfix recipe: a Postfix relay (relayhost with SASL and
+// mandatory TLS) forwards to mailgate with a short SMTP password; the
+// message reaches Exchange unchanged, and Postfix's log names the id that
+// mailgate's status API knows.
+func TestSMTPPostfixRelay(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withSMTP(t, nil))
+	e.start(gateway.RoleAll)
+	pw := e.issuePassword("monitoring")
+	pf := postfixtest.Start(t, postfixtest.Options{RelayHost: e.smtpAddr, Main: map[string]string{
+		"smtp_sasl_auth_enable":      "yes",
+		"smtp_sasl_password_maps":    "static:relay:" + pw,
+		"smtp_sasl_security_options": "noanonymous",
+		"smtp_tls_security_level":    "encrypt",
+	}})
+	msg := message("Alerts <alerts@alerts.contoso.com>", "ops@contoso.com", "via-postfix")
+	c := dialSMTP(t, pf.Addr(), listedIP)
+	c.send("EHLO app.lan", 250)
+	c.send("MAIL FROM:<alerts@alerts.contoso.com>", 250)
+	c.send("RCPT TO:<ops@contoso.com>", 250)
+	c.send("DATA", 354)
+	if code, reply := c.data(msg); code != 250 {
+		t.Fatalf("Postfix refused the message: %d %s", code, reply)
+	}
+	c.send("QUIT", 221)
+	var id string
+	testwait.Until(t, 30*time.Second, func() bool {
+		m := queuedAs.FindStringSubmatch(pf.Log())
+		if m != nil {
+			id = m[1]
+		}
+		return m != nil
+	}, "Postfix to relay the message to mailgate; mail log:\n%s", logString{pf.Log})
+	e.wantDelivered(e.token("monitoring"), id, "via-postfix", msg, "ESMTPSA")
+}
+
+// logString prints a log when a wait fails (read then, not now).
+type logString struct{ read func() string }
+
+func (l logString) String() string { return l.read() }
