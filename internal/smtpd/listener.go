@@ -17,12 +17,18 @@ import (
 // reaches go-smtp and costs no session; everyone else is served as usual.
 type limitListener struct {
 	net.Listener
+	*counts
+	tls      bool // an implicit-TLS listener (for the log line)
+	log      *slog.Logger
+	metrics  *metrics.SMTP
+	now      func() time.Time
+	hostname string
+}
+
+// counts are the open connections of all of a server's listeners: the
+// limits are the server's, whichever port a client uses.
+type counts struct {
 	total, perIP int
-	tls          bool // an implicit-TLS listener (for the log line)
-	log          *slog.Logger
-	metrics      *metrics.SMTP
-	now          func() time.Time
-	hostname     string
 
 	mu    sync.Mutex
 	open  int

@@ -76,6 +76,7 @@ type Server struct {
 
 	servers   []*smtp.Server
 	listeners []*limitListener
+	counts    *counts // shared by the listeners
 	mu        sync.Mutex
 	busy      atomic.Int64 // sessions inside a transaction
 }
@@ -143,9 +144,12 @@ func (s *Server) listen(addr string, implicitTLS bool) error {
 	if err != nil {
 		return fmt.Errorf("SMTP: listen on %s: %w", addr, err)
 	}
-	s.listeners = append(s.listeners, &limitListener{Listener: ln, total: s.cfg.MaxConnections,
-		perIP: s.cfg.MaxConnectionsPerIP, tls: implicitTLS, log: s.opts.Log, metrics: s.opts.Metrics,
-		now: s.opts.Now, hostname: s.hostname, byIP: map[netip.Addr]int{}, conns: map[*trackedConn]struct{}{}})
+	if s.counts == nil {
+		s.counts = &counts{total: s.cfg.MaxConnections, perIP: s.cfg.MaxConnectionsPerIP,
+			byIP: map[netip.Addr]int{}, conns: map[*trackedConn]struct{}{}}
+	}
+	s.listeners = append(s.listeners, &limitListener{Listener: ln, counts: s.counts, tls: implicitTLS,
+		log: s.opts.Log, metrics: s.opts.Metrics, now: s.opts.Now, hostname: s.hostname})
 	return nil
 }
 
