@@ -81,7 +81,7 @@ func (l *limitListener) refuse(c net.Conn, ip netip.Addr, why string) {
 		msg = "421 4.7.0 " + l.hostname + " too many connections, try again later\r\n"
 	}
 	if !l.tls {
-		_ = c.SetWriteDeadline(l.now().Add(5 * time.Second))
+		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second)) // a socket deadline: wall clock
 		_, _ = c.Write([]byte(msg))
 	}
 	l.log.Warn("SMTP connection refused", "ip", ip.String(), "reason", strings.TrimPrefix(why, "refused_"),

@@ -134,7 +134,7 @@ func (ss *session) refuse(cmd string, e *smtp.SMTPError, reason string) {
 // byte the client still sends must not be read as a command.
 func (ss *session) closeWith(e *smtp.SMTPError) {
 	nc := ss.conn.Conn()
-	_ = nc.SetWriteDeadline(ss.s.opts.Now().Add(5 * time.Second))
+	_ = nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_, _ = fmt.Fprintf(nc, "%d %d.%d.%d %s %s\r\n", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], ss.s.hostname, e.Message)
 	_ = nc.Close()
 }
@@ -142,6 +142,14 @@ func (ss *session) closeWith(e *smtp.SMTPError) {
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.resetTx()
 	ss.setBusy(true)
+	err := ss.mail(from, opts)
+	if err != nil {
+		ss.resetTx() // no transaction began
+	}
+	return err
+}
+
+func (ss *session) mail(from string, opts *smtp.MailOptions) error {
 	cmd := "MAIL FROM:<" + from + ">"
 	var appID string
 	if ss.id != nil {
@@ -205,7 +213,7 @@ func (ss *session) Data(r io.Reader) error {
 	// The deadline covers the whole message: go-smtp's read timeout is per
 	// command line, and a client that stalls mid-DATA must not hold its
 	// slot longer than smtp.data_timeout.
-	_ = ss.conn.Conn().SetReadDeadline(now.Add(ss.s.cfg.DataTimeout))
+	_ = ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.s.cfg.DataTimeout))
 	var buf bytes.Buffer
 	n, err := io.Copy(&buf, io.LimitReader(r, ss.app.MaxBytes+1))
 	var ne net.Error
