@@ -377,7 +377,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	if g.smtp != nil {
 		if err := g.smtp.Shutdown(deadline); err != nil {
-			g.log.Warn("SMTP connections did not end in time and were closed", "err", err)
+			g.log.Warn("SMTP transactions did not end in time and were cut", "err", err)
 		}
 	}
 	stopWorkers()

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailgate/mailgate/internal/metrics"
@@ -134,6 +135,7 @@ type record struct {
 	ip          netip.Addr
 	start       time.Time
 	implicitTLS bool
+	busy        atomic.Bool // inside a transaction (MAIL to the end of DATA)
 
 	mu        sync.Mutex
 	helo      string

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -47,7 +46,6 @@ type session struct {
 
 	id        *identity
 	authFails int
-	busy      atomic.Bool // inside a transaction, counted in Server.busy
 
 	// The transaction under way.
 	app   App
@@ -277,15 +275,9 @@ func (ss *session) resetTx() {
 	ss.setBusy(false)
 }
 
-func (ss *session) setBusy(b bool) {
-	if ss.busy.CompareAndSwap(!b, b) {
-		if b {
-			ss.s.busy.Add(1)
-		} else {
-			ss.s.busy.Add(-1)
-		}
-	}
-}
+// setBusy marks the connection as inside a transaction or not; a shutdown
+// closes the connections that are not.
+func (ss *session) setBusy(b bool) { ss.rec.busy.Store(b) }
 
 func (ss *session) Reset() { ss.resetTx() }
 

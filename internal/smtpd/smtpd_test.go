@@ -153,3 +153,56 @@ func TestConnectionLogLineQueued(t *testing.T) {
 }
 
 var _ smtp.Session = (*session)(nil)
+
+// A stop lets a transaction under way finish (its client gets its 250),
+// and does not wait for idle connections, which it closes.
+func TestShutdownFinishesTransactions(t *testing.T) {
+	t.Parallel()
+	s, _ := startServer(t)
+	dial := func() *textproto.Conn {
+		conn, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+		tp := textproto.NewConn(conn)
+		if _, _, err := tp.ReadResponse(220); err != nil {
+			t.Fatal(err)
+		}
+		return tp
+	}
+	cmd := func(tp *textproto.Conn, line string, code int) string {
+		t.Helper()
+		if err := tp.PrintfLine("%s", line); err != nil {
+			t.Fatal(err)
+		}
+		_, msg, err := tp.ReadResponse(code)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		return msg
+	}
+	idle, busy := dial(), dial()
+	cmd(idle, "EHLO idle.lan", 250)
+	cmd(busy, "EHLO busy.lan", 250)
+	cmd(busy, "MAIL FROM:<scan@contoso.com>", 250)
+	cmd(busy, "RCPT TO:<a@contoso.com>", 250)
+	cmd(busy, "DATA", 354)
+
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		stopped <- s.Shutdown(ctx)
+	}()
+	if _, err := idle.ReadLine(); err == nil {
+		t.Fatal("the idle connection was not closed")
+	}
+	if msg := cmd(busy, "Subject: x\r\n\r\nhi\r\n.", 250); !strings.HasPrefix(msg, "2.0.0 OK queued as ") {
+		t.Fatalf("the transaction under way: %s", msg)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
