@@ -347,6 +347,23 @@ func TestSMTPRefusalsQueueNothing(t *testing.T) {
 			c.want(base64.StdEncoding.EncodeToString([]byte("device")), 334, "")
 			c.want(base64.StdEncoding.EncodeToString([]byte(revokedPw)), 535, "5.7.8")
 		}},
+		{"a password revoked while its connection is open", func(t *testing.T) {
+			pw := e.issuePassword("monitoring")
+			c := dialSMTP(t, e.smtpAddr, unlistedIP)
+			c.send("EHLO client.lan", 250)
+			c.startTLS()
+			c.send("AUTH PLAIN "+plain(pw), 235)
+			if _, err := smtppass.New(e.redis.Client(), "mailgate", nil).Revoke(ctx, pw); err != nil {
+				t.Fatal(err)
+			}
+			c.want("MAIL FROM:<alerts@alerts.contoso.com>", 535, "5.7.8")
+		}},
+		{"the token of a disabled app", func(t *testing.T) {
+			c := dialSMTP(t, e.smtpAddr, unlistedIP)
+			c.send("EHLO client.lan", 250)
+			c.startTLS()
+			c.want("AUTH PLAIN "+plain(e.token("retired")), 535, "5.7.8")
+		}},
 		{"MAIL FROM outside the policy", func(t *testing.T) {
 			c := authed(t)
 			c.want("MAIL FROM:<ceo@contoso.com>", 550, "5.7.1")
@@ -439,7 +456,9 @@ func TestSMTPRefusalsQueueNothing(t *testing.T) {
 		`mailgate_smtp_auth_failures_total{reason="tls_required"} 1`,
 		`mailgate_smtp_auth_failures_total{reason="token_revoked"} 1`,
 		`mailgate_smtp_auth_failures_total{reason="password_unknown_or_revoked"} 2`,
+		`mailgate_smtp_auth_failures_total{reason="app_disabled"} 1`,
 		`mailgate_smtp_messages_total{app="",code="530"} 2`,
+		`mailgate_smtp_messages_total{app="",code="535"} 1`,
 		`mailgate_smtp_messages_total{app="monitoring",code="550"} 4`,
 		`mailgate_smtp_messages_total{app="monitoring",code="552"} 2`,
 		`mailgate_smtp_messages_total{app="scanner",code="554"} 1`,
