@@ -17,12 +17,14 @@
 // enqueue and names the id the status API knows (RFC 5321 section 4.1.1.4
 // lets the reply text say anything; "queued as" is what Postfix says).
 //
-// Bytes are kept as received, with a Received header on top (RFC 5321
-// section 4.4). go-smtp ends DATA only at CRLF.CRLF, so a bare LF or CR
+// Bytes are kept as received, rendered by the rules of the raw API (Bcc and
+// the trace fields a client sent removed, Message-ID and Date added when
+// missing), with mailgate's Received header on top (RFC 5321 section 4.4).
+// go-smtp ends DATA only at CRLF.CRLF, so a bare LF or CR
 // never ends a message here; but mailgate stores messages with CRLF line
 // ends and a downstream server could then read a bare-LF-dot line as the
 // end of the message (SMTP smuggling, CVE-2023-51766). A message holding a
-// lone dot next to a bare LF or CR is therefore refused (see smuggling.go).
+// lone dot next to a bare LF or CR is therefore refused (message.go).
 //
 // Every connection is logged once, when it ends, with the client's
 // address, its authentication, TLS, the ids queued and each refusal with
