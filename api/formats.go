@@ -32,6 +32,10 @@ type jsonSubmission struct {
 	Headers     map[string]string `json:"headers"`
 	Attachments []jsonAttachment  `json:"attachments"`
 	Metadata    map[string]string `json:"metadata"`
+	// Template and Data render subject, text and html (templating.go).
+	Template string          `json:"template"`
+	Data     json.RawMessage `json:"data"`
+	SendAt   string          `json:"send_at"`
 }
 
 type jsonAttachment struct {
@@ -48,6 +52,9 @@ type addrList []string
 func (a *addrList) UnmarshalJSON(b []byte) error {
 	var one string
 	if err := json.Unmarshal(b, &one); err == nil {
+		if err := checkListLength("to, cc or bcc", one); err != nil {
+			return err
+		}
 		*a = splitAddresses(one)
 		return nil
 	}
@@ -92,8 +99,15 @@ func parseJSON(body io.Reader, size int64) (*submission, error) {
 	if !utf8.Valid(raw) {
 		return nil, errInvalidBody("the body is not valid UTF-8")
 	}
+	if err := checkJSONShape(raw); err != nil {
+		return nil, err
+	}
 	var js jsonSubmission
 	if err := json.Unmarshal(raw, &js); err != nil {
+		var p *Problem
+		if errors.As(err, &p) {
+			return nil, p
+		}
 		return nil, errInvalidBody("malformed JSON: " + jsonError(err))
 	}
 	dec := json.NewDecoder(bytes.NewReader(jsonSkeleton(raw)))
@@ -104,7 +118,7 @@ func parseJSON(body io.Reader, size int64) (*submission, error) {
 	sub := &submission{in: compose.Input{
 		From: js.From, To: js.To, Cc: js.Cc, Bcc: js.Bcc, ReplyTo: js.ReplyTo,
 		Subject: js.Subject, Text: js.Text, HTML: js.HTML, Headers: js.Headers,
-	}, metadata: js.Metadata}
+	}, metadata: js.Metadata, template: js.Template, data: js.Data, sendAt: js.SendAt}
 	for i, a := range js.Attachments {
 		if a.Content.err != nil {
 			return nil, errInvalidBody("attachment content must be standard base64",
@@ -170,11 +184,11 @@ func formFields(values map[string][]string) (*submission, error) {
 		case name == "from":
 			sub.in.From, err = one()
 		case name == "to":
-			sub.in.To = appendAddrs(sub.in.To, vs)
+			sub.in.To, err = appendAddrs(sub.in.To, name, vs)
 		case name == "cc":
-			sub.in.Cc = appendAddrs(sub.in.Cc, vs)
+			sub.in.Cc, err = appendAddrs(sub.in.Cc, name, vs)
 		case name == "bcc":
-			sub.in.Bcc = appendAddrs(sub.in.Bcc, vs)
+			sub.in.Bcc, err = appendAddrs(sub.in.Bcc, name, vs)
 		case name == "reply_to":
 			sub.in.ReplyTo, err = one()
 		case name == "subject":
@@ -183,6 +197,8 @@ func formFields(values map[string][]string) (*submission, error) {
 			sub.in.Text, err = one()
 		case name == "html":
 			sub.in.HTML, err = one()
+		case name == "send_at":
+			sub.sendAt, err = one()
 		case name == "header":
 			// header=X-Ticket: 4711 (repeatable)
 			for _, h := range vs {
@@ -225,16 +241,22 @@ func formFields(values map[string][]string) (*submission, error) {
 	return sub, nil
 }
 
-func appendAddrs(dst, vs []string) []string {
+func appendAddrs(dst []string, field string, vs []string) ([]string, error) {
 	for _, v := range vs {
+		if err := checkListLength(field, v); err != nil {
+			return nil, err
+		}
 		dst = append(dst, splitAddresses(v)...)
 	}
-	return dst
+	return dst, nil
 }
 
 func parseURLEncoded(body io.Reader, size int64) (*submission, error) {
 	raw, err := readSized(body, size)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkFieldCount("form", string(raw)); err != nil {
 		return nil, err
 	}
 	values, err := url.ParseQuery(string(raw))
@@ -260,10 +282,13 @@ func parseMultipart(body io.Reader, size int64, boundary string) (*submission, e
 	mr := multipart.NewReader(cr, boundary)
 	values := map[string][]string{}
 	var files []compose.Attachment
-	for {
+	for parts := 0; ; parts++ {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		if parts == maxFormParts {
+			return nil, errValidation(fmt.Sprintf("the form has more than %d parts", maxFormParts))
 		}
 		if err != nil {
 			var mbe *http.MaxBytesError
@@ -350,7 +375,7 @@ func parsePlain(c *echo.Context, body io.Reader, size int64, charset string) (*s
 	if err != nil {
 		return nil, err
 	}
-	allowed := map[string]bool{"to": true, "cc": true, "bcc": true, "from": true, "subject": true, "reply_to": true}
+	allowed := map[string]bool{"to": true, "cc": true, "bcc": true, "from": true, "subject": true, "reply_to": true, "send_at": true}
 	for k := range q {
 		if !allowed[k] {
 			return nil, errInvalidBody("unknown query parameter "+k, FieldError{Field: k, Message: "not a parameter of the text/plain one-liner"})
@@ -374,6 +399,9 @@ func parsePlain(c *echo.Context, body io.Reader, size int64, charset string) (*s
 // query parses the query string, refusing one that does not parse (or has
 // more parameters than net/url accepts) rather than reading it as empty.
 func query(c *echo.Context) (url.Values, error) {
+	if err := checkFieldCount("query string", c.Request().URL.RawQuery); err != nil {
+		return nil, err
+	}
 	q, err := url.ParseQuery(c.Request().URL.RawQuery)
 	if err != nil {
 		return nil, errInvalidBody("malformed query string: " + err.Error())

@@ -21,6 +21,7 @@ import (
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/devmode"
+	"github.com/mailgate/mailgate/internal/eviction"
 	"github.com/mailgate/mailgate/internal/gateway"
 	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/routecheck"
@@ -35,8 +36,8 @@ const usage = `mailgate — an HTTP-to-SMTP submission gateway for Microsoft 365
 Usage:
   mailgate serve --config FILE [--role all|api|worker]
   mailgate dev [--listen ADDR] [--dir DIR]
-  mailgate token issue --config FILE --app ID [--ttl 720h]
-  mailgate token issue --config FILE --admin NAME [--ttl 720h]
+  mailgate token issue --config FILE --app ID [--ttl 8760h] (0: never expires)
+  mailgate token issue --config FILE --admin NAME [--ttl 8760h]
   mailgate token revoke --config FILE TOKEN_OR_ID
   mailgate smtp-password issue --config FILE --app ID
   mailgate smtp-password revoke --config FILE PASSWORD_OR_ID
@@ -45,6 +46,7 @@ Usage:
   mailgate queue failed|requeue|delete --config FILE --route NAME [ID | --all] [--json]
   mailgate sendmail [sendmail options] [recipients] < message   (also as /usr/sbin/sendmail)
   mailgate sendmail --flush [--config FILE]
+  mailgate healthcheck [--url http://127.0.0.1:8080/readyz]
   mailgate version
 
 MAILGATE_CONFIG may stand in for --config.
@@ -85,6 +87,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return cmdCheck(rest, stdout, stderr, getenv)
 	case "sendmail":
 		return cmdSendmail(rest, os.Stdin, stdout, stderr, getenv)
+	case "healthcheck":
+		err = cmdHealthcheck(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -204,7 +208,7 @@ func cmdToken(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	cfgFlag := fs.String("config", "", "configuration file")
 	app := fs.String("app", "", "the app the token is for")
 	admin := fs.String("admin", "", "issue an operator token with this name instead of an app token")
-	ttl := fs.Duration("ttl", 0, "lifetime, e.g. 720h; 0 means no expiry")
+	ttl := fs.Duration("ttl", defaultTokenTTL, "lifetime, e.g. 720h; 0 means no expiry")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -213,7 +217,7 @@ func cmdToken(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		return err
 	}
 	if args[0] == "issue" {
-		return tokenIssue(cfg, *app, *admin, *ttl, stdout)
+		return tokenIssue(cfg, *app, *admin, *ttl, stdout, stderr)
 	}
 	if fs.NArg() != 1 {
 		return usageError{"token revoke takes one TOKEN_OR_ID"}
@@ -221,7 +225,14 @@ func cmdToken(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	return tokenRevoke(cfg, fs.Arg(0), stdout)
 }
 
-func tokenIssue(cfg *config.Config, app, admin string, ttl time.Duration, stdout io.Writer) error {
+// defaultTokenTTL is a year: a token that leaks from an app's
+// configuration stops working on its own some day, yet apps need a new one
+// rarely enough that nobody is tempted to ask for tokens that never expire.
+const defaultTokenTTL = 8760 * time.Hour
+
+// tokenIssue prints the token alone on stdout, so that
+// `TOKEN=$(mailgate token issue …)` works; what it is worth goes to stderr.
+func tokenIssue(cfg *config.Config, app, admin string, ttl time.Duration, stdout, stderr io.Writer) error {
 	subject, scope := app, token.ScopeApp
 	switch {
 	case app != "" && admin != "":
@@ -233,20 +244,32 @@ func tokenIssue(cfg *config.Config, app, admin string, ttl time.Duration, stdout
 	case cfg.App(app) == nil:
 		return fmt.Errorf("no app %q in the configuration", app)
 	}
-	m, err := token.New([]byte(cfg.Auth.SigningKey), cfg.Auth.Issuer, nil, nil)
+	if ttl < 0 {
+		return usageError{"--ttl must not be negative (0 means no expiry)"}
+	}
+	m, err := gateway.Tokens(cfg, nil, nil)
 	if err != nil {
 		return err
 	}
-	raw, _, err := m.Issue(subject, scope, ttl)
+	raw, c, err := m.Issue(subject, scope, ttl)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, raw)
+	if c.ExpiresAt == nil {
+		fmt.Fprintf(stderr, "issued %s token %s for %s, audience %q; it does NOT expire (--ttl 0): revoke it when it is no longer needed\n", scope, c.ID, subject, m.Audience())
+	} else {
+		fmt.Fprintf(stderr, "issued %s token %s for %s, audience %q; it expires %s\n", scope, c.ID, subject, m.Audience(), c.ExpiresAt.UTC().Format(time.RFC3339))
+	}
 	return nil
 }
 
 func tokenRevoke(cfg *config.Config, tokenOrID string, stdout io.Writer) error {
-	m, err := token.New([]byte(cfg.Auth.SigningKey), cfg.Auth.Issuer, nil, nil)
+	// Revoking is always safe, so a token issued before audiences existed
+	// can be revoked whatever auth.accept_tokens_without_audience says.
+	revokeCfg := *cfg
+	revokeCfg.Auth.AcceptTokensWithoutAudience = true
+	m, err := gateway.Tokens(&revokeCfg, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -299,18 +322,15 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer, getenv func(string)
 		fmt.Fprintf(stderr, "mailgate: %v\n", err)
 		return 2
 	}
-	problems := config.Check(path, getenv)
+	problems, warnings := config.CheckWarnings(path, getenv)
 	if len(problems) > 0 {
 		for _, p := range problems {
 			fmt.Fprintln(stderr, p.String())
 		}
 		return 1
 	}
-	// Warnings are allowed settings that weaken security: named, not refused.
-	if cfg, err := config.Load(path, getenv); err == nil {
-		for _, w := range cfg.Warnings() {
-			fmt.Fprintln(stderr, "warning: "+w.String())
-		}
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "warning: "+w.String())
 	}
 	fmt.Fprintln(stdout, "ok")
 	return 0
@@ -340,6 +360,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	redisOK := checkRedisEviction(ctx, cfg, stdout)
 	// The check's connection takes a slot from the limiter the workers
 	// share, so it waits for a worker rather than being refused 432 4.3.2.
 	var opts routecheck.Options
@@ -356,10 +377,36 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	} else {
 		opts.Limiter = limits.New(rdb, cfg.Redis.KeyPrefix, nil)
 	}
-	if ok := routecheck.Run(ctx, cfg, r, *sendTo, stdout, opts); !ok {
+	if ok := routecheck.Run(ctx, cfg, r, *sendTo, stdout, opts); !ok || !redisOK {
 		return 1
 	}
 	return 0
+}
+
+// checkRedisEviction reports Redis's maxmemory-policy as `serve` judges it
+// at startup; false means serve would refuse to start.
+func checkRedisEviction(ctx context.Context, cfg *config.Config, out io.Writer) bool {
+	rdb, err := gateway.NewRedisClient(cfg.Redis)
+	if err != nil {
+		fmt.Fprintf(out, "  ✗ redis    %v\n", err)
+		return false
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res := eviction.Read(ctx, rdb)
+	switch {
+	case res.Safe():
+		fmt.Fprintf(out, "  ✓ redis    maxmemory-policy noeviction (%s)\n", res.Source)
+	case !res.Known():
+		fmt.Fprintf(out, "  ! redis    WARNING: %v; make sure maxmemory-policy is noeviction\n", res.Err)
+	case cfg.Redis.AllowEviction:
+		fmt.Fprintf(out, "  ! redis    WARNING (risk accepted by redis.allow_eviction): %s\n", res.Problem())
+	default:
+		fmt.Fprintf(out, "  ✗ redis    %s\n", res.Problem())
+		return false
+	}
+	return true
 }
 
 func versionString() string {

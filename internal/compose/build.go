@@ -16,6 +16,8 @@ import (
 	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
+
+	"github.com/mailgate/mailgate/internal/addrpolicy"
 )
 
 // Attachment is one file of a structured submission.
@@ -148,7 +150,7 @@ func build(in Input, opt Options) (*Message, error) {
 	if len(recipients) == 0 {
 		return nil, invalid("to", "at least one recipient (to, cc or bcc) is required")
 	}
-	subject := squeezeSpace(in.Subject)
+	subject := addrpolicy.SqueezeSpace(in.Subject)
 	if msg := checkHeaderValue("Subject", subject); msg != "" {
 		return nil, invalid("subject", "%s", msg)
 	}
@@ -196,7 +198,7 @@ func build(in Input, opt Options) (*Message, error) {
 	m.SetDateWithValue(now)
 	m.SetMessageIDWithValue(msgID)
 	for _, name := range headerNames {
-		m.SetGenHeader(gomail.Header(name), squeezeSpace(in.Headers[name]))
+		m.SetGenHeader(gomail.Header(name), addrpolicy.SqueezeSpace(in.Headers[name]))
 	}
 
 	switch {
@@ -327,6 +329,9 @@ func displayList(l []*mail.Address) []string {
 // checkHeaders checks the extra headers and returns their names sorted, so
 // that errors and output do not depend on map order.
 func checkHeaders(h map[string]string) ([]string, *Error) {
+	if len(h) > MaxCustomHeaders {
+		return nil, invalid("headers", "has %d headers; at most %d extra headers are allowed", len(h), MaxCustomHeaders)
+	}
 	names := make([]string, 0, len(h))
 	for name := range h {
 		names = append(names, name)
@@ -354,6 +359,9 @@ func checkHeaders(h map[string]string) ([]string, *Error) {
 }
 
 func checkAttachments(list []Attachment) ([]attachment, *Error) {
+	if len(list) > MaxAttachments {
+		return nil, invalid("attachments", "has %d attachments; at most %d are allowed", len(list), MaxAttachments)
+	}
 	out := make([]attachment, 0, len(list))
 	cids := make(map[string]int)
 	for i, a := range list {

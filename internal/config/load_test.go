@@ -47,7 +47,7 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		Listen:    ":8080",
 		Redis:     Redis{URL: "redis://127.0.0.1:6379/0", KeyPrefix: "mailgate"},
-		Auth:      Auth{SigningKey: "0123456789abcdef0123456789abcdef", Issuer: "mailgate"},
+		Auth:      Auth{SigningKey: "0123456789abcdef0123456789abcdef", Issuer: "mailgate", Audience: "mailgate/mailgate"},
 		Retention: 168 * time.Hour,
 		Delivery: Delivery{
 			MaxAge:            24 * time.Hour,
@@ -59,8 +59,11 @@ func TestDefaults(t *testing.T) {
 			IdleTimeout:       30 * time.Second,
 			PollInterval:      200 * time.Millisecond,
 			ProbeInterval:     time.Minute,
+			MaxScheduleAhead:  72 * time.Hour,
 		},
 		Log: Log{Level: "info", Format: "text"},
+		API: API{MaxInFlightBytes: 256 << 20, MaxInFlightBytesPerApp: 64 << 20,
+			MinBodyRate: 4096, BodyRateGrace: 10 * time.Second},
 		Routes: []Route{{
 			Name: "m365",
 			Type: "smtp-auth",
@@ -85,6 +88,8 @@ func TestDefaults(t *testing.T) {
 			From:            AppFrom{Default: "relay@contoso.com"},
 			Recipients:      AppRecipients{MaxPerMessage: 500},
 			MaxMessageBytes: 26214400,
+			Webhooks: AppWebhooks{GrafanaSignatureHeader: "X-Grafana-Alerting-Signature",
+				AlertmanagerTemplate: "alertmanager", GrafanaTemplate: "grafana"},
 		}},
 		SMTP: SMTP{MaxMessageBytes: 36700160, MaxRecipients: 100, MaxConnections: 1000, MaxConnectionsPerIP: 100,
 			ReadTimeout: 5 * time.Minute, WriteTimeout: time.Minute, DataTimeout: 10 * time.Minute},

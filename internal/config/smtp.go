@@ -180,11 +180,10 @@ func ParseNetwork(s string) (netip.Prefix, error) {
 	return p, nil
 }
 
-// Warnings lists what is allowed but weakens security: `mailgate config
-// check` prints each one and still succeeds. Each app network that may
-// authenticate without TLS is one, because its passwords and tokens cross
-// the network in clear text.
-func (c *Config) Warnings() []Problem {
+// smtpWarnings are the SMTP door's Warnings: each app network that may
+// authenticate without TLS, because its passwords and tokens cross the
+// network in clear text, and networks given while the door is off.
+func (c *Config) smtpWarnings() []Problem {
 	var out []Problem
 	for i := range c.Apps {
 		a := &c.Apps[i]

@@ -2,7 +2,8 @@
 // a route is held and whether one of its mailboxes must wait.
 //
 // A route is held when Exchange Online answered with a configuration error
-// or a block (shared/exchange-online.md: 535 5.7.3, 535 5.7.139, 530 5.7.57,
+// or a block (docs/exchange-online.md, "Replies and what a gateway does
+// with them": 535 5.7.3, 535 5.7.139, 530 5.7.57,
 // 550 5.7.30, 550 5.7.64, 5.2.251–5.2.255, …): every message would fail the
 // same way, and retrying them would only earn the mailbox a block. While a
 // route is held its messages stay queued, untouched; one worker across all
