@@ -62,7 +62,7 @@ func startServer(t *testing.T) (*Server, *syncBuffer) {
 	cfg.SMTP.Listen = "127.0.0.1:0"
 	cfg.SMTP.Hostname = "mailgate.test"
 	cfg.WithDefaults()
-	tokens, err := token.New(token.Options{Key: []byte(strings.Repeat("k", 32)), Issuer: "mailgate"})
+	tokens, err := token.New(token.Options{Key: []byte(strings.Repeat("k", 32)), Issuer: "mailgate", Audience: "mailgate.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
