@@ -244,6 +244,29 @@ s.quit()
 		out := runClient(t, python, "-c", script, host, port, monTok, writeFile(t, "m.eml", msg), clearIP)
 		e.wantDelivered(monTok, queuedID(t, out), "python-clear", msg, "ESMTPA")
 	})
+	e.run(t, "bare LF line ends make one message with CRLF", func(t *testing.T) {
+		c := dialSMTP(t, e.smtpAddr, listedIP)
+		c.send("EHLO scanner.lan", 250)
+		c.send("MAIL FROM:<scanner@alerts.contoso.com>", 250)
+		c.send("RCPT TO:<ops@contoso.com>", 250)
+		c.send("DATA", 354)
+		c.write("From: scanner@alerts.contoso.com\nTo: ops@contoso.com\nSubject: bare-lf\n\nline 1\nMAIL FROM:<ceo@contoso.com>\nline 3\r\n")
+		_, reply := c.data("")
+		id := queuedID(t, "250 "+reply)
+		e.waitStatus(scanTok, id, "sent", 30*time.Second)
+		var found int
+		for _, m := range e.sim.Messages() {
+			if strings.Contains(string(m.Data), "Subject: bare-lf\r\n") {
+				found++
+				if !strings.HasSuffix(string(m.Data), "\r\n\r\nline 1\r\nMAIL FROM:<ceo@contoso.com>\r\nline 3\r\n") {
+					t.Errorf("body: %q", m.Data)
+				}
+			}
+		}
+		if found != 1 {
+			t.Fatalf("%d messages with the subject at Exchange, want 1", found)
+		}
+	})
 	e.run(t, "Bcc removed, Message-ID and Date added", func(t *testing.T) {
 		sent := strings.ReplaceAll("From: Scanner <scanner@alerts.contoso.com>\nTo: ops@contoso.com\nBcc: boss@contoso.com\nSubject: no-ids\n\nscan\n", "\n", "\r\n")
 		c := dialSMTP(t, e.smtpAddr, listedIP)
