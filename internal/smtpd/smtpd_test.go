@@ -1,14 +1,12 @@
 package smtpd
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"net/textproto"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/token"
+	"github.com/mailgate/mailgate/test/syncbuf"
 	"github.com/mailgate/mailgate/test/testwait"
 )
 
@@ -39,24 +38,7 @@ func (d *fakeDoor) Accept(_ context.Context, s Submission) (string, error) {
 	return s.ID, nil
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func startServer(t *testing.T) (*Server, *syncBuffer) {
+func startServer(t *testing.T) (*Server, *syncbuf.Buffer) {
 	t.Helper()
 	cfg := &config.Config{Apps: []config.App{{ID: "scanner", SMTP: config.AppSMTP{Networks: []string{"127.0.0.1/32"}}}}}
 	cfg.SMTP.Listen = "127.0.0.1:0"
@@ -66,7 +48,7 @@ func startServer(t *testing.T) (*Server, *syncBuffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	s, err := New(Options{Config: cfg, Door: &fakeDoor{}, Tokens: tokens, Log: slog.New(slog.NewTextHandler(&logs, nil)),
 		NewID: func(time.Time) string { return "id0001" }})
 	if err != nil {
