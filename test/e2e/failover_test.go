@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -262,13 +263,13 @@ func submitOnce(t *testing.T, base, tok string, seq int) (int, string) {
 // it, and the retry with the same Idempotency-Key creates no second message.
 func TestUnreplicatedSubmissionIs503(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *config.Config) {
+	e := newEnv(t, withSMTP(t, func(c *config.Config) {
 		c.Redis.MinReplicasAcked, c.Redis.ReplicaAckTimeout = 1, 50*time.Millisecond
-	})
+	}))
 	if e.redis == nil {
 		t.Skip("runs on its own single node") // on the cluster every master has a replica
 	}
-	e.start(gateway.RoleAPI) // no workers: the message stays where it was stored
+	e.start(gateway.RoleAPI) // no workers: the messages stay where they were stored
 	tok := e.token("billing")
 	body, _ := json.Marshal(map[string]any{"to": "ops@contoso.com", "subject": "unreplicated", "text": "x"})
 	for range 2 {
@@ -285,5 +286,17 @@ func TestUnreplicatedSubmissionIs503(t *testing.T) {
 	}
 	if n := e.redis.Client().ZCard(t.Context(), "mailgate:{m365}:ready").Val(); n != 1 {
 		t.Fatalf("%d messages queued after two tries with one key, want 1 (stored once, not yet confirmed)", n)
+	}
+
+	// The SMTP door gives no 250 either, and does not claim the message
+	// was not stored.
+	c := dialSMTP(t, e.smtpAddr, listedIP)
+	c.send("EHLO scanner.lan", 250)
+	c.send("MAIL FROM:<scanner@alerts.contoso.com>", 250)
+	c.send("RCPT TO:<ops@contoso.com>", 250)
+	c.send("DATA", 354)
+	code, reply := c.data(message("Scanner <scanner@alerts.contoso.com>", "ops@contoso.com", "unreplicated"))
+	if code != 451 || !strings.HasPrefix(reply, "4.3.0 ") || !strings.Contains(reply, "may be stored but is not yet replicated") {
+		t.Fatalf("SMTP with no replica: %d %s, want 451 4.3.0 saying it may be stored", code, reply)
 	}
 }
