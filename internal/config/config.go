@@ -24,7 +24,10 @@
 // the clock on its own: getenv is passed in (nil means os.Getenv).
 package config
 
-import "time"
+import (
+	"reflect"
+	"time"
+)
 
 // Route types.
 const (
@@ -118,10 +121,9 @@ type RedisSentinel struct {
 	TLS                  RedisTLS `yaml:"tls"`
 }
 
-// IsSet reports whether any sentinel key is set.
-func (s RedisSentinel) IsSet() bool {
-	return s.MasterName != "" || len(s.Addrs) > 0 || s.URL != "" || s.URLFile != ""
-}
+// IsSet reports whether any sentinel key is set (then sentinel is the
+// topology, and a missing key is reported rather than ignored).
+func (s RedisSentinel) IsSet() bool { return !reflect.ValueOf(s).IsZero() }
 
 // RedisCluster configures a Redis Cluster. URL is go-redis's cluster URL
 // form, an alternative to addrs: redis://[user:password@]node1:6379?addr=node2:6379
@@ -136,9 +138,7 @@ type RedisCluster struct {
 }
 
 // IsSet reports whether any cluster key is set.
-func (c RedisCluster) IsSet() bool {
-	return len(c.Addrs) > 0 || c.URL != "" || c.URLFile != ""
-}
+func (c RedisCluster) IsSet() bool { return !reflect.ValueOf(c).IsZero() }
 
 // RedisTLS configures TLS towards Sentinel or Cluster nodes (a single node
 // says rediss:// in its URL instead).

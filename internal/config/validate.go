@@ -635,6 +635,8 @@ func (v *validator) redis(r *Redis) {
 			} else {
 				v.redisURL(k+".url", c.URL)
 			}
+		} else if len(c.Addrs) == 0 {
+			v.add(k+".addrs", "required: host:port of some of the cluster's nodes, such as [\"10.0.0.1:6379\"] (or give url)")
 		} else {
 			v.hostPorts(k+".addrs", c.Addrs)
 		}

@@ -50,6 +50,12 @@ func TestValidate(t *testing.T) {
 		{"redis sentinel url without master name", func(_ *testBundle, c *Config) {
 			c.Redis.URL, c.Redis.Sentinel.URL = "", "redis://:secret@10.0.0.1:26379/0"
 		}, "redis.sentinel.url", []string{"master_name"}},
+		{"redis cluster password alone", func(_ *testBundle, c *Config) {
+			c.Redis.URL, c.Redis.Cluster.Password = "", "pw"
+		}, "redis.cluster.addrs", []string{"required"}},
+		{"redis sentinel password alone", func(_ *testBundle, c *Config) {
+			c.Redis.URL, c.Redis.Sentinel.Password = "", "pw"
+		}, "redis.sentinel.master_name", []string{"required"}},
 		{"redis cluster url scheme", func(_ *testBundle, c *Config) {
 			c.Redis.URL, c.Redis.Cluster.URL = "", "http://10.0.0.1:6379"
 		}, "redis.cluster.url", []string{`got scheme "http"`}},
