@@ -497,26 +497,11 @@ type Depth struct {
 	Bytes                   int64
 }
 
-// Depth counts route's messages by state. It first prunes the failed set
-// of expired ids (PruneFailed), so the failed count is true.
+// Depth counts route's messages by state. Like Backlog, it first prunes the
+// failed set of expired ids (PruneFailed), so the failed count is true.
 func (q *Queue) Depth(ctx context.Context, route string) (Depth, error) {
-	if _, err := q.PruneFailed(ctx, route); err != nil {
-		return Depth{}, fmt.Errorf("depth of %s: %w", route, err)
-	}
-	pipe := q.rdb.Pipeline()
-	rk := q.route(route)
-	r := pipe.ZCard(ctx, rk.Ready())
-	i := pipe.ZCard(ctx, rk.Inflight())
-	f := pipe.ZCard(ctx, rk.Failed())
-	b := pipe.HGet(ctx, rk.Waiting(), waitingBytes)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return Depth{}, fmt.Errorf("depth of %s: %w", route, err)
-	}
-	d := Depth{Ready: r.Val(), InFlight: i.Val(), Failed: f.Val()}
-	if d.Ready+d.InFlight > 0 { // else the counters are stale: the next enqueue clears them
-		d.Bytes, _ = b.Int64()
-	}
-	return d, nil
+	b, err := q.Backlog(ctx, route)
+	return b.Depth, err
 }
 
 // AppWaiting returns how many messages of app wait or are being delivered on
