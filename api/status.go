@@ -111,12 +111,6 @@ type queueShare struct {
 	Full bool `json:"full"`
 }
 
-// full tells whether one more message would be refused by a limit of
-// messages and bytes (package queue: an empty queue takes any message, so
-// a bytes limit is only reached by the bytes already there).
-func full(messages, bytes, maxMessages, maxBytes int64) bool {
-	return messages > 0 && ((maxMessages > 0 && messages >= maxMessages) || (maxBytes > 0 && bytes >= maxBytes))
-}
 
 // listRoutes shows an app its own route, and an admin every route.
 func (s *Server) listRoutes(c *echo.Context) error {
@@ -165,7 +159,7 @@ func (s *Server) listRoutes(c *echo.Context) error {
 		n := d.Ready + d.InFlight
 		v.Queue = queueDepth{Waiting: d.Ready, Sending: d.InFlight, Failed: d.Failed, Bytes: d.Bytes,
 			MaxMessages: r.Queue.MaxMessages, MaxBytes: r.Queue.MaxBytes,
-			Full: full(n, d.Bytes, r.Queue.MaxMessages, r.Queue.MaxBytes)}
+			Full: queue.Full(n, d.Bytes, r.Queue.MaxMessages, r.Queue.MaxBytes)}
 		if !isAdmin(c) && app != nil {
 			m, b, err := s.queue.AppWaiting(ctx, r.Name, app.id)
 			if err != nil {
@@ -173,7 +167,7 @@ func (s *Server) listRoutes(c *echo.Context) error {
 			}
 			l := app.QueueLimits()
 			v.Queue.App = &queueShare{Messages: m, Bytes: b, MaxMessages: l.AppMessages, MaxBytes: l.AppBytes,
-				Full: full(m, b, l.AppMessages, l.AppBytes)}
+				Full: queue.Full(m, b, l.AppMessages, l.AppBytes)}
 		}
 		out = append(out, v)
 	}

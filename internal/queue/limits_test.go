@@ -300,3 +300,22 @@ func TestPruneFailedIsBounded(t *testing.T) {
 		t.Fatalf("second prune = %d, %v; want 7", n, err)
 	}
 }
+
+// Full says what the enqueue script does with the next message.
+func TestFull(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		msgs, bytes, maxMsgs, maxBytes int64
+		want                           bool
+	}{
+		{0, 0, 1, 1, false},       // empty: takes anything
+		{1, 0, 1, 0, true},        // at the message limit
+		{1, 5, 10, 5, true},       // at the bytes limit
+		{1, 4, 10, 5, false},      // room for a message of one byte
+		{5, 1 << 40, 0, 0, false}, // no limits
+	} {
+		if got := queue.Full(tt.msgs, tt.bytes, tt.maxMsgs, tt.maxBytes); got != tt.want {
+			t.Errorf("Full(%d, %d, %d, %d) = %v", tt.msgs, tt.bytes, tt.maxMsgs, tt.maxBytes, got)
+		}
+	}
+}

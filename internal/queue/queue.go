@@ -52,6 +52,14 @@ type Limits struct {
 	AppMessages, AppBytes int64
 }
 
+// Full tells whether a queue holding messages and bytes refuses the next
+// message under a limit of maxMessages and maxBytes (zero: none), as the
+// enqueue script decides: an empty queue takes any message, so a bytes limit
+// is reached only by the bytes already there.
+func Full(messages, bytes, maxMessages, maxBytes int64) bool {
+	return messages > 0 && ((maxMessages > 0 && messages >= maxMessages) || (maxBytes > 0 && bytes >= maxBytes))
+}
+
 // Options configure a Queue.
 type Options struct {
 	// Prefix namespaces every key ("mailgate" by default).

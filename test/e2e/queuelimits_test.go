@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +71,13 @@ func TestRouteQueueFullThenDrains(t *testing.T) {
 	q := e.routeQueue(mon)
 	if q["full"] != true || q["waiting"] != float64(2) || q["max_messages"] != float64(2) {
 		t.Fatalf("routes while full: %v", q)
+	}
+	m := e.metrics()
+	for _, want := range []string{`mailgate_queue_full{route="m365"} 1`, `mailgate_queue_limit{route="m365",unit="messages"} 2`,
+		`mailgate_submissions_total{app="billing",result="queue_full"} 1`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 
 	e.start(gateway.RoleWorker)
