@@ -28,15 +28,7 @@ func (s *Server) getMessage(c *echo.Context) error {
 	}
 	ctx, cancel := withTimeout(c.Request().Context())
 	defer cancel()
-	// The app's route first; then the others, for messages queued before
-	// the app was moved to another route.
-	routes := []string{app.route}
-	for _, r := range s.cfg.Routes {
-		if r.Name != app.route {
-			routes = append(routes, r.Name)
-		}
-	}
-	for _, route := range routes {
+	for _, route := range s.appRoutes(app) {
 		st, err := s.queue.Get(ctx, route, id)
 		if errors.Is(err, queue.ErrNotFound) {
 			continue
@@ -110,7 +102,6 @@ type queueShare struct {
 	// app_queue_full.
 	Full bool `json:"full"`
 }
-
 
 // listRoutes shows an app its own route, and an admin every route.
 func (s *Server) listRoutes(c *echo.Context) error {

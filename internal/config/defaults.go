@@ -86,6 +86,7 @@ func (c *Config) WithDefaults() *Config {
 	setDuration(&d.IdleTimeout, DefaultIdleTimeout)
 	setDuration(&d.PollInterval, DefaultPollInterval)
 	setDuration(&d.ProbeInterval, DefaultProbeInterval)
+	setDuration(&d.MaxScheduleAhead, DefaultMaxScheduleAhead)
 	setDuration(&c.Retention, DefaultRetention)
 
 	setInt64(&c.API.MaxInFlightBytes, DefaultMaxInFlightBytes)
@@ -107,6 +108,7 @@ func (c *Config) WithDefaults() *Config {
 		setInt64(&a.MaxMessageBytes, DefaultMaxMessageBytes)
 		setInt(&a.Recipients.MaxPerMessage, DefaultMaxPerMessage)
 		// RateLimit.PerMinute stays 0: no API-side limit unless asked for.
+		a.webhookDefaults()
 		// An app's share of its route's queue: all of it when it is the
 		// route's only app, half when others share the route, so that one
 		// app that floods it cannot shut the others out.

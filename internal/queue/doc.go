@@ -48,7 +48,8 @@
 // So that Redis cannot grow without bound, a route and each app's share of
 // it have a limit on what waits: messages queued, deferred or being
 // delivered, in count and bytes (Limits). Failed messages do not count:
-// they no longer wait, and the retention bounds them. The enqueue script
+// they no longer wait, and the retention bounds them. Scheduled messages
+// do count: they hold their bytes in Redis until they are sent. The enqueue script
 // checks the limits and stores the message in one step, so concurrent
 // submissions from every instance cannot overshoot; a refused message leaves
 // nothing behind.
@@ -58,8 +59,9 @@
 // bytes, cannot be read off a zset, so they are counters in the route's
 // waiting hash (the app's too, so the script stays in the route's slot).
 // A counter is only ever changed by the script that moves a message in or
-// out of ready ∪ inflight, in the same atomic step: enqueue and requeue add
-// it; complete (sent or failed, including max_age) and delete take it away;
+// out of ready ∪ inflight, in the same atomic step: enqueue (a scheduled
+// message too: it waits in ready for its time) and requeue add it; complete
+// (sent or failed, including max_age), delete and cancel take it away;
 // claim, reclaim and deferrals move it between ready and inflight and leave
 // the counters alone. A worker killed mid-delivery leaves its message in
 // inflight, still counted, until reclaim hands it back; a Redis restart

@@ -29,6 +29,7 @@ const (
 	fieldLastResponse = "last_response"
 	fieldDueAt        = "due_at"
 	fieldRequeuedAt   = "requeued_at"
+	fieldSendAt       = "send_at" // a scheduled message's send_at (schedule.go)
 	// fieldWaitingBytes holds the message's size while it counts in the
 	// route's waiting counters, and is removed when it stops counting: its
 	// presence makes every decrement happen once (see doc.go, "Limits").
@@ -48,6 +49,7 @@ const (
 // luaNames puts the field names and status values into a script's text as
 // Lua string literals. No placeholder is a prefix of another.
 var luaNames = strings.NewReplacer(
+	"$F_APP", lua(fieldApp),
 	"$F_LEASE", lua(fieldLease),
 	"$F_STATUS", lua(fieldStatus),
 	"$F_UPDATED_AT", lua(fieldUpdatedAt),
@@ -56,7 +58,6 @@ var luaNames = strings.NewReplacer(
 	"$F_DUE_AT", lua(fieldDueAt),
 	"$F_REQUEUED_AT", lua(fieldRequeuedAt),
 	"$F_WAITING_BYTES", lua(fieldWaitingBytes),
-	"$F_APP", lua(fieldApp),
 	"$W_BYTES", lua(waitingBytes),
 	"$W_APP_MESSAGES", lua(waitingAppMessages),
 	"$W_APP_BYTES", lua(waitingAppBytes),
@@ -66,6 +67,8 @@ var luaNames = strings.NewReplacer(
 	"$S_DEFERRED", lua(StatusDeferred),
 	"$S_SENT", lua(StatusSent),
 	"$S_FAILED", lua(StatusFailed),
+	"$S_SCHEDULED", lua(StatusScheduled),
+	"$S_CANCELLED", lua(StatusCancelled),
 )
 
 func lua(s string) string { return `"` + s + `"` }

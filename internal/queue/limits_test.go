@@ -319,3 +319,30 @@ func TestFull(t *testing.T) {
 		}
 	}
 }
+
+// A scheduled message waits like any other (it will be sent, and it holds
+// Redis memory until then), and cancelling it takes it out of the count.
+func TestScheduledCountsUntilCancelled(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	m := limited("a", "later", queue.Limits{RouteMessages: 1})
+	m.SendAt = b.clock.Now().Add(time.Hour)
+	id, _, err := b.q.Enqueue(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.waiting(t, "a", 1, 5)
+	if _, _, err := b.q.Enqueue(ctx, limited("a", "now", queue.Limits{RouteMessages: 1})); !errors.Is(err, queue.ErrRouteFull) {
+		t.Fatalf("with one scheduled = %v, want ErrRouteFull", err)
+	}
+	if err := b.q.Cancel(ctx, "m365", "a", id); err != nil {
+		t.Fatal(err)
+	}
+	if h := b.srv.Client().HGetAll(ctx, "mailgate:{m365}:waiting").Val(); len(h) != 0 {
+		t.Errorf("counters left after the cancel: %v", h)
+	}
+	if _, _, err := b.q.Enqueue(ctx, limited("a", "now", queue.Limits{RouteMessages: 1})); err != nil {
+		t.Fatalf("after the cancel: %v", err)
+	}
+}

@@ -35,9 +35,10 @@ end
 //
 // KEYS[1] msg hash, KEYS[2] events list, KEYS[3] ready zset, KEYS[4] idempotency key,
 // KEYS[5] inflight zset, KEYS[6] waiting counters hash
-// ARGV[1] id, ARGV[2] now (ms), ARGV[3] use idempotency ("1"/"0"),
-// ARGV[4] idempotency TTL (ms), ARGV[5] first event (JSON), ARGV[6] app,
-// ARGV[7] size (bytes), ARGV[8] route max messages, ARGV[9] route max bytes,
+// ARGV[1] id, ARGV[2] due (ms: now, or send_at for a scheduled message),
+// ARGV[3] use idempotency ("1"/"0"), ARGV[4] idempotency TTL (ms),
+// ARGV[5] first event (JSON), ARGV[6] app, ARGV[7] size (bytes),
+// ARGV[8] route max messages, ARGV[9] route max bytes,
 // ARGV[10] app max messages, ARGV[11] app max bytes (0: no limit),
 // ARGV[12..] field, value pairs of the hash
 // Returns {1, id} when stored now; {2, id} when this very id was stored
