@@ -346,3 +346,33 @@ func TestScheduledCountsUntilCancelled(t *testing.T) {
 		t.Fatalf("after the cancel: %v", err)
 	}
 }
+
+// The check and the store are one step: submissions racing for the last
+// places of a route take exactly as many as the limit allows.
+func TestConcurrentEnqueuesStopAtTheLimit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const limit, tries = 5, 40
+	l := queue.Limits{RouteMessages: limit}
+	errs := make(chan error, tries)
+	for i := 0; i < tries; i++ {
+		go func() {
+			_, _, err := b.q.Enqueue(ctx, limited("a", "x", l))
+			errs <- err
+		}()
+	}
+	accepted := 0
+	for i := 0; i < tries; i++ {
+		switch err := <-errs; {
+		case err == nil:
+			accepted++
+		case !errors.Is(err, queue.ErrRouteFull):
+			t.Fatal(err)
+		}
+	}
+	if accepted != limit {
+		t.Errorf("%d accepted, want exactly %d", accepted, limit)
+	}
+	b.waiting(t, "a", limit, limit)
+}
