@@ -46,13 +46,12 @@
 // # Limits
 //
 // So that Redis cannot grow without bound, a route and each app's share of
-// it have a limit on what waits: messages queued, deferred or being
-// delivered, in count and bytes (Limits). Failed messages do not count:
-// they no longer wait, and the retention bounds them. Scheduled messages
-// do count: they hold their bytes in Redis until they are sent. The enqueue script
-// checks the limits and stores the message in one step, so concurrent
-// submissions from every instance cannot overshoot; a refused message leaves
-// nothing behind.
+// it have a limit on what waits: messages queued, scheduled, deferred or
+// being delivered, in count and bytes (Limits). Failed messages do not
+// count: they no longer wait, and the retention bounds them. The enqueue
+// script checks the limits and stores the message in one step, so
+// concurrent submissions from every instance cannot overshoot; a refused
+// message leaves nothing behind.
 //
 // The route's message count is not a counter at all: it is ZCARD ready +
 // ZCARD inflight, true by construction. Bytes, and an app's messages and
