@@ -318,7 +318,11 @@ func (g *Gateway) depth(ctx context.Context, route string) (metrics.Depth, error
 	if err != nil {
 		return metrics.Depth{}, err
 	}
-	d := metrics.Depth{Waiting: b.Ready, Sending: b.InFlight, Failed: b.Failed, Held: held}
+	d := metrics.Depth{Waiting: b.Ready, Sending: b.InFlight, Failed: b.Failed, Held: held, Bytes: b.Bytes}
+	if r := g.cfg.Route(route); r != nil {
+		d.MaxMessages, d.MaxBytes = r.Queue.MaxMessages, r.Queue.MaxBytes
+		d.Full = queue.Full(b.Ready+b.InFlight, b.Bytes, d.MaxMessages, d.MaxBytes)
+	}
 	if b.HasDue {
 		d.Lag = g.opts.Now().Sub(b.OldestDue)
 	}
