@@ -88,7 +88,8 @@ func splitAddresses(s string) []string {
 }
 
 // parseJSON decodes the body with json.Unmarshal straight from one buffer
-// of the declared size; attachments are base64-decoded as they are met
+// of the declared size (and room to render a large message in: jsonRoom);
+// attachments are base64-decoded in that buffer once it has been parsed
 // (jsonContent). See body.go for what that saves.
 func parseJSON(body io.Reader, size int64) (*submission, error) {
 	raw, err := readSized(body, jsonRoom(size))
