@@ -14,6 +14,7 @@
 //	P:{R}:ready                zset: ids waiting, scored by when they are due
 //	P:{R}:inflight             zset: ids taken by a worker, scored by the lease deadline
 //	P:{R}:failed               zset: failed ids, scored by when they failed
+//	P:{R}:waiting              hash: bytes (and messages, bytes per app) waiting or in flight
 //	P:{R}:idem:<app>:<h>       string: the id first answered for an Idempotency-Key
 //	P:{R}:replsync             string: the write WAIT measures (redis.min_replicas_acked)
 //	P:{R}:health               hash: the route's hold (package routehealth)
@@ -81,6 +82,13 @@ func (r Route) Inflight() string { return r.base + "inflight" }
 
 // Failed is the zset of failed ids.
 func (r Route) Failed() string { return r.base + "failed" }
+
+// Waiting is the hash of the route's waiting counters (package queue,
+// fields.go names its fields): the bytes of the messages waiting or in
+// flight, and per app their count and bytes. The app's counters live in the
+// route's hash, not in a key of the app, so the enqueue script that checks
+// them stays within the route's slot.
+func (r Route) Waiting() string { return r.base + "waiting" }
 
 // Idempotency is the record of an app's Idempotency-Key. The key is hashed,
 // so arbitrary client input never becomes part of a key name.

@@ -55,6 +55,11 @@ func (q *Queue) enqueueReplicated(ctx context.Context, keys []string, args []any
 		}
 		return nil, err
 	}
+	if len(res) > 0 {
+		if code, _ := res[0].(int64); code < 0 {
+			return res, nil // the route or the app is full: nothing was stored
+		}
+	}
 	if got < q.minReplicas {
 		return nil, &NotReplicatedError{ID: id, Want: q.minReplicas, Got: got, Timeout: q.replicaTimeout}
 	}
