@@ -32,4 +32,12 @@ func TestMinReplicasWithoutReplicas(t *testing.T) {
 	if _, _, err := plain.Enqueue(context.Background(), message("y")); err != nil {
 		t.Fatal(err)
 	}
+
+	// A full route is refused as such, before any replica is asked: nothing
+	// was stored, so there is nothing to confirm.
+	full := message("z")
+	full.Limits = queue.Limits{RouteMessages: 1}
+	if _, _, err := q.EnqueueRetrying(context.Background(), full, time.Hour); !errors.Is(err, queue.ErrRouteFull) {
+		t.Fatalf("over the route's limit with min replicas: %v, want ErrRouteFull", err)
+	}
 }
