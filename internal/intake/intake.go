@@ -208,6 +208,13 @@ func (in *Intake) Accept(ctx context.Context, pol *apppolicy.Policy, s Submissio
 		in.count(pol.App(), result, 0)
 		return Result{}, &FullError{ID: s.ID, App: !full, RetryAfter: QueueFullRetryAfter, Err: err}
 	}
+	var notReplicated *queue.NotReplicatedError
+	if errors.As(err, &notReplicated) {
+		in.log.Warn("message stored but not confirmed by enough Redis replicas; the client is told to retry",
+			"app", pol.App(), "id", s.ID, "route", pol.Route(), "replicas", notReplicated.Got, "want", notReplicated.Want)
+		in.count(pol.App(), "not_replicated", 0)
+		return Result{}, &QueueError{ID: s.ID, Err: err}
+	}
 	if err != nil {
 		in.log.Error("could not queue a message", "app", pol.App(), "id", s.ID, "err", err)
 		in.count(pol.App(), "queue_unavailable", 0)
