@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -286,6 +287,16 @@ func TestUnreplicatedSubmissionIs503(t *testing.T) {
 	}
 	if n := e.redis.Client().ZCard(t.Context(), "mailgate:{m365}:ready").Val(); n != 1 {
 		t.Fatalf("%d messages queued after two tries with one key, want 1 (stored once, not yet confirmed)", n)
+	}
+
+	resp, err := http.Get(e.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `mailgate_submissions_total{app="billing",result="not_replicated"} 2`; !strings.Contains(string(metrics), want) {
+		t.Errorf("metrics lack %s", want)
 	}
 
 	// The SMTP door gives no 250 either, and does not claim the message
