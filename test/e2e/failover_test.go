@@ -93,7 +93,7 @@ func runFailover(t *testing.T, rc config.Redis, failover func() (killed, promote
 		stop  = make(chan struct{})
 		ended = make(chan struct{})
 	)
-	// Three clients each submit a message every few milliseconds and
+	// Three clients each submit a message every 20 ms or so and
 	// retry a 503 with the same Idempotency-Key, as the README tells
 	// clients to.
 	var next int
@@ -130,14 +130,19 @@ func runFailover(t *testing.T, rc config.Redis, failover func() (killed, promote
 				select {
 				case <-stop:
 					return
-				case <-time.After(5 * time.Millisecond):
+				case <-time.After(20 * time.Millisecond):
 				}
 			}
 		}()
 	}
 	go func() { clients.Wait(); close(ended) }()
-	delivered := func() int { return len(sim.Messages()) }
-	testwait.Until(t, 30*time.Second, func() bool { return delivered() >= 30 }, "30 deliveries before the kill")
+	// Steady state first: enough deliveries, and the first of them long
+	// enough before the kill that a duplicate of an early one would be
+	// caught below.
+	testwait.Until(t, 30*time.Second, func() bool {
+		msgs := sim.Messages()
+		return len(msgs) >= 30 && time.Since(msgs[0].At) > 4*time.Second
+	}, "30 deliveries over 4 s before the kill")
 
 	killed, promoted := failover()
 	repaired := time.Now()
