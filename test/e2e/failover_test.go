@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -71,9 +72,8 @@ type submission struct {
 }
 
 // runFailover runs mailgate on rc under load, lets failover break and
-// repair Redis, and checks the count.
-// failover returns when the master was dead (its process reaped) and when
-// the promotion was seen.
+// repair Redis, and checks the count. failover returns when the master was
+// dead (its process reaped) and when the promotion was seen.
 func runFailover(t *testing.T, rc config.Redis, failover func() (killed, promoted time.Time)) {
 	sim := exosim.Start(t, simOptions())
 	cfg := baseConfig(sim, nil)
@@ -202,8 +202,10 @@ func runFailover(t *testing.T, rc config.Redis, failover func() (killed, promote
 		got := map[int][]time.Time{}
 		for _, m := range sim.Messages() {
 			if sm := seqOf.FindSubmatch(m.Data); sm != nil {
-				var n int
-				fmt.Sscan(string(sm[1]), &n)
+				n, err := strconv.Atoi(string(sm[1]))
+				if err != nil {
+					t.Fatalf("subject number %q: %v", sm[1], err)
+				}
 				got[n] = append(got[n], m.At)
 			}
 		}
