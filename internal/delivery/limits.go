@@ -35,7 +35,7 @@ func (w *Worker) waitOutcome(wait time.Duration, why string) queue.Outcome {
 	}
 	// Waits are routine under load: logged at debug, and no event per wait.
 	w.log.Debug("message handed back: a limit says wait", "why", why, "due", due)
-	return queue.Outcome{Status: queue.StatusQueued, Due: due}
+	return queue.Outcome{Status: queue.StatusQueued, Due: due, LaneWaits: true}
 }
 
 // tooManyForADay fails a message that could never be sent: it has more

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailgate/mailgate/internal/config"
@@ -66,6 +67,8 @@ type Worker struct {
 	// say wait.
 	pauseUntil time.Time
 	lastActive time.Time
+	// lastSweep is when this worker last tried the max_age sweep.
+	lastSweep time.Time
 	// redisIsDown is set while Redis cannot be reached, so an outage is
 	// logged once, not every second.
 	redisIsDown bool
@@ -133,12 +136,18 @@ func NewWorker(o WorkerOptions) *Worker {
 // Run delivers until ctx is cancelled. A message being delivered when ctx
 // ends is finished (within the SMTP timeouts) and its outcome recorded; no
 // new one is taken.
+//
+// An idle worker does not poll: it waits until the first lane of the route
+// may send, or until this process queues a message for the route, and at
+// most maxIdleWait (a message queued by another instance is found then).
 func (w *Worker) Run(ctx context.Context) {
 	defer w.closeConn()
+	idle := w.policy.PollInterval
 	for ctx.Err() == nil {
 		if w.holds.routeHeld(ctx) {
 			w.closeConn()
 			w.probe(ctx)
+			w.expireWaiting(ctx)
 			sleep(ctx, min(w.policy.ProbeInterval, time.Second))
 			continue
 		}
@@ -160,7 +169,7 @@ func (w *Worker) Run(ctx context.Context) {
 				continue
 			}
 		}
-		job, err := w.queue.Claim(ctx, w.route.Name, w.policy.Lease)
+		jobs, next, err := w.queue.ClaimBatch(ctx, w.route.Name, w.policy.Lease, w.claimOptions())
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -170,25 +179,89 @@ func (w *Worker) Run(ctx context.Context) {
 			continue
 		}
 		w.redisUp()
-		if job == nil {
+		if len(jobs) == 0 {
 			if (w.conn != nil || w.slot.held()) && w.now().Sub(w.lastActive) >= w.policy.IdleTimeout {
 				w.closeConn()
 			}
-			sleep(ctx, w.policy.PollInterval)
+			w.expireWaiting(ctx)
+			wait := idle
+			if !next.IsZero() {
+				wait = min(wait, max(next.Sub(w.now()), time.Millisecond))
+			}
+			w.queue.Wait(ctx, w.route.Name, wait)
+			// Each idle round waits longer, up to maxIdleWait: an idle
+			// worker costs Redis about one claim a second.
+			idle = min(2*idle, max(w.policy.PollInterval, maxIdleWait))
 			continue
 		}
+		idle = w.policy.PollInterval
 		// The delivery and its record run to the end even when ctx is
 		// cancelled: a graceful stop must not abandon a message mid-DATA.
-		w.process(context.WithoutCancel(ctx), job)
+		w.processBatch(ctx, jobs)
 	}
 }
 
-func (w *Worker) process(ctx context.Context, job *queue.Job) {
-	log := w.log.With("id", job.ID, "app", job.App, "attempt", job.Attempts+1)
-	stop := w.keepLease(job)
+// maxIdleWait is the longest an idle worker waits before it looks at the
+// queue again, and so the longest a message queued by another instance
+// waits for an idle worker.
+const maxIdleWait = time.Second
+
+// claimBatch is how many messages a worker takes at once from a route
+// without per-mailbox message limits: they go out over one connection, and
+// one round trip to Redis claims them all. With limits, one message at a
+// time, since the next one would mostly have to wait.
+const claimBatch = 8
+
+func (w *Worker) claimOptions() queue.ClaimOptions {
+	l := w.route.Limits
+	if w.limiter == nil || (l.MessagesPerMinute <= 0 && l.RecipientsPerDay <= 0) {
+		return queue.ClaimOptions{Max: claimBatch}
+	}
+	o := queue.ClaimOptions{Max: 1}
+	if !mailbox.Fixed(w.route) && l.MessagesPerMinute > 0 {
+		// Each lane is one mailbox: its next message cannot be admitted
+		// before the limit's spacing anyway.
+		o.Pace = limits.Spacing(l.MessagesPerMinute)
+	}
+	return o
+}
+
+// processBatch delivers claimed jobs in order. When one of them makes its
+// mailbox wait, the rest (all of the same lane) wait with it untouched; on
+// shutdown the ones not started are handed back.
+func (w *Worker) processBatch(ctx context.Context, jobs []*queue.Job) {
+	leases := w.keepLeases(jobs)
+	defer leases.stop()
+	var wait *queue.Outcome
+	for i, job := range jobs {
+		leases.done(i)
+		switch {
+		case wait != nil:
+			o := *wait
+			o.Detail = ""
+			w.finish(context.WithoutCancel(ctx), job, o)
+		case ctx.Err() != nil:
+			w.finish(context.WithoutCancel(ctx), job, queue.Outcome{Status: queue.StatusQueued, Due: w.now()})
+		default:
+			o := w.process(context.WithoutCancel(ctx), job)
+			if o.LaneWaits {
+				wait = &o
+			}
+		}
+	}
+}
+
+func (w *Worker) process(ctx context.Context, job *queue.Job) queue.Outcome {
 	o := w.deliver(ctx, job)
-	stop()
 	w.lastActive = w.now()
+	o = w.expireIfWaiting(job, o)
+	w.finish(ctx, job, o)
+	return o
+}
+
+// finish records o for job and reports it.
+func (w *Worker) finish(ctx context.Context, job *queue.Job, o queue.Outcome) {
+	log := w.log.With("id", job.ID, "app", job.App, "attempt", job.Attempts+1)
 	if err := w.record(ctx, job, o); err != nil {
 		log.Error("could not record the outcome; the message will be delivered again after its lease expires",
 			"status", o.Status, "err", err)
@@ -212,7 +285,7 @@ func (w *Worker) process(ctx context.Context, job *queue.Job) {
 // then attempts the delivery.
 func (w *Worker) deliver(ctx context.Context, job *queue.Job) queue.Outcome {
 	if until, reason := w.holds.mailboxWait(ctx, mailbox.Of(w.route, job.From)); !until.IsZero() {
-		return queue.Outcome{Status: queue.StatusQueued, Due: until, Detail: "waiting: " + reason}
+		return queue.Outcome{Status: queue.StatusQueued, Due: until, Detail: "waiting: " + reason, LaneWaits: true}
 	}
 	switch {
 	case w.slot.wasLost():
@@ -290,16 +363,31 @@ func (w *Worker) redisUp() {
 	}
 }
 
-// keepLease extends the job's lease while the attempt runs, so only a dead
-// worker's messages are taken over.
-func (w *Worker) keepLease(job *queue.Job) (stop func()) {
-	return renewEvery(w.policy.Lease/3, func(ctx context.Context) bool {
-		if errors.Is(w.queue.Extend(ctx, job, w.policy.Lease), queue.ErrLeaseLost) {
-			w.log.Warn("lease lost while delivering", "id", job.ID)
-			return true
+// batchLeases extends the leases of a claimed batch while its jobs wait
+// for their turn or are delivered, so only a dead worker's messages are
+// taken over.
+type batchLeases struct {
+	stop  func()
+	first atomic.Int64 // index of the first job not recorded yet
+}
+
+// done says the jobs before i are recorded: their leases are not extended
+// any more (job i is being delivered, and its lease still is).
+func (b *batchLeases) done(i int) { b.first.Store(int64(i)) }
+
+func (w *Worker) keepLeases(jobs []*queue.Job) *batchLeases {
+	b := &batchLeases{}
+	lost := make([]bool, len(jobs))
+	b.stop = renewEvery(w.policy.Lease/3, func(ctx context.Context) bool {
+		for i := int(b.first.Load()); i < len(jobs); i++ {
+			if !lost[i] && errors.Is(w.queue.Extend(ctx, jobs[i], w.policy.Lease), queue.ErrLeaseLost) {
+				lost[i] = true
+				w.log.Warn("lease lost while delivering", "id", jobs[i].ID)
+			}
 		}
 		return false
 	})
+	return b
 }
 
 // attempt sends job over the worker's connection, opening one when needed.

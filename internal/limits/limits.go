@@ -168,3 +168,14 @@ func ceilMS(d time.Duration) time.Duration {
 	}
 	return (d + time.Millisecond - 1).Truncate(time.Millisecond)
 }
+
+// Spacing is the time between two admissions of a mailbox allowed
+// perMinute messages a minute, rounded up to whole milliseconds: the queue
+// keeps a mailbox's messages back that long after one was taken, so the
+// workers seldom take one the limit would hand back.
+func Spacing(perMinute int) time.Duration {
+	if perMinute <= 0 {
+		return 0
+	}
+	return ceilMS(messageWindow / time.Duration(perMinute))
+}

@@ -29,6 +29,10 @@ const (
 	fieldLastResponse = "last_response"
 	fieldDueAt        = "due_at"
 	fieldRequeuedAt   = "requeued_at"
+	// fieldLane is the lane of the message: the lower-cased envelope
+	// sender, whose messages Claim takes in turn with other senders' and
+	// which a limit of that mailbox can make wait as a whole.
+	fieldLane = "lane"
 )
 
 // luaNames puts the field names and status values into a script's text as
@@ -41,6 +45,9 @@ var luaNames = strings.NewReplacer(
 	"$F_BODY", lua(fieldBody),
 	"$F_DUE_AT", lua(fieldDueAt),
 	"$F_REQUEUED_AT", lua(fieldRequeuedAt),
+	"$F_CREATED_AT", lua(fieldCreatedAt),
+	"$F_LANE", lua(fieldLane),
+	"$F_FROM", lua(fieldFrom),
 	"$S_QUEUED", lua(StatusQueued),
 	"$S_SENDING", lua(StatusSending),
 	"$S_DEFERRED", lua(StatusDeferred),
