@@ -44,6 +44,7 @@ Usage:
   mailgate queue failed|requeue|delete --config FILE --route NAME [ID | --all] [--json]
   mailgate sendmail [sendmail options] [recipients] < message   (also as /usr/sbin/sendmail)
   mailgate sendmail --flush [--config FILE]
+  mailgate healthcheck [--url http://127.0.0.1:8080/readyz]
   mailgate version
 
 MAILGATE_CONFIG may stand in for --config.
@@ -82,6 +83,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return cmdCheck(rest, stdout, stderr, getenv)
 	case "sendmail":
 		return cmdSendmail(rest, os.Stdin, stdout, stderr, getenv)
+	case "healthcheck":
+		err = cmdHealthcheck(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 		return 0

@@ -76,8 +76,9 @@ type Gateway struct {
 	health   *routehealth.Health
 	limiter  *limits.Limiter
 	registry *prometheus.Registry
-	// deliveryMetrics are the workers' (nil in the api role).
+	// deliveryMetrics and oauthMetrics are the workers' (nil in the api role).
 	deliveryMetrics *metrics.Delivery
+	oauthMetrics    *metrics.OAuth
 	tokens          *token.Manager
 	api             *api.Server
 	listener        net.Listener
@@ -189,6 +190,13 @@ func New(o Options) (*Gateway, error) {
 	}
 	if o.Role != RoleAPI {
 		g.deliveryMetrics = metrics.NewDelivery(g.registry)
+		var xoauth2 []string
+		for _, r := range cfg.Routes {
+			if r.Auth.Mechanism == config.MechXOAUTH2 {
+				xoauth2 = append(xoauth2, r.Name)
+			}
+		}
+		g.oauthMetrics = metrics.NewOAuth(g.registry, xoauth2)
 		if err := g.buildWorkers(); err != nil {
 			g.closeListeners()
 			return nil, err
@@ -246,7 +254,8 @@ func (g *Gateway) buildWorkers() error {
 	d := g.cfg.Delivery
 	for i := range g.cfg.Routes {
 		route := &g.cfg.Routes[i]
-		auth, err := delivery.AuthenticatorFor(route)
+		name := route.Name
+		auth, err := delivery.AuthenticatorWith(route, func(err error) { g.oauthMetrics.TokenRequest(name, err) })
 		if err != nil {
 			return err
 		}
@@ -272,7 +281,7 @@ func (g *Gateway) buildWorkers() error {
 
 // depth reads one route's queue and hold state, for the metrics.
 func (g *Gateway) depth(ctx context.Context, route string) (metrics.Depth, error) {
-	d, err := g.queue.Depth(ctx, route)
+	b, err := g.queue.Backlog(ctx, route)
 	if err != nil {
 		return metrics.Depth{}, err
 	}
@@ -280,7 +289,11 @@ func (g *Gateway) depth(ctx context.Context, route string) (metrics.Depth, error
 	if err != nil {
 		return metrics.Depth{}, err
 	}
-	return metrics.Depth{Waiting: d.Ready, Sending: d.InFlight, Failed: d.Failed, Held: held}, nil
+	d := metrics.Depth{Waiting: b.Ready, Sending: b.InFlight, Failed: b.Failed, Held: held}
+	if b.HasDue {
+		d.Lag = g.opts.Now().Sub(b.OldestDue)
+	}
+	return d, nil
 }
 
 // opsHandler serves /healthz, /readyz and /metrics in the worker role,

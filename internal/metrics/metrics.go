@@ -54,6 +54,11 @@ func (d *Delivery) Attempt(route string, took time.Duration) {
 type Depth struct {
 	Waiting, Sending, Failed int64
 	Held                     bool
+	// Lag is how long the earliest-due waiting message has been due without
+	// a worker taking it: 0 when none is due. It grows while a route is held
+	// or its workers cannot keep up, and stays 0 while messages merely wait
+	// out a backoff.
+	Lag time.Duration
 }
 
 // QueueCollector reports every route's queue depth and hold state at
@@ -63,6 +68,7 @@ type QueueCollector struct {
 	read   func(ctx context.Context, route string) (Depth, error)
 	depth  *prometheus.Desc
 	held   *prometheus.Desc
+	lag    *prometheus.Desc
 	up     *prometheus.Desc
 }
 
@@ -76,6 +82,9 @@ func NewQueueCollector(routes []string, read func(ctx context.Context, route str
 			[]string{"route", "state"}, nil),
 		held: prometheus.NewDesc("mailgate_route_held",
 			"1 while a route is held after a configuration error or a block, else 0.", []string{"route"}, nil),
+		lag: prometheus.NewDesc("mailgate_queue_lag_seconds",
+			"Seconds the earliest-due waiting message of a route has been due without being taken (0 when none is due): how far delivery lags behind.",
+			[]string{"route"}, nil),
 		up: prometheus.NewDesc("mailgate_queue_up",
 			"1 when the queue in Redis could be read at this scrape, else 0.", nil, nil),
 	}
@@ -85,6 +94,7 @@ func NewQueueCollector(routes []string, read func(ctx context.Context, route str
 func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.depth
 	ch <- c.held
+	ch <- c.lag
 	ch <- c.up
 }
 
@@ -107,6 +117,7 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 			held = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, held, r)
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, max(d.Lag, 0).Seconds(), r)
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up)
 }
@@ -197,4 +208,37 @@ func (a *API) Submission(app, result string, size int) {
 	if result == "accepted" {
 		a.bytes.WithLabelValues(app).Add(float64(size))
 	}
+}
+
+// OAuth counts the token requests to Entra ID of the XOAUTH2 routes.
+type OAuth struct {
+	requests *prometheus.CounterVec
+}
+
+// NewOAuth registers the token request counter on reg, with both results
+// of every route in routes at zero, so a rate over them exists before the
+// first failure.
+func NewOAuth(reg prometheus.Registerer, routes []string) *OAuth {
+	o := &OAuth{requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailgate_oauth_token_requests_total",
+		Help: "Access token requests to Entra ID, by route and result (success, failure). Failures while a cached token is still valid do not stop delivery yet.",
+	}, []string{"route", "result"})}
+	reg.MustRegister(o.requests)
+	for _, r := range routes {
+		o.requests.WithLabelValues(r, "success")
+		o.requests.WithLabelValues(r, "failure")
+	}
+	return o
+}
+
+// TokenRequest records the result of one token request of route.
+func (o *OAuth) TokenRequest(route string, err error) {
+	if o == nil {
+		return
+	}
+	result := "success"
+	if err != nil {
+		result = "failure"
+	}
+	o.requests.WithLabelValues(route, result).Inc()
 }

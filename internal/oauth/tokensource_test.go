@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -186,6 +188,14 @@ func TestRefreshFailureKeepsToken(t *testing.T) {
 		}
 		return nil
 	})
+	// Every request's result is reported, for the failure metric.
+	var mu sync.Mutex
+	var results []string
+	opts.Requested = func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		results = append(results, map[bool]string{true: "success", false: "failure"}[err == nil])
+	}
 	ts := b.tokenSource(t, opts)
 	first, _ := mustToken(t, ts)
 
@@ -211,6 +221,11 @@ func TestRefreshFailureKeepsToken(t *testing.T) {
 	b.clock.Advance(time.Hour)
 	if _, _, err := ts.Token(ctxFor(t)); err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("Token after expiry: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"success", "failure", "success", "failure"}; !slices.Equal(results, want) {
+		t.Errorf("reported results %v, want %v", results, want)
 	}
 }
 

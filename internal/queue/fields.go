@@ -29,6 +29,7 @@ const (
 	fieldLastResponse = "last_response"
 	fieldDueAt        = "due_at"
 	fieldRequeuedAt   = "requeued_at"
+	fieldSendAt       = "send_at" // a scheduled message's send_at (schedule.go)
 	// fieldLane is the lane of the message: the lower-cased envelope
 	// sender, whose messages Claim takes in turn with other senders' and
 	// which a limit of that mailbox can make wait as a whole.
@@ -38,6 +39,7 @@ const (
 // luaNames puts the field names and status values into a script's text as
 // Lua string literals. No placeholder is a prefix of another.
 var luaNames = strings.NewReplacer(
+	"$F_APP", lua(fieldApp),
 	"$F_LEASE", lua(fieldLease),
 	"$F_STATUS", lua(fieldStatus),
 	"$F_UPDATED_AT", lua(fieldUpdatedAt),
@@ -47,12 +49,15 @@ var luaNames = strings.NewReplacer(
 	"$F_REQUEUED_AT", lua(fieldRequeuedAt),
 	"$F_CREATED_AT", lua(fieldCreatedAt),
 	"$F_LANE", lua(fieldLane),
+	"$F_SEND_AT", lua(fieldSendAt),
 	"$F_FROM", lua(fieldFrom),
 	"$S_QUEUED", lua(StatusQueued),
 	"$S_SENDING", lua(StatusSending),
 	"$S_DEFERRED", lua(StatusDeferred),
 	"$S_SENT", lua(StatusSent),
 	"$S_FAILED", lua(StatusFailed),
+	"$S_SCHEDULED", lua(StatusScheduled),
+	"$S_CANCELLED", lua(StatusCancelled),
 )
 
 func lua(s string) string { return `"` + s + `"` }

@@ -26,9 +26,10 @@ end
 //
 // KEYS[1] msg hash, KEYS[2] events list, KEYS[3] ready zset, KEYS[4] idempotency key,
 // KEYS[5] the message's lane zset, KEYS[6] lanes zset, KEYS[7] lane-wait hash
-// ARGV[1] id, ARGV[2] now (ms), ARGV[3] use idempotency ("1"/"0"),
-// ARGV[4] idempotency TTL (ms), ARGV[5] first event (JSON),
-// ARGV[6..] field, value pairs of the hash (the lane among them)
+// ARGV[1] id, ARGV[2] due (ms: now, or send_at for a scheduled message),
+// ARGV[3] use idempotency ("1"/"0"), ARGV[4] idempotency TTL (ms),
+// ARGV[5] first event (JSON), ARGV[6..] field, value pairs of the hash
+// (the lane among them)
 // Returns {1, id} when stored now; {2, id} when this very id was stored
 // already (a retried call whose first reply was lost: a no-op); {0, first
 // id} when the idempotency key belongs to another message.
@@ -255,20 +256,24 @@ return 1
 // KEYS[1] msg hash, KEYS[2] events list, KEYS[3] ready zset, KEYS[4] failed zset,
 // KEYS[5] the message's lane zset
 // ARGV[1] id, ARGV[2] now (ms), ARGV[3] latest start (ms): the message
-// expires when it was created (or requeued) at or before it,
+// expires when it was created, requeued or scheduled for (the latest of
+// them) at or before it,
 // ARGV[4] retention (ms), ARGV[5] event (JSON)
 // Returns 1 when it failed the message, else 0 (taken meanwhile, gone, or
 // not that old).
 var expireScript = script(`
 if not redis.call("ZSCORE", KEYS[3], ARGV[1]) then return 0 end
-local h = redis.call("HMGET", KEYS[1], $F_CREATED_AT, $F_REQUEUED_AT)
+local h = redis.call("HMGET", KEYS[1], $F_CREATED_AT, $F_REQUEUED_AT, $F_SEND_AT)
 if not h[1] then
   redis.call("ZREM", KEYS[3], ARGV[1])
   redis.call("ZREM", KEYS[5], ARGV[1])
   return 0
 end
 local start = tonumber(h[1])
-if h[2] and tonumber(h[2]) and tonumber(h[2]) > 0 then start = tonumber(h[2]) end
+for i = 2, 3 do
+  local t = h[i] and tonumber(h[i])
+  if t and t > start then start = t end
+end
 if start > tonumber(ARGV[3]) then return 0 end
 redis.call("ZREM", KEYS[3], ARGV[1])
 redis.call("ZREM", KEYS[5], ARGV[1])
