@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mailgate/mailgate/internal/keys"
@@ -57,7 +56,6 @@ type Usage struct {
 // use.
 type Limiter struct {
 	rdb   redis.UniversalClient
-	rate  *redis_rate.Limiter
 	space keys.Space
 	now   func() time.Time
 }
@@ -69,7 +67,7 @@ func New(rdb redis.UniversalClient, prefix string, now func() time.Time) *Limite
 	if now == nil {
 		now = time.Now
 	}
-	return &Limiter{rdb: rdb, rate: redis_rate.NewLimiter(rdb), space: keys.New(prefix), now: now}
+	return &Limiter{rdb: rdb, space: keys.New(prefix), now: now}
 }
 
 func (l *Limiter) keys(route, mailbox string) (keys.Mailbox, error) {
@@ -106,27 +104,23 @@ func (l *Limiter) admit(ctx context.Context, route, mailbox string, recipients i
 	if err != nil {
 		return 0, err
 	}
-	// 1. Over the daily limit: refuse before the GCRA spends a slot.
-	if lim.RecipientsPerDay > 0 && lim.MessagesPerMinute > 0 {
-		wait, err := l.recipients(ctx, k, recipients, lim.RecipientsPerDay, "")
-		if err != nil || wait > 0 {
-			return wait, err
-		}
+	// One script: the daily check, the GCRA, the recording (see the
+	// package comment, "Order inside AdmitMessage").
+	ms, err := admitScript.Run(ctx, l.rdb, []string{k.Log, k.Recipients, gcraPrefix + k.GCRA},
+		l.now().UnixMilli(), recipientWindow.Milliseconds(), recipients, lim.RecipientsPerDay, rand.Text(),
+		max(lim.MessagesPerMinute, 0), messageWindow.Seconds()).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("admit: %w", err)
 	}
-	// 2. The per-minute GCRA, which consumes a slot only when it admits.
-	if lim.MessagesPerMinute > 0 {
-		res, err := l.rate.Allow(ctx, k.GCRA, redis_rate.Limit{Rate: lim.MessagesPerMinute, Period: messageWindow, Burst: 1})
-		if err != nil {
-			return 0, fmt.Errorf("messages per minute: %w", err)
-		}
-		if res.Allowed == 0 {
-			return ceilMS(res.RetryAfter), nil
-		}
+	if ms < 0 {
+		return 0, fmt.Errorf("%w: %d recipients, %d a day", ErrTooManyRecipients, recipients, lim.RecipientsPerDay)
 	}
-	// 3. Record the recipients, checking again: another instance may have
-	// taken the last of them since step 1 (the GCRA slot is then lost).
-	return l.recipients(ctx, k, recipients, lim.RecipientsPerDay, rand.Text())
+	return time.Duration(ms) * time.Millisecond, nil
 }
+
+// gcraPrefix is what redis_rate puts in front of the key it is given; the
+// admit script uses the same key, so the GCRA state is redis_rate's.
+const gcraPrefix = "rate:"
 
 // recipients runs recipientsScript; id "" only checks.
 func (l *Limiter) recipients(ctx context.Context, k keys.Mailbox, n, limit int, id string) (time.Duration, error) {
