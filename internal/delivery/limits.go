@@ -22,6 +22,12 @@ func (w *Worker) admit(ctx context.Context, job *queue.Job) (time.Duration, erro
 	if w.limiter == nil {
 		return 0, nil
 	}
+	if p := w.pre; p != nil {
+		w.pre = nil
+		if p.id == job.ID {
+			return p.wait, p.err
+		}
+	}
 	return w.limiter.AdmitMessage(ctx, w.route.Name, mailbox.Limits(w.route, mailbox.Of(w.route, job.From)), len(job.Recipients), w.routeLimits())
 }
 

@@ -69,6 +69,8 @@ type Worker struct {
 	lastActive time.Time
 	// lastSweep is when this worker last tried the max_age sweep.
 	lastSweep time.Time
+	// pre is the admission of the batch's next message, already asked.
+	pre *preAdmission
 	// redisIsDown is set while Redis cannot be reached, so an outage is
 	// logged once, not every second.
 	redisIsDown bool
@@ -240,9 +242,14 @@ func (w *Worker) claimOptions() queue.ClaimOptions {
 func (w *Worker) processBatch(ctx context.Context, jobs []*queue.Job) {
 	leases := w.keepLeases(jobs)
 	defer leases.stop()
+	defer func() { w.pre = nil }()
 	var wait *queue.Outcome
 	for i, job := range jobs {
 		leases.done(i)
+		var next *queue.Job
+		if i+1 < len(jobs) {
+			next = jobs[i+1]
+		}
 		switch {
 		case wait != nil:
 			o := *wait
@@ -251,7 +258,7 @@ func (w *Worker) processBatch(ctx context.Context, jobs []*queue.Job) {
 		case ctx.Err() != nil:
 			w.finish(context.WithoutCancel(ctx), job, queue.Outcome{Status: queue.StatusQueued, Due: w.now()})
 		default:
-			o := w.process(context.WithoutCancel(ctx), job)
+			o := w.process(context.WithoutCancel(ctx), job, next)
 			if o.LaneWaits {
 				wait = &o
 			}
@@ -259,18 +266,63 @@ func (w *Worker) processBatch(ctx context.Context, jobs []*queue.Job) {
 	}
 }
 
-func (w *Worker) process(ctx context.Context, job *queue.Job) queue.Outcome {
+// process delivers job and records the outcome. When next is the message
+// the worker sends after it, over the same connection, the outcome goes to
+// Redis in one round trip with next's admission (recordWithNext).
+func (w *Worker) process(ctx context.Context, job, next *queue.Job) queue.Outcome {
 	o := w.deliver(ctx, job)
 	w.lastActive = w.now()
 	o = w.expireIfWaiting(job, o)
-	w.finish(ctx, job, o)
+	if next != nil && w.limiter != nil && o.Status == queue.StatusSent && w.conn != nil {
+		w.recordWithNext(ctx, job, o, next)
+	} else {
+		w.finish(ctx, job, o)
+	}
 	return o
+}
+
+// preAdmission is the admission of the next message of a batch, taken in
+// the round trip that recorded the previous one's outcome.
+type preAdmission struct {
+	id   string
+	wait time.Duration
+	err  error
+}
+
+// recordWithNext records job's outcome and asks next's admission in one
+// pipeline. Should the admission be wasted (next is handed back for another
+// reason before its attempt) the limit counted one message too many: the
+// safe side.
+func (w *Worker) recordWithNext(ctx context.Context, job *queue.Job, o queue.Outcome, next *queue.Job) {
+	pipe := w.queue.Pipeline()
+	rec := w.queue.CompleteIn(ctx, pipe, job, o)
+	adm := w.limiter.AdmitMessageIn(ctx, pipe, w.route.Name, mailbox.Limits(w.route, mailbox.Of(w.route, next.From)),
+		len(next.Recipients), w.routeLimits())
+	_, _ = pipe.Exec(ctx) // each reply is read below
+	err := rec()
+	if err != nil && !errors.Is(err, queue.ErrLeaseLost) {
+		// Not recorded (NOSCRIPT after a Redis restart, a dropped
+		// connection): the retrying path has the last word.
+		err = w.record(ctx, job, o)
+	} else if err == nil {
+		w.redisUp()
+	}
+	if wait, aerr := adm(); aerr == nil {
+		w.pre = &preAdmission{id: next.ID, wait: wait}
+	}
+	w.report(job, o, err)
 }
 
 // finish records o for job and reports it.
 func (w *Worker) finish(ctx context.Context, job *queue.Job, o queue.Outcome) {
+	w.report(job, o, w.record(ctx, job, o))
+}
+
+// report logs and counts an outcome, and calls the Done hook once it was
+// recorded (err nil).
+func (w *Worker) report(job *queue.Job, o queue.Outcome, err error) {
 	log := w.log.With("id", job.ID, "app", job.App, "attempt", job.Attempts+1)
-	if err := w.record(ctx, job, o); err != nil {
+	if err != nil {
 		log.Error("could not record the outcome; the message will be delivered again after its lease expires",
 			"status", o.Status, "err", err)
 		return

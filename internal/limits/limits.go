@@ -91,49 +91,75 @@ func (l *Limiter) AdmitMessage(ctx context.Context, route, mailbox string, recip
 }
 
 func (l *Limiter) admit(ctx context.Context, route, mailbox string, recipients int, lim Limits) (time.Duration, error) {
+	keys, args, done, err := l.admitArgs(route, mailbox, recipients, lim)
+	if err != nil || keys == nil {
+		return 0, err
+	}
+	return done(admitScript.Run(ctx, l.rdb, keys, args...).Int64())
+}
+
+// AdmitMessageIn is AdmitMessage queued on pipe, so a worker can send it
+// together with the previous message's outcome in one round trip; the
+// returned func gives AdmitMessage's answer once pipe was executed. A reply
+// of NOSCRIPT (Redis lost its script cache) means nothing was counted: it
+// is an error, and AdmitMessage may be called instead.
+func (l *Limiter) AdmitMessageIn(ctx context.Context, pipe redis.Pipeliner, route, mailbox string, recipients int, lim Limits) func() (time.Duration, error) {
+	keys, args, done, err := l.admitArgs(route, mailbox, recipients, lim)
+	if err != nil || keys == nil {
+		return func() (time.Duration, error) {
+			if err != nil {
+				return 0, fmt.Errorf("admit message from %s on route %s: %w", mailbox, route, err)
+			}
+			return 0, nil
+		}
+	}
+	cmd := admitScript.EvalSha(ctx, pipe, keys, args...)
+	return func() (time.Duration, error) {
+		wait, err := done(cmd.Int64())
+		if err != nil {
+			return 0, fmt.Errorf("admit message from %s on route %s: %w", mailbox, route, err)
+		}
+		return wait, nil
+	}
+}
+
+// admitArgs prepares admitScript; keys is nil when no script needs to run
+// (no message limit: admitted at once).
+func (l *Limiter) admitArgs(route, mailbox string, recipients int, lim Limits) (keys []string, args []any,
+	done func(int64, error) (time.Duration, error), err error) {
 	if recipients < 1 {
-		return 0, fmt.Errorf("%d recipients", recipients)
+		return nil, nil, nil, fmt.Errorf("%d recipients", recipients)
 	}
 	if lim.RecipientsPerDay > 0 && recipients > lim.RecipientsPerDay {
-		return 0, fmt.Errorf("%w: %d recipients, %d a day", ErrTooManyRecipients, recipients, lim.RecipientsPerDay)
+		return nil, nil, nil, fmt.Errorf("%w: %d recipients, %d a day", ErrTooManyRecipients, recipients, lim.RecipientsPerDay)
 	}
 	if lim.MessagesPerMinute <= 0 && lim.RecipientsPerDay <= 0 {
-		return 0, nil
+		return nil, nil, nil, nil
 	}
 	k, err := l.keys(route, mailbox)
 	if err != nil {
-		return 0, err
+		return nil, nil, nil, err
 	}
 	// One script: the daily check, the GCRA, the recording (see the
 	// package comment, "Order inside AdmitMessage").
-	ms, err := admitScript.Run(ctx, l.rdb, []string{k.Log, k.Recipients, gcraPrefix + k.GCRA},
-		l.now().UnixMilli(), recipientWindow.Milliseconds(), recipients, lim.RecipientsPerDay, rand.Text(),
-		max(lim.MessagesPerMinute, 0), messageWindow.Seconds()).Int64()
-	if err != nil {
-		return 0, fmt.Errorf("admit: %w", err)
+	keys = []string{k.Log, k.Recipients, gcraPrefix + k.GCRA}
+	args = []any{l.now().UnixMilli(), recipientWindow.Milliseconds(), recipients, lim.RecipientsPerDay, rand.Text(),
+		max(lim.MessagesPerMinute, 0), messageWindow.Seconds()}
+	done = func(ms int64, err error) (time.Duration, error) {
+		if err != nil {
+			return 0, fmt.Errorf("admit: %w", err)
+		}
+		if ms < 0 {
+			return 0, fmt.Errorf("%w: %d recipients, %d a day", ErrTooManyRecipients, recipients, lim.RecipientsPerDay)
+		}
+		return time.Duration(ms) * time.Millisecond, nil
 	}
-	if ms < 0 {
-		return 0, fmt.Errorf("%w: %d recipients, %d a day", ErrTooManyRecipients, recipients, lim.RecipientsPerDay)
-	}
-	return time.Duration(ms) * time.Millisecond, nil
+	return keys, args, done, nil
 }
 
 // gcraPrefix is what redis_rate puts in front of the key it is given; the
 // admit script uses the same key, so the GCRA state is redis_rate's.
 const gcraPrefix = "rate:"
-
-// recipients runs recipientsScript; id "" only checks.
-func (l *Limiter) recipients(ctx context.Context, k keys.Mailbox, n, limit int, id string) (time.Duration, error) {
-	ms, err := recipientsScript.Run(ctx, l.rdb, []string{k.Log, k.Recipients},
-		l.now().UnixMilli(), recipientWindow.Milliseconds(), n, limit, id).Int64()
-	if err != nil {
-		return 0, fmt.Errorf("recipients per day: %w", err)
-	}
-	if ms < 0 {
-		return 0, fmt.Errorf("%w: %d recipients, %d a day", ErrTooManyRecipients, n, limit)
-	}
-	return time.Duration(ms) * time.Millisecond, nil
-}
 
 // Usage reads what mailbox is using now. It changes nothing, so expired
 // leases and log entries that no write has removed yet are left out by time.

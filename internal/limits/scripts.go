@@ -42,7 +42,7 @@ redis.call("PEXPIRE", KEYS[1], math.max(tonumber(last[2]) - tonumber(ARGV[1]), 1
 return 1
 `)
 
-// recipientsScript checks, and optionally records, a message's recipients
+// recipientsLua checks, and optionally records, a message's recipients
 // against the rolling window. Log members are "<recipients>:<id>", scored by
 // the admission time; an entry leaves the window when its time is at or
 // before now - window. Both keys expire one window after the last entry was
@@ -52,13 +52,14 @@ return 1
 //
 // KEYS[1] log zset, KEYS[2] running sum (string)
 // ARGV[1] now (ms), ARGV[2] window (ms), ARGV[3] recipients of the message,
-// ARGV[4] limit (0 = no limit), ARGV[5] entry id ("" = check only, record
-// nothing)
-// Returns 0 when the recipients fit (recorded unless ARGV[5] is ""), the
+// ARGV[4] limit (0 = no limit); the function's record_id is the entry id
+// ("" = check only, record nothing)
+// Returns 0 when the recipients fit (recorded unless record_id is ""), the
 // milliseconds until enough old entries leave the window when they do not,
 // or -1 when the message alone is over the limit.
-// recipientsLua is the body of recipientsScript as a Lua function of the
-// entry id (record_id), shared with admitScript.
+//
+// It is a Lua function of the entry id (record_id: "" = check only), run
+// by admitScript.
 const recipientsLua = `local function recipients(record_id)` + "\n" + `
 local function count(member) return tonumber(string.match(member, "^(%d+):")) end
 local now = tonumber(ARGV[1])
@@ -127,8 +128,6 @@ end
 return 0
 end
 `
-
-var recipientsScript = redis.NewScript(recipientsLua + `return recipients(ARGV[5])`)
 
 // admitScript takes a message's whole admission in one round trip: the
 // daily recipients checked without recording, the per-minute GCRA, and the

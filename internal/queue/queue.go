@@ -502,6 +502,26 @@ type Outcome struct {
 
 // Complete records o for j and releases the lease.
 func (q *Queue) Complete(ctx context.Context, j *Job, o Outcome) error {
+	keys, args, after := q.completeArgs(j, o)
+	return after(completeScript.Run(ctx, q.rdb, keys, args...).Int())
+}
+
+// CompleteIn queues Complete of j with o on pipe, so a worker can send it
+// together with its next message's admission in one round trip. The
+// returned func reads the outcome once pipe was executed. A reply of
+// NOSCRIPT (Redis restarted and lost its script cache) means nothing was
+// recorded: it is reported as an error, and Complete, which loads the
+// script, may be called instead.
+func (q *Queue) CompleteIn(ctx context.Context, pipe redis.Pipeliner, j *Job, o Outcome) func() error {
+	keys, args, after := q.completeArgs(j, o)
+	cmd := completeScript.EvalSha(ctx, pipe, keys, args...)
+	return func() error { return after(cmd.Int()) }
+}
+
+// Pipeline returns a pipeline on the queue's Redis client.
+func (q *Queue) Pipeline() redis.Pipeliner { return q.rdb.Pipeline() }
+
+func (q *Queue) completeArgs(j *Job, o Outcome) (keys []string, args []any, after func(int, error) error) {
 	now := q.now()
 	var event string
 	if o.Attempted || o.Detail != "" {
@@ -537,22 +557,24 @@ func (q *Queue) Complete(ctx context.Context, j *Job, o Outcome) error {
 			place = min(j.Due, place)
 		}
 	}
-	args := append([]any{j.ID, j.Lease, status, now.UnixMilli(), o.Due.UnixMilli(),
+	args = append([]any{j.ID, j.Lease, status, now.UnixMilli(), o.Due.UnixMilli(),
 		q.retention.Milliseconds(), inc, event, lane, park, place}, fields...)
 	rk := q.route(j.Route)
-	keys := []string{rk.Inflight(), rk.Msg(j.ID), rk.Events(j.ID), rk.Ready(), rk.Failed(),
+	keys = []string{rk.Inflight(), rk.Msg(j.ID), rk.Events(j.ID), rk.Ready(), rk.Failed(),
 		rk.Lane(lane), rk.Lanes(), rk.LaneWait()}
-	ok, err := completeScript.Run(ctx, q.rdb, keys, args...).Int()
-	if err != nil {
-		return fmt.Errorf("complete %s as %s: %w", j.ID, o.Status, err)
+	after = func(ok int, err error) error {
+		if err != nil {
+			return fmt.Errorf("complete %s as %s: %w", j.ID, o.Status, err)
+		}
+		if ok == 0 {
+			return ErrLeaseLost
+		}
+		if (status == StatusQueued || status == StatusDeferred) && park == "0" && !o.Due.After(now) {
+			q.notify(j.Route)
+		}
+		return nil
 	}
-	if ok == 0 {
-		return ErrLeaseLost
-	}
-	if (status == StatusQueued || status == StatusDeferred) && park == "0" && !o.Due.After(now) {
-		q.notify(j.Route)
-	}
-	return nil
+	return keys, args, after
 }
 
 // statusFields are the fields Get reads: all but the body.
