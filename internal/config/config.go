@@ -72,6 +72,7 @@ type Config struct {
 	Apps           []App    `yaml:"apps"`
 	// Templates are the named mail templates (webhooks.go).
 	Templates []Template `yaml:"templates"`
+	SMTP      SMTP       `yaml:"smtp"` // smtp.go
 }
 
 // Redis says where the queue lives.
@@ -269,6 +270,7 @@ type App struct {
 	RateLimit       AppRateLimit  `yaml:"rate_limit"`
 	MaxMessageBytes int64         `yaml:"max_message_bytes"`
 	Disabled        bool          `yaml:"disabled"`
+	SMTP            AppSMTP       `yaml:"smtp"` // smtp.go
 	Webhooks        AppWebhooks   `yaml:"webhooks"`
 }
 

@@ -88,6 +88,7 @@ func (c *Config) WithDefaults() *Config {
 	setString(&c.Log.Level, DefaultLogLevel)
 	setString(&c.Log.Format, DefaultLogFormat)
 
+	c.SMTP.withDefaults()
 	for i := range c.Routes {
 		c.Routes[i].withDefaults()
 	}

@@ -91,6 +91,8 @@ func TestDefaults(t *testing.T) {
 			Webhooks: AppWebhooks{GrafanaSignatureHeader: "X-Grafana-Alerting-Signature",
 				AlertmanagerTemplate: "alertmanager", GrafanaTemplate: "grafana"},
 		}},
+		SMTP: SMTP{MaxMessageBytes: 36700160, MaxRecipients: 100, MaxConnections: 1000, MaxConnectionsPerIP: 100,
+			ReadTimeout: 5 * time.Minute, WriteTimeout: time.Minute, DataTimeout: 10 * time.Minute},
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)

@@ -79,6 +79,7 @@ func (c *Config) Validate() []Problem {
 		v.webhooks(c, key, a)
 	}
 	v.templates(c)
+	v.smtp(c)
 	return v.problems
 }
 

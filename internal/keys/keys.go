@@ -27,6 +27,7 @@
 //	P:limits:{R:M}:rcpts       string: sum of the recipients in log
 //	rate:P:limits:{R:M}:gcra   string: redis_rate's per-minute state
 //	P:revoked:<jti>            string: a revoked token id (package token)
+//	P:smtp-password:<id>       hash: a short SMTP password's app and hash (package smtppass)
 //	rate:P:api:<app>           string: redis_rate's state of an app's API rate limit
 //
 // redis_rate puts its own "rate:" in front of the key it is given; the names
@@ -155,6 +156,9 @@ func (s Space) Mailbox(route, mailbox string) (Mailbox, error) {
 
 // Revoked is the mark of a revoked token id.
 func (s Space) Revoked(jti string) string { return s.prefix + ":revoked:" + jti }
+
+// SMTPPassword is the record of the short SMTP password with id.
+func (s Space) SMTPPassword(id string) string { return s.prefix + ":smtp-password:" + id }
 
 // APIRate is the key of an app's API rate limit as given to redis_rate
 // (which puts "rate:" in front of it).

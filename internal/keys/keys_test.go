@@ -30,7 +30,8 @@ func TestLayout(t *testing.T) {
 			t.Errorf("mailbox key %q", k)
 		}
 	}
-	if a.APIRate("app") == b.APIRate("app") || a.Revoked("j") == b.Revoked("j") {
+	if a.APIRate("app") == b.APIRate("app") || a.Revoked("j") == b.Revoked("j") ||
+		a.SMTPPassword("p") == b.SMTPPassword("p") {
 		t.Error("two prefixes share a key")
 	}
 	if New("").Prefix() != DefaultPrefix {
