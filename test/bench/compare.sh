@@ -6,7 +6,9 @@
 #   test/bench/compare.sh BASE_REV 'BenchmarkDeliveryThroughput/reuse/workers=8' [go test flags...]
 #
 # The baseline is exported with git archive into a temporary directory (no
-# worktree is created). Example (the figures in README.md):
+# worktree is created), and this tree's test/bench is copied over its own,
+# so both sides run the same benchmark code (it uses only the packages'
+# public API). Example (the figures in README.md):
 #
 #   test/bench/compare.sh c6c800d 'DeliveryThroughput/reuse' -benchtime 5000x -count 3
 set -eu
@@ -15,7 +17,7 @@ root=$(git rev-parse --show-toplevel)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 git -C "$root" archive "$base" | tar -x -C "$tmp"
-run() { (cd "$1" && go test ./test/bench -run '^$' -bench "$bench" "$@") ; }
+cp "$root"/test/bench/*.go "$tmp"/test/bench/
 echo "# baseline $base" >&2
 (cd "$tmp" && go test ./test/bench -run '^$' -bench "$bench" "$@") | tee "$tmp/base.txt" >&2
 echo "# working tree $(git -C "$root" rev-parse --short HEAD)" >&2
