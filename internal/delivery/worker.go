@@ -171,6 +171,7 @@ func (w *Worker) Run(ctx context.Context) {
 				continue
 			}
 		}
+		w.expireWaiting(ctx) // at most once a minute or so, busy or idle
 		jobs, next, err := w.queue.ClaimBatch(ctx, w.route.Name, w.policy.Lease, w.claimOptions())
 		if err != nil {
 			if ctx.Err() != nil {
@@ -185,7 +186,6 @@ func (w *Worker) Run(ctx context.Context) {
 			if (w.conn != nil || w.slot.held()) && w.now().Sub(w.lastActive) >= w.policy.IdleTimeout {
 				w.closeConn()
 			}
-			w.expireWaiting(ctx)
 			wait := idle
 			if !next.IsZero() {
 				wait = min(wait, max(next.Sub(w.now()), time.Millisecond))

@@ -231,13 +231,10 @@ elseif st == $S_FAILED then
 elseif ARGV[10] == "1" then
   redis.call("ZADD", KEYS[4], ARGV[11], ARGV[1])
   redis.call("ZADD", KEYS[6], ARGV[11], ARGV[1])
-  local till = tonumber(ARGV[5])
-  local w = tonumber(redis.call("HGET", lanewait, ARGV[9]) or "0")
-  if till > w then
-    redis.call("HSET", lanewait, ARGV[9], till)
-    w = till
-  end
-  redis.call("ZADD", lanes, w, ARGV[9])
+  -- The wait replaces the lane's: it is the latest word on the mailbox
+  -- (a pace set at the claim is shortened when the limit says sooner).
+  redis.call("HSET", lanewait, ARGV[9], ARGV[5])
+  redis.call("ZADD", lanes, ARGV[5], ARGV[9])
 else
   redis.call("ZADD", KEYS[4], ARGV[5], ARGV[1])
   redis.call("ZADD", KEYS[6], ARGV[5], ARGV[1])
