@@ -27,6 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mailgate/mailgate/api"
+	"github.com/mailgate/mailgate/internal/bodybudget"
 	"github.com/mailgate/mailgate/internal/certreload"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/delivery"
@@ -85,7 +86,9 @@ type Gateway struct {
 	tokens          *token.Manager
 	api             *api.Server
 	smtp            *smtpd.Server // nil unless smtp.listen is set (roles api and all)
-	listener        net.Listener
+	// bodies bounds the message bodies both doors hold in memory at once.
+	bodies   *bodybudget.Budget
+	listener net.Listener
 	// metricsLn serves /metrics alone, when metrics.listen is set.
 	metricsLn net.Listener
 	// tlsConfig, when tls.cert_file is set, makes both listeners HTTPS.
@@ -162,9 +165,9 @@ func New(o Options) (*Gateway, error) {
 				break
 			}
 		}
+		g.bodies = bodybudget.New(cfg.API.MaxInFlightBytes, cfg.API.MaxInFlightBytesPerApp)
 		g.api, err = api.New(api.Options{Config: cfg, Queue: g.queue, Tokens: tokens, Limiter: limiter,
-			Health: g.health, Usage: g.usage, Now: o.Now, Log: o.Log, Registry: reg,
-			MaxInFlightBytes: cfg.API.MaxInFlightBytes, MaxInFlightBytesPerApp: cfg.API.MaxInFlightBytesPerApp,
+			Health: g.health, Usage: g.usage, Now: o.Now, Log: o.Log, Registry: reg, Budget: g.bodies,
 			MinBodyRate: cfg.API.MinBodyRate, BodyRateGrace: cfg.API.BodyRateGrace, Metrics: apiMetrics})
 		if err != nil {
 			return nil, err
@@ -226,7 +229,8 @@ func (g *Gateway) buildSMTP() error {
 	door := smtpd.NewIntakeDoor(policies, intake.New(intake.Options{Queue: g.queue, Log: g.log.With("door", "smtp")}))
 	g.smtp, err = smtpd.New(smtpd.Options{Config: g.cfg, Door: door, Tokens: g.tokens,
 		Passwords: smtppass.NewVerifier(smtppass.New(g.rdb, g.cfg.Redis.KeyPrefix, g.opts.Now), 0),
-		Metrics:   metrics.NewSMTP(g.registry), Log: g.log.With("door", "smtp"), Now: g.opts.Now, NewID: queue.NewID})
+		Metrics:   metrics.NewSMTP(g.registry), Log: g.log.With("door", "smtp"), Now: g.opts.Now, NewID: queue.NewID,
+		Budget: g.bodies})
 	return err
 }
 
@@ -314,7 +318,11 @@ func (g *Gateway) depth(ctx context.Context, route string) (metrics.Depth, error
 	if err != nil {
 		return metrics.Depth{}, err
 	}
-	d := metrics.Depth{Waiting: b.Ready, Sending: b.InFlight, Failed: b.Failed, Held: held}
+	d := metrics.Depth{Waiting: b.Ready, Sending: b.InFlight, Failed: b.Failed, Held: held, Bytes: b.Bytes}
+	if r := g.cfg.Route(route); r != nil {
+		d.MaxMessages, d.MaxBytes = r.Queue.MaxMessages, r.Queue.MaxBytes
+		d.Full = queue.Full(b.Ready+b.InFlight, b.Bytes, d.MaxMessages, d.MaxBytes)
+	}
 	if b.HasDue {
 		d.Lag = g.opts.Now().Sub(b.OldestDue)
 	}

@@ -14,6 +14,7 @@
 //	P:{R}:ready                zset: ids waiting, scored by when they are due
 //	P:{R}:inflight             zset: ids taken by a worker, scored by the lease deadline
 //	P:{R}:failed               zset: failed ids, scored by when they failed
+//	P:{R}:waiting              hash: bytes (and messages, bytes per app) waiting or in flight
 //	P:{R}:idem:<app>:<h>       string: the id first answered for an Idempotency-Key
 //	P:{R}:health               hash: the route's hold (package routehealth)
 //	P:{R}:probe                string: the probe lock of a held route
@@ -106,6 +107,13 @@ func (r Route) LaneWait() string { return r.base + "lane-wait" }
 // ExpireLock lets one worker of all instances sweep the route's waiting
 // messages past delivery.max_age.
 func (r Route) ExpireLock() string { return r.base + "expire-lock" }
+
+// Waiting is the hash of the route's waiting counters (package queue,
+// fields.go names its fields): the bytes of the messages waiting or in
+// flight, and per app their count and bytes. The app's counters live in the
+// route's hash, not in a key of the app, so the enqueue script that checks
+// them stays within the route's slot.
+func (r Route) Waiting() string { return r.base + "waiting" }
 
 // Idempotency is the record of an app's Idempotency-Key. The key is hashed,
 // so arbitrary client input never becomes part of a key name.

@@ -68,7 +68,7 @@ func (q *Queue) ExpireWaiting(ctx context.Context, route string, maxAge, every t
 			}
 			ev, _ := json.Marshal(Event{At: now, Status: StatusFailed, Detail: detail(lane)})
 			cmds[i] = expireScript.Eval(ctx, pipe,
-				[]string{rk.Msg(id), rk.Events(id), rk.Ready(), rk.Failed(), rk.Lane(lane)},
+				[]string{rk.Msg(id), rk.Events(id), rk.Ready(), rk.Failed(), rk.Lane(lane), rk.Waiting()},
 				id, now.UnixMilli(), cutoff, q.retention.Milliseconds(), string(ev))
 		}
 		if _, err := pipe.Exec(ctx); err != nil {

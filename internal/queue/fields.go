@@ -34,6 +34,20 @@ const (
 	// sender, whose messages Claim takes in turn with other senders' and
 	// which a limit of that mailbox can make wait as a whole.
 	fieldLane = "lane"
+	// fieldWaitingBytes holds the message's size while it counts in the
+	// route's waiting counters, and is removed when it stops counting: its
+	// presence makes every decrement happen once (see doc.go, "Limits").
+	fieldWaitingBytes = "waiting_bytes"
+)
+
+// Fields of a route's waiting counters (keys.Route.Waiting). An app's fields
+// are waitingApp + app + waitingAppMessages or waitingAppBytes; the two
+// suffixes end differently, so no field of one app is a field of another.
+const (
+	waitingBytes       = "bytes"
+	waitingApp         = "app:"
+	waitingAppMessages = ":messages"
+	waitingAppBytes    = ":bytes"
 )
 
 // luaNames puts the field names and status values into a script's text as
@@ -51,6 +65,11 @@ var luaNames = strings.NewReplacer(
 	"$F_LANE", lua(fieldLane),
 	"$F_SEND_AT", lua(fieldSendAt),
 	"$F_FROM", lua(fieldFrom),
+	"$F_WAITING_BYTES", lua(fieldWaitingBytes),
+	"$W_BYTES", lua(waitingBytes),
+	"$W_APP_MESSAGES", lua(waitingAppMessages),
+	"$W_APP_BYTES", lua(waitingAppBytes),
+	"$W_APPPFX", lua(waitingApp),
 	"$S_QUEUED", lua(StatusQueued),
 	"$S_SENDING", lua(StatusSending),
 	"$S_DEFERRED", lua(StatusDeferred),

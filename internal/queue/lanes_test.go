@@ -26,7 +26,7 @@ func (b bundle) enqueue(t *testing.T, m queue.Message) string {
 	return id
 }
 
-func (b bundle) claim(t *testing.T) *queue.Job {
+func (b bundle) claimNext(t *testing.T) *queue.Job {
 	t.Helper()
 	j, err := b.q.Claim(context.Background(), "m365", time.Minute)
 	if err != nil {
@@ -48,14 +48,14 @@ func TestLaneWaitsAsAWhole(t *testing.T) {
 	}
 	bob := b.enqueue(t, from("bob@contoso.com", "b"))
 
-	j := b.claim(t)
+	j := b.claimNext(t)
 	if j == nil || j.ID != alice[0] || j.Lane != "alice@contoso.com" {
 		t.Fatalf("first claim %+v, want alice's first", j)
 	}
 	if err := b.q.Complete(ctx, j, queue.Outcome{Status: queue.StatusQueued, Due: b.clock.Now().Add(time.Minute), LaneWaits: true}); err != nil {
 		t.Fatal(err)
 	}
-	if j := b.claim(t); j == nil || j.ID != bob {
+	if j := b.claimNext(t); j == nil || j.ID != bob {
 		t.Fatalf("claim while alice waits: %+v, want bob's", j)
 	}
 	jobs, next, err := b.q.ClaimBatch(ctx, "m365", time.Minute, queue.ClaimOptions{Max: 8})
@@ -87,7 +87,7 @@ func TestLanesTakeTurns(t *testing.T) {
 	a3 := b.enqueue(t, from("alice@contoso.com", "3"))
 	b1 := b.enqueue(t, from("bob@contoso.com", "1"))
 	var got []string
-	for j := b.claim(t); j != nil; j = b.claim(t) {
+	for j := b.claimNext(t); j != nil; j = b.claimNext(t) {
 		got = append(got, j.ID)
 		b.clock.Advance(time.Millisecond)
 	}
@@ -130,10 +130,10 @@ func TestLaneSkipsWhatLeftReady(t *testing.T) {
 	if err := b.srv.Client().ZRem(context.Background(), keys.New("").Route("m365").Ready(), gone).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if j := b.claim(t); j == nil || j.ID != kept {
+	if j := b.claimNext(t); j == nil || j.ID != kept {
 		t.Fatalf("claimed %+v, want the message still in ready", j)
 	}
-	if j := b.claim(t); j != nil {
+	if j := b.claimNext(t); j != nil {
 		t.Fatalf("claimed %s twice", j.ID)
 	}
 }
@@ -153,7 +153,7 @@ func TestMigrateOldShape(t *testing.T) {
 	if err := rdb.HDel(ctx, rk.Msg(old), "lane").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if j := b.claim(t); j != nil {
+	if j := b.claimNext(t); j != nil {
 		t.Fatal("the test did not remove the lane")
 	}
 	n, err := b.q.Migrate(ctx, "m365")
@@ -163,7 +163,7 @@ func TestMigrateOldShape(t *testing.T) {
 	if n, _ := b.q.Migrate(ctx, "m365"); n != 0 {
 		t.Fatalf("second Migrate moved %d", n)
 	}
-	j := b.claim(t)
+	j := b.claimNext(t)
 	if j == nil || j.ID != old || j.Lane != "alice@contoso.com" {
 		t.Fatalf("claim after Migrate: %+v", j)
 	}
@@ -200,7 +200,7 @@ func TestExpireWaiting(t *testing.T) {
 	if err := b.q.Requeue(ctx, "m365", old); err != nil {
 		t.Fatal(err)
 	}
-	j := b.claim(t)
+	j := b.claimNext(t)
 	if j == nil || j.ID != young && j.ID != old {
 		t.Fatalf("claim after requeue: %+v", j)
 	}

@@ -88,10 +88,26 @@ func (d *IntakeDoor) Accept(ctx context.Context, s Submission) (string, error) {
 	if errors.As(err, &r) {
 		return "", refusalReply(r)
 	}
+	var full *intake.FullError
+	if errors.As(err, &full) {
+		return "", fullReply(full)
+	}
 	if err != nil {
 		return "", err // a *intake.QueueError: 451 4.3.0
 	}
 	return res.ID, nil
+}
+
+// fullReply is the reply when the route's queue, or the app's share of it,
+// holds as much as it may: RFC 3463 4.3.1, mail system full, so the client
+// keeps the message and tries again later.
+func fullReply(f *intake.FullError) *smtp.SMTPError {
+	what := "the route's queue is full"
+	if f.App {
+		what = "this app's share of the route's queue is full"
+	}
+	return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
+		Message: "Insufficient system storage: " + what + "; nothing was stored, try again later"}
 }
 
 // refusalReply is the SMTP reply of a policy refusal (RFC 3463 codes),

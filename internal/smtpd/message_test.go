@@ -2,8 +2,13 @@ package smtpd
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/mailgate/mailgate/internal/intake"
+	"github.com/mailgate/mailgate/internal/queue"
 )
 
 func TestSmuggling(t *testing.T) {
@@ -72,5 +77,23 @@ func TestLoginServer(t *testing.T) {
 	}
 	if _, done, _ := ls.Next([]byte("pw2")); !done || user != "ir" || pass != "pw2" {
 		t.Fatalf("with initial response: %q %q", user, pass)
+	}
+}
+
+// A full queue is a temporary refusal the client can read, not the
+// generic 451 of a queue that is away.
+func TestFullQueueReply(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err  *intake.FullError
+		want string
+	}{
+		{&intake.FullError{Err: queue.ErrRouteFull}, "the route's queue is full"},
+		{&intake.FullError{App: true, Err: queue.ErrAppFull}, "this app's share"},
+	} {
+		r := fullReply(tc.err)
+		if r.Code != 452 || r.EnhancedCode != (smtp.EnhancedCode{4, 3, 1}) || !strings.Contains(r.Message, tc.want) {
+			t.Errorf("%v: %d %v %q", tc.err, r.Code, r.EnhancedCode, r.Message)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/mailgate/mailgate/internal/bodybudget"
 )
 
 // Replies of the conversation. RFC 3463 and RFC 5321 give the codes: 530
@@ -213,9 +214,20 @@ func (ss *session) Data(r io.Reader) error {
 	// slot longer than smtp.data_timeout.
 	_ = ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.s.cfg.DataTimeout))
 	var buf bytes.Buffer
-	n, err := io.Copy(&buf, io.LimitReader(r, ss.app.MaxBytes+1))
+	var w io.Writer = &buf
+	if ss.s.opts.Budget != nil {
+		res := ss.s.opts.Budget.Grower(ss.app.ID)
+		defer res.Release()
+		w = &budgetedWriter{buf: &buf, res: res}
+	}
+	n, err := io.Copy(w, io.LimitReader(r, ss.app.MaxBytes+1))
 	var ne net.Error
+	var over *overBudget
 	switch {
+	case errors.As(err, &over):
+		// The rest of the message is read and discarded by go-smtp.
+		ss.refuse("DATA", replyBusy, over.Error())
+		return replyBusy
 	case errors.As(err, &ne) && ne.Timeout():
 		e := &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
 			Message: fmt.Sprintf("Timeout: no end of data within %s, closing; nothing was stored", ss.s.cfg.DataTimeout)}
@@ -284,3 +296,34 @@ func (ss *session) Reset() { ss.resetTx() }
 // Logout may run on another goroutine (a shutdown closing the connection),
 // so it touches only what is atomic.
 func (ss *session) Logout() error { ss.setBusy(false); return nil }
+
+// replyBusy answers a message that the memory budget cannot hold now: a
+// temporary refusal (RFC 3463 4.3.1, mail system full), so the client
+// sends it again later.
+var replyBusy = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
+	Message: "Insufficient system storage: too many messages are being received at once; nothing was stored, try again later"}
+
+// budgetedWriter is a message's buffer that takes its room from the body
+// budget as the message arrives, so the door holds no more bodies than the
+// budget allows (an SMTP client rarely announces its size).
+type budgetedWriter struct {
+	buf *bytes.Buffer
+	res *bodybudget.Reservation
+}
+
+func (w *budgetedWriter) Write(p []byte) (int, error) {
+	if why := w.res.Grow(int64(w.buf.Len() + len(p))); why != bodybudget.OK {
+		return 0, &overBudget{why}
+	}
+	return w.buf.Write(p)
+}
+
+// overBudget is a message refused by the body budget.
+type overBudget struct{ why bodybudget.Refusal }
+
+func (e *overBudget) Error() string {
+	if e.why == bodybudget.AppShare {
+		return "the app's share of the in-flight body budget is in use by its other messages"
+	}
+	return "the in-flight body budget is in use"
+}

@@ -46,6 +46,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailgate/mailgate/internal/bodybudget"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/smtppass"
@@ -63,6 +64,10 @@ type Options struct {
 	Now       func() time.Time
 	// NewID returns a new message id (queue.NewID).
 	NewID func(now time.Time) string
+	// Budget, shared with the HTTP API, bounds the message bodies held in
+	// memory at once; a message is counted as it arrives. nil: no bound but
+	// the connection limits.
+	Budget *bodybudget.Budget
 }
 
 // Server is the SMTP door: one go-smtp server per listener (the plain one

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailgate/mailgate/internal/bodybudget"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/token"
 	"github.com/mailgate/mailgate/test/syncbuf"
@@ -40,6 +41,12 @@ func (d *fakeDoor) Accept(_ context.Context, s Submission) (string, error) {
 
 func startServer(t *testing.T) (*Server, *syncbuf.Buffer) {
 	t.Helper()
+	return startServerWith(t, nil)
+}
+
+// startServerWith is startServer with a change to the options first.
+func startServerWith(t *testing.T, change func(*Options)) (*Server, *syncbuf.Buffer) {
+	t.Helper()
 	cfg := &config.Config{Apps: []config.App{{ID: "scanner", SMTP: config.AppSMTP{Networks: []string{"127.0.0.1/32"}}}}}
 	cfg.SMTP.Listen = "127.0.0.1:0"
 	cfg.SMTP.Hostname = "mailgate.test"
@@ -49,8 +56,12 @@ func startServer(t *testing.T) (*Server, *syncbuf.Buffer) {
 		t.Fatal(err)
 	}
 	var logs syncbuf.Buffer
-	s, err := New(Options{Config: cfg, Door: &fakeDoor{}, Tokens: tokens, Log: slog.New(slog.NewTextHandler(&logs, nil)),
-		NewID: func(time.Time) string { return "id0001" }})
+	o := Options{Config: cfg, Door: &fakeDoor{}, Tokens: tokens, Log: slog.New(slog.NewTextHandler(&logs, nil)),
+		NewID: func(time.Time) string { return "id0001" }}
+	if change != nil {
+		change(&o)
+	}
+	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,5 +197,34 @@ func TestShutdownFinishesTransactions(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// A message the shared body budget cannot hold is refused for now (452
+// 4.3.1) and nothing is accepted; a message that fits goes through, and the
+// budget is given back after each.
+func TestBodyBudgetRefusesWhatDoesNotFit(t *testing.T) {
+	t.Parallel()
+	budget := bodybudget.New(600, 600)
+	// Another door's request holds half of it.
+	release, why := budget.Reserve("other", 300)
+	if why != bodybudget.OK {
+		t.Fatal(why)
+	}
+	defer release()
+	door := &fakeDoor{}
+	s, _ := startServerWith(t, func(o *Options) { o.Budget = budget; o.Door = door })
+	big := "Subject: big\r\n\r\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789\r\n", 12) + "."
+	replies := converse(t, s.Addr(), "127.0.0.1", "EHLO scanner.lan", "MAIL FROM:<scan@contoso.com>",
+		"RCPT TO:<a@contoso.com>", "DATA", big,
+		"MAIL FROM:<scan@contoso.com>", "RCPT TO:<a@contoso.com>", "DATA", "Subject: small\r\n\r\nhi\r\n.", "QUIT")
+	if !strings.HasPrefix(replies[5], "452 4.3.1 ") || replies[9] != "250 2.0.0 OK queued as id0001" {
+		t.Fatalf("replies: %q", replies)
+	}
+	if len(door.accepted) != 1 || !strings.Contains(string(door.accepted[0].Raw), "Subject: small") {
+		t.Fatalf("accepted %d messages, want only the small one", len(door.accepted))
+	}
+	if all, mine := budget.InUse("scanner"); all != 300 || mine != 0 {
+		t.Fatalf("%d bytes of the budget held after the messages (%d by the door's app), want only the other's 300", all, mine)
 	}
 }
