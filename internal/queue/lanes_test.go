@@ -197,6 +197,10 @@ func TestExpireWaiting(t *testing.T) {
 	if st, _ := b.q.Get(ctx, "m365", young); st.Status != queue.StatusQueued {
 		t.Fatalf("young: %s", st.Status)
 	}
+	// The failed message no longer counts as waiting; the young one does.
+	if d, err := b.q.Depth(ctx, "m365"); err != nil || d.Ready != 1 || d.Failed != 1 || d.Bytes != int64(len("young")) {
+		t.Fatalf("depth after the sweep: %+v, %v", d, err)
+	}
 	if err := b.q.Requeue(ctx, "m365", old); err != nil {
 		t.Fatal(err)
 	}
