@@ -90,9 +90,9 @@ func TestDevCurlLineLandsInOutbox(t *testing.T) {
 	if !bytes.Contains(b, []byte("Subject: Hello from mailgate")) || !bytes.Contains(b, []byte("It works.")) {
 		t.Fatalf("captured message:\n%s", b)
 	}
-	if !strings.Contains(log.String(), "msg=captured") {
-		t.Errorf("no log line for the captured message:\n%s", log.String())
-	}
+	// The capture server writes the file, then logs it.
+	testwait.Until(t, 5*time.Second, func() bool { return strings.Contains(log.String(), "msg=captured") },
+		"a log line for the captured message")
 
 	// The SMTP line works too, run by a shell exactly as printed, with the
 	// real curl: the message lands in the outbox as a second file.
