@@ -95,7 +95,9 @@ func TestWaitingBacklogCostsNothingAndOthersPass(t *testing.T) {
 	perWorkerSecond := float64(calls) / elapsed.Seconds() / float64(workers)
 	t.Logf("%d Redis commands in %s with %d workers (%.1f per worker and second) while %d messages waited",
 		calls, elapsed.Round(time.Millisecond), workers, perWorkerSecond, backlog)
-	if perWorkerSecond > 20 {
+	// Measured here: about 15. The bound leaves room for a loaded machine
+	// and is still a few hundred times below a claim-and-hand-back loop.
+	if perWorkerSecond > 40 {
 		t.Fatalf("%.1f Redis commands per worker and second while a backlog waits: the workers spin", perWorkerSecond)
 	}
 
