@@ -110,7 +110,7 @@ func New(o Options) (*Gateway, error) {
 	g.health = routehealth.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
 	g.limiter = limits.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
 	tokens, err := token.New([]byte(cfg.Auth.SigningKey), cfg.Auth.Issuer,
-		token.NewRevocations(g.rdb, cfg.Redis.KeyPrefix, o.Now), o.Now)
+		token.NewCachedRevocations(g.rdb, cfg.Redis.KeyPrefix, o.Now), o.Now)
 	if err != nil {
 		return nil, err
 	}

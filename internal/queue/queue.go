@@ -51,6 +51,7 @@ type Queue struct {
 	prefix    string
 	retention time.Duration
 	now       func() time.Time
+	group     *grouper // EnqueueRetrying's concurrent calls, sent together
 }
 
 // New returns a Queue on rdb.
@@ -64,7 +65,9 @@ func New(rdb redis.UniversalClient, opts Options) *Queue {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Queue{rdb: rdb, prefix: opts.Prefix, retention: opts.Retention, now: opts.Now}
+	q := &Queue{rdb: rdb, prefix: opts.Prefix, retention: opts.Retention, now: opts.Now}
+	q.group = &grouper{q: q, maxFlushers: groupFlushers, maxGroup: groupMax}
+	return q
 }
 
 // Message is what the API stores for a route: the final bytes and their
@@ -178,10 +181,18 @@ func (q *Queue) idemKey(route, app, key string) string {
 // idempotent by id: called again with the same m.ID it changes nothing and
 // reports created, so a call whose reply was lost can safely be repeated.
 func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool, err error) {
-	now := q.now()
 	if m.ID == "" {
-		m.ID = NewID(now)
+		m.ID = NewID(q.now())
 	}
+	keys, args := q.enqueueCall(m)
+	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Slice()
+	return enqueueReply(m.ID, res, err)
+}
+
+// enqueueCall is the keys and arguments of enqueueScript for m, whose ID
+// is set.
+func (q *Queue) enqueueCall(m Message) (keys []string, args []any) {
+	now := q.now()
 	ms := now.UnixMilli()
 	event, _ := json.Marshal(Event{At: now, Status: StatusQueued})
 	fields := []any{
@@ -208,14 +219,18 @@ func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool
 		useIdem = "1"
 		idemKey = q.idemKey(m.Route, m.App, m.IdempotencyKey)
 	}
-	args := append([]any{m.ID, ms, useIdem, IdempotencyTTL.Milliseconds(), event}, fields...)
-	keys := []string{q.msgKey(m.Route, m.ID), q.evKey(m.Route, m.ID), q.readyKey(m.Route), idemKey}
-	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Slice()
+	args = append([]any{m.ID, ms, useIdem, IdempotencyTTL.Milliseconds(), event}, fields...)
+	keys = []string{q.msgKey(m.Route, m.ID), q.evKey(m.Route, m.ID), q.readyKey(m.Route), idemKey}
+	return keys, args
+}
+
+// enqueueReply reads enqueueScript's reply for message id.
+func enqueueReply(id string, res []any, err error) (string, bool, error) {
 	if err != nil {
-		return "", false, fmt.Errorf("enqueue %s: %w", m.ID, err)
+		return "", false, fmt.Errorf("enqueue %s: %w", id, err)
 	}
 	if len(res) != 2 {
-		return "", false, fmt.Errorf("enqueue %s: unexpected reply %v", m.ID, res)
+		return "", false, fmt.Errorf("enqueue %s: unexpected reply %v", id, res)
 	}
 	got, _ := res[1].(string)
 	return got, res[0] != int64(0), nil
@@ -234,7 +249,7 @@ func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Dura
 	deadline := time.Now().Add(within)
 	wait := 50 * time.Millisecond
 	for {
-		id, created, err = q.Enqueue(ctx, m)
+		id, created, err = q.group.enqueue(ctx, m)
 		if err == nil || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
 			break
 		}
