@@ -93,14 +93,28 @@ func parseJSON(body io.Reader, size int64) (*submission, error) {
 		return nil, errInvalidBody("the body is not valid UTF-8")
 	}
 	var js jsonSubmission
-	if err := json.Unmarshal(raw, &js); err != nil {
-		return nil, errInvalidBody("malformed JSON: " + jsonError(err))
+	if err := decodeStrict(raw, &js); err != nil {
+		return nil, err
+	}
+	return js.submission()
+}
+
+// decodeStrict decodes raw, valid UTF-8, into v (a pointer to a struct),
+// refusing fields v does not have.
+func decodeStrict[T any](raw []byte, v *T) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return errInvalidBody("malformed JSON: " + jsonError(err))
 	}
 	dec := json.NewDecoder(bytes.NewReader(jsonSkeleton(raw)))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(new(jsonSubmission)); err != nil {
-		return nil, errInvalidBody("malformed JSON: " + jsonError(err))
+	if err := dec.Decode(new(T)); err != nil {
+		return errInvalidBody("malformed JSON: " + jsonError(err))
 	}
+	return nil
+}
+
+// submission checks what the JSON could not and returns the request.
+func (js *jsonSubmission) submission() (*submission, error) {
 	sub := &submission{in: compose.Input{
 		From: js.From, To: js.To, Cc: js.Cc, Bcc: js.Bcc, ReplyTo: js.ReplyTo,
 		Subject: js.Subject, Text: js.Text, HTML: js.HTML, Headers: js.Headers,

@@ -50,6 +50,9 @@ type Options struct {
 	// MaxInFlightBytes bounds the request bodies being received and
 	// handled at once; 0 means DefaultMaxInFlightBytes.
 	MaxInFlightBytes int64
+	// MaxBatchBytes caps the body of POST /v1/messages/batch; 0 means
+	// DefaultMaxBatchBytes.
+	MaxBatchBytes int64
 }
 
 // RouteHealth tells whether a route is held, and why.
@@ -73,6 +76,8 @@ type Server struct {
 	metrics  *metrics.API
 	budget   *bodyBudget
 	intake   *intake.Intake
+	// maxBatchBytes caps a batch's body (batch.go).
+	maxBatchBytes int64
 }
 
 // New builds the API. It fails when an app's policy does not compile, which
@@ -94,6 +99,10 @@ func New(o Options) (*Server, error) {
 	s := &Server{cfg: o.Config, apps: apps, queue: o.Queue, tokens: o.Tokens, limiter: o.Limiter,
 		health: o.Health, usage: o.Usage, now: o.Now, log: o.Log, metrics: metrics.NewAPI(o.Registry),
 		budget: newBodyBudget(o.MaxInFlightBytes)}
+	s.maxBatchBytes = o.MaxBatchBytes
+	if s.maxBatchBytes <= 0 {
+		s.maxBatchBytes = DefaultMaxBatchBytes
+	}
 	s.intake = intake.New(intake.Options{Queue: o.Queue, Metrics: s.metrics, Log: o.Log})
 	e := echo.NewWithConfig(echo.Config{Logger: o.Log, HTTPErrorHandler: s.handleError, JSONSerializer: jsonSerializer{}})
 	e.Use(s.recoverPanics)
@@ -108,6 +117,7 @@ func New(o Options) (*Server, error) {
 	v1 := e.Group("/v1", s.authenticate)
 	v1.POST("/messages", s.submit)
 	v1.POST("/messages/raw", s.submitRaw)
+	v1.POST("/messages/batch", s.submitBatch)
 	v1.GET("/messages/:id", s.getMessage)
 	v1.GET("/routes", s.listRoutes)
 	s.registerAdmin(v1)
