@@ -37,8 +37,8 @@ const MaxBatchMessages = 500
 
 // DefaultMaxBatchBytes bounds a batch request's body when
 // Options.MaxBatchBytes is 0. A batch may be smaller still: the most it is
-// read is the sum of its app's per-message request limit over
-// MaxBatchMessages items.
+// read is twice its app's max_message_bytes for each of MaxBatchMessages
+// items.
 const DefaultMaxBatchBytes = 64 << 20
 
 // batchRequest is the body of POST /v1/messages/batch.
@@ -71,8 +71,10 @@ type batchResult struct {
 
 // batchLimit is the most of a batch's body that is read for app.
 func (s *Server) batchLimit(app *appPolicy) int64 {
-	perItem := 2*app.maxBytes + 64<<10 // as POST /v1/messages
-	return min(MaxBatchMessages*perItem, s.maxBatchBytes)
+	// Each item may be twice the app's message limit, as a single
+	// submission's body may (base64 in JSON): the sum over a full batch,
+	// capped.
+	return min(MaxBatchMessages*2*app.maxBytes+64<<10, s.maxBatchBytes)
 }
 
 func errBatchTooLarge(detail string) *Problem {
