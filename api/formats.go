@@ -100,8 +100,23 @@ func parseJSON(body io.Reader, size int64) (*submission, error) {
 }
 
 // decodeStrict decodes raw, valid UTF-8, into v (a pointer to a struct),
-// refusing fields v does not have.
+// refusing fields v does not have. A small body is decoded once, by a
+// json.Decoder that refuses unknown fields; a large one (attachments) is
+// decoded by json.Unmarshal straight from raw, and only its skeleton
+// (jsonSkeleton) goes through the Decoder, which would copy the whole body
+// into a buffer of its own.
 func decodeStrict[T any](raw []byte, v *T) error {
+	if len(raw) <= smallJSON {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			return errInvalidBody("malformed JSON: " + jsonError(err))
+		}
+		if len(bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n")) > 0 {
+			return errInvalidBody("malformed JSON: invalid character after the top-level value")
+		}
+		return nil
+	}
 	if err := json.Unmarshal(raw, v); err != nil {
 		return errInvalidBody("malformed JSON: " + jsonError(err))
 	}
@@ -112,6 +127,9 @@ func decodeStrict[T any](raw []byte, v *T) error {
 	}
 	return nil
 }
+
+// smallJSON is the largest body decodeStrict decodes in one pass.
+const smallJSON = 64 << 10
 
 // submission checks what the JSON could not and returns the request.
 func (js *jsonSubmission) submission() (*submission, error) {

@@ -206,3 +206,66 @@ func BenchmarkSubmitLargeAttachment(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSubmitBatch measures POST /v1/messages/batch with batches of
+// 100 typical JSON messages against the API role, from 8 clients per CPU,
+// and, in the same run and against the same server, the same messages
+// sent one per request (POST /v1/messages) from as many clients: its
+// figure is the baseline of the x-single ratio. msgs/s counts messages,
+// not requests; allocations are per message.
+func BenchmarkSubmitBatch(b *testing.B) {
+	s := newSetup(b, 1, time.Hour)
+	r := s.build(b, gateway.RoleAPI, nil)
+	r.start(b)
+	tok := r.appToken(b)
+	one := alertJSON(b)
+	const per = 100
+	items := make([]json.RawMessage, per)
+	for i := range items {
+		items[i] = one
+	}
+	batch, err := json.Marshal(map[string]any{"messages": items})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := apiClient()
+	rdb := s.redis.Client()
+	measure := func(b *testing.B, url string, body []byte, n int) float64 {
+		b.Helper()
+		b.SetParallelism(8)
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				code, resp, err := post(c, url, tok, "application/json", body)
+				if err != nil || (code != http.StatusAccepted && code != http.StatusOK) {
+					b.Errorf("submit: %d %s %v", code, resp, err)
+					return
+				}
+				if code == http.StatusOK && bytes.Contains(resp, []byte(`"error"`)) {
+					b.Errorf("a message of the batch was refused: %s", resp)
+					return
+				}
+			}
+		})
+		rate := float64(b.N*n) / time.Since(start).Seconds()
+		b.StopTimer()
+		if err := rdb.FlushDB(b.Context()).Err(); err != nil { // keep Redis's memory flat between rounds
+			b.Fatal(err)
+		}
+		return rate
+	}
+	var single float64
+	b.Run("single", func(b *testing.B) {
+		b.ReportAllocs()
+		single = measure(b, r.base+"/v1/messages", one, 1)
+		b.ReportMetric(single, "msgs/s")
+	})
+	b.Run("batch100", func(b *testing.B) {
+		b.ReportAllocs()
+		rate := measure(b, r.base+"/v1/messages/batch", batch, per)
+		b.ReportMetric(rate, "msgs/s")
+		if single > 0 {
+			b.ReportMetric(rate/single, "x-single")
+		}
+	})
+}
