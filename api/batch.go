@@ -14,6 +14,7 @@ import (
 	"github.com/mailgate/mailgate/internal/apppolicy"
 	"github.com/mailgate/mailgate/internal/compose"
 	"github.com/mailgate/mailgate/internal/intake"
+	"github.com/mailgate/mailgate/internal/keys"
 	"github.com/mailgate/mailgate/internal/queue"
 )
 
@@ -115,6 +116,9 @@ func (s *Server) submitBatch(c *echo.Context) error {
 	if !utf8.Valid(raw) {
 		return errInvalidBody("the body is not valid UTF-8")
 	}
+	if err := batchShape(raw); err != nil {
+		return err
+	}
 	var req batchRequest
 	if err := decodeStrict(raw, &req); err != nil {
 		return err
@@ -186,6 +190,9 @@ func (s *Server) submitBatch(c *echo.Context) error {
 
 // batchSubmission decodes and renders one item.
 func (s *Server) batchSubmission(app *appPolicy, item []byte, now time.Time) (intake.Submission, error) {
+	if err := checkJSONShape(item); err != nil {
+		return intake.Submission{}, err
+	}
 	var js batchItem
 	if err := decodeStrict(item, &js); err != nil {
 		return intake.Submission{}, err
@@ -225,7 +232,8 @@ func (s *Server) rateLimitN(c *echo.Context, app *appPolicy, n int) error {
 	if s.limiter == nil || app.perMinute <= 0 {
 		return nil
 	}
-	res, err := s.limiter.AllowN(c.Request().Context(), "api:"+app.id, redis_rate.PerMinute(app.perMinute), n)
+	key := keys.New(s.cfg.Redis.KeyPrefix).APIRate(app.id) // the same limit as rateLimit's
+	res, err := s.limiter.AllowN(c.Request().Context(), key, redis_rate.PerMinute(app.perMinute), n)
 	if err != nil {
 		s.log.Error("rate limiter unavailable", "err", err)
 		return errQueueUnavailable()
@@ -235,6 +243,41 @@ func (s *Server) rateLimitN(c *echo.Context, app *appPolicy, n int) error {
 			fmt.Sprintf("app %s may submit %d messages a minute; this batch has %d", app.id, app.perMinute, n))
 		p.retryAfter = max(res.RetryAfter, time.Second)
 		return p
+	}
+	return nil
+}
+
+// batchShape counts the members of the batch's top-level containers (the
+// messages array above all) in one pass that allocates nothing, before
+// anything is decoded, as checkJSONShape does for one message: what lies
+// deeper is each item's, checked by checkJSONShape item by item. raw need
+// not be valid JSON.
+func batchShape(raw []byte) error {
+	depth, entries, empty := 0, [3]int{}, [3]bool{}
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if depth <= 2 && depth > 0 && empty[depth] && c != ' ' && c != '\t' && c != '\r' && c != '\n' && c != ']' && c != '}' {
+			empty[depth], entries[depth] = false, 1
+		}
+		switch c {
+		case '"':
+			i = jsonStringEnd(raw, i) - 1
+		case '{', '[':
+			if depth++; depth <= 2 {
+				entries[depth], empty[depth] = 0, true
+			}
+		case '}', ']':
+			if depth > 0 {
+				depth--
+			}
+		case ',':
+			if depth > 2 {
+				continue
+			}
+			if entries[depth]++; entries[depth] > MaxBatchMessages {
+				return errBatchTooLarge(fmt.Sprintf("a batch holds at most %d messages", MaxBatchMessages))
+			}
+		}
 	}
 	return nil
 }

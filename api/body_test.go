@@ -97,8 +97,11 @@ func TestParseMultipartFiles(t *testing.T) {
 	b := []byte("second file")
 	var buf bytes.Buffer
 	w := multipart.NewWriter(&buf)
-	_ = w.WriteField("to", "a@contoso.com")
-	_ = w.WriteField("text", "x")
+	for _, kv := range [][2]string{{"to", "a@contoso.com"}, {"text", "x"}} {
+		if err := w.WriteField(kv[0], kv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, f := range []struct {
 		name    string
 		content []byte
@@ -107,9 +110,13 @@ func TestParseMultipartFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _ = fw.Write(f.content)
+		if _, err := fw.Write(f.content); err != nil {
+			t.Fatal(err)
+		}
 	}
-	_ = w.Close()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
 	for _, size := range []int64{int64(buf.Len()), -1} {
 		sub, err := parseMultipart(bytes.NewReader(buf.Bytes()), size, w.Boundary())
 		if err != nil {

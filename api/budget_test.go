@@ -2,10 +2,12 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,38 +15,74 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/mailgate/mailgate/internal/apppolicy"
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 func TestBodyBudgetReserve(t *testing.T) {
 	t.Parallel()
-	b := newBodyBudget(100)
-	r1, ok := b.reserve(60)
-	if !ok {
+	b := newBodyBudget(100, 100)
+	r1, why := b.reserve("a", 60)
+	if why != budgetOK {
 		t.Fatal("60 of 100 refused")
 	}
-	if _, ok := b.reserve(41); ok {
-		t.Fatal("41 more admitted over 100")
+	if _, why := b.reserve("b", 41); why != budgetFull {
+		t.Fatalf("41 more over 100: %v, want budgetFull", why)
 	}
-	r2, ok := b.reserve(40)
-	if !ok {
+	r2, why := b.reserve("b", 40)
+	if why != budgetOK {
 		t.Fatal("40 more refused though they fit")
 	}
 	r1()
 	r1() // a second release gives nothing back twice
-	if _, ok := b.reserve(1000); ok {
+	if _, why := b.reserve("a", 1000); why != budgetFull {
 		t.Fatal("a body larger than the budget admitted while another is in flight")
 	}
 	r2()
-	big, ok := b.reserve(1000)
-	if !ok {
+	big, why := b.reserve("a", 1000)
+	if why != budgetOK {
 		t.Fatal("a body larger than the budget refused though it would be alone")
 	}
 	big()
-	if got := b.used.Load(); got != 0 {
-		t.Fatalf("%d bytes still reserved after every release", got)
+	if all, _ := b.inUse("a"); all != 0 {
+		t.Fatalf("%d bytes still reserved after every release", all)
 	}
-	if got := newBodyBudget(0).max; got != DefaultMaxInFlightBytes {
-		t.Fatalf("budget 0 means %d, want the default", got)
+	if got := newBodyBudget(0, 0); got.max != DefaultMaxInFlightBytes || got.perApp != DefaultMaxInFlightBytes/DefaultAppShare {
+		t.Fatalf("budget 0 means %d (%d per app), want the defaults", got.max, got.perApp)
+	}
+}
+
+// One app's share of the budget is its own: past it that app is refused
+// while another app still fits, and an app alone may take a body larger
+// than its share.
+func TestBodyBudgetAppShare(t *testing.T) {
+	t.Parallel()
+	b := newBodyBudget(100, 30)
+	var seen []string
+	b.observe = func(app string, n int64) { seen = append(seen, fmt.Sprintf("%s=%d", app, n)) }
+	ra, why := b.reserve("greedy", 20)
+	if why != budgetOK {
+		t.Fatal("20 of a 30 share refused")
+	}
+	if _, why := b.reserve("greedy", 11); why != budgetAppShare {
+		t.Fatalf("greedy over its share: %v, want budgetAppShare", why)
+	}
+	rb, why := b.reserve("polite", 30)
+	if why != budgetOK {
+		t.Fatalf("another app refused while the budget has room: %v", why)
+	}
+	ra()
+	big, why := b.reserve("greedy", 50)
+	if why != budgetOK {
+		t.Fatalf("an app alone refused a body larger than its share: %v", why)
+	}
+	if all, mine := b.inUse("greedy"); all != 80 || mine != 50 {
+		t.Fatalf("in use %d (greedy %d), want 80 (50)", all, mine)
+	}
+	big()
+	rb()
+	want := []string{"greedy=20", "polite=30", "greedy=0", "greedy=50", "greedy=0", "polite=0"}
+	if !slices.Equal(seen, want) {
+		t.Fatalf("observed %v, want %v", seen, want)
 	}
 }
 
@@ -54,7 +92,7 @@ func TestBodyBudgetReserve(t *testing.T) {
 // once the first is done.
 func TestSubmitBodyBudget(t *testing.T) {
 	t.Parallel()
-	s := &Server{log: slog.New(slog.DiscardHandler), now: time.Now, budget: newBodyBudget(1000)}
+	s := &Server{log: slog.New(slog.DiscardHandler), now: time.Now, budget: newBodyBudget(1000, 1000)}
 	pol, err := apppolicy.Compile(apppolicy.Spec{App: "t", DefaultFrom: "t@contoso.com", MaxBytes: 10_000, MaxRecipients: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +126,9 @@ func TestSubmitBodyBudget(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		var p Problem
-		_ = json.NewDecoder(resp.Body).Decode(&p)
+		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+			t.Errorf("%s answered %d without a problem document: %v", path, resp.StatusCode, err)
+		}
 		return answer{resp.StatusCode, p.Code, resp.Header.Get("Retry-After")}
 	}
 	body := func(n int) io.Reader { return strings.NewReader(strings.Repeat(" ", n)) }
@@ -97,13 +137,8 @@ func TestSubmitBodyBudget(t *testing.T) {
 	pr, pw := io.Pipe()
 	first := make(chan answer, 1)
 	go func() { first <- send("/v1/messages", "application/json", pr, 800) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for s.budget.used.Load() != 800 {
-		if time.Now().After(deadline) {
-			t.Fatal("the first submission was never admitted")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, func() bool { all, _ := s.budget.inUse("t"); return all == 800 },
+		"the first submission to be admitted")
 
 	busy := answer{http.StatusServiceUnavailable, CodeQueueUnavailable, "1"}
 	if got := send("/v1/messages", "application/json", body(800), 800); got != busy {
@@ -125,14 +160,17 @@ func TestSubmitBodyBudget(t *testing.T) {
 		t.Errorf("raw submission over the app's limit: %+v, want 413", got)
 	}
 
-	go func() { _, _ = io.Copy(pw, body(800)); pw.Close() }()
+	go func() {
+		_, err := io.Copy(pw, body(800))
+		pw.CloseWithError(err) // the handler then reports err, if any, as a broken body
+	}()
 	if got := <-first; got.status != http.StatusBadRequest {
 		t.Fatalf("first submission: %+v, want 400 for its content", got)
 	}
 	if got := send("/v1/messages", "application/json", body(800), 800); got.status != http.StatusBadRequest {
 		t.Errorf("submission of 800 bytes after the first: %+v, want it admitted (400 for its content)", got)
 	}
-	if got := s.budget.used.Load(); got != 0 {
+	if got, _ := s.budget.inUse("t"); got != 0 {
 		t.Errorf("%d bytes still reserved after every request", got)
 	}
 }

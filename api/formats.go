@@ -48,6 +48,9 @@ type addrList []string
 func (a *addrList) UnmarshalJSON(b []byte) error {
 	var one string
 	if err := json.Unmarshal(b, &one); err == nil {
+		if err := checkListLength("to, cc or bcc", one); err != nil {
+			return err
+		}
 		*a = splitAddresses(one)
 		return nil
 	}
@@ -92,6 +95,9 @@ func parseJSON(body io.Reader, size int64) (*submission, error) {
 	if !utf8.Valid(raw) {
 		return nil, errInvalidBody("the body is not valid UTF-8")
 	}
+	if err := checkJSONShape(raw); err != nil {
+		return nil, err
+	}
 	var js jsonSubmission
 	if err := decodeStrict(raw, &js); err != nil {
 		return nil, err
@@ -110,7 +116,7 @@ func decodeStrict[T any](raw []byte, v *T) error {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(v); err != nil {
-			return errInvalidBody("malformed JSON: " + jsonError(err))
+			return jsonProblem(err)
 		}
 		if len(bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n")) > 0 {
 			return errInvalidBody("malformed JSON: invalid character after the top-level value")
@@ -118,7 +124,7 @@ func decodeStrict[T any](raw []byte, v *T) error {
 		return nil
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return errInvalidBody("malformed JSON: " + jsonError(err))
+		return jsonProblem(err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(jsonSkeleton(raw)))
 	dec.DisallowUnknownFields()
@@ -126,6 +132,16 @@ func decodeStrict[T any](raw []byte, v *T) error {
 		return errInvalidBody("malformed JSON: " + jsonError(err))
 	}
 	return nil
+}
+
+// jsonProblem is the answer to a decoding error: the problem a field's
+// own decoder returned, or a malformed body.
+func jsonProblem(err error) error {
+	var p *Problem
+	if errors.As(err, &p) {
+		return p
+	}
+	return errInvalidBody("malformed JSON: " + jsonError(err))
 }
 
 // smallJSON is the largest body decodeStrict decodes in one pass.
@@ -202,11 +218,11 @@ func formFields(values map[string][]string) (*submission, error) {
 		case name == "from":
 			sub.in.From, err = one()
 		case name == "to":
-			sub.in.To = appendAddrs(sub.in.To, vs)
+			sub.in.To, err = appendAddrs(sub.in.To, name, vs)
 		case name == "cc":
-			sub.in.Cc = appendAddrs(sub.in.Cc, vs)
+			sub.in.Cc, err = appendAddrs(sub.in.Cc, name, vs)
 		case name == "bcc":
-			sub.in.Bcc = appendAddrs(sub.in.Bcc, vs)
+			sub.in.Bcc, err = appendAddrs(sub.in.Bcc, name, vs)
 		case name == "reply_to":
 			sub.in.ReplyTo, err = one()
 		case name == "subject":
@@ -257,16 +273,22 @@ func formFields(values map[string][]string) (*submission, error) {
 	return sub, nil
 }
 
-func appendAddrs(dst, vs []string) []string {
+func appendAddrs(dst []string, field string, vs []string) ([]string, error) {
 	for _, v := range vs {
+		if err := checkListLength(field, v); err != nil {
+			return nil, err
+		}
 		dst = append(dst, splitAddresses(v)...)
 	}
-	return dst
+	return dst, nil
 }
 
 func parseURLEncoded(body io.Reader, size int64) (*submission, error) {
 	raw, err := readSized(body, size)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkFieldCount("form", string(raw)); err != nil {
 		return nil, err
 	}
 	values, err := url.ParseQuery(string(raw))
@@ -292,10 +314,13 @@ func parseMultipart(body io.Reader, size int64, boundary string) (*submission, e
 	mr := multipart.NewReader(cr, boundary)
 	values := map[string][]string{}
 	var files []compose.Attachment
-	for {
+	for parts := 0; ; parts++ {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		if parts == maxFormParts {
+			return nil, errValidation(fmt.Sprintf("the form has more than %d parts", maxFormParts))
 		}
 		if err != nil {
 			var mbe *http.MaxBytesError
@@ -406,6 +431,9 @@ func parsePlain(c *echo.Context, body io.Reader, size int64, charset string) (*s
 // query parses the query string, refusing one that does not parse (or has
 // more parameters than net/url accepts) rather than reading it as empty.
 func query(c *echo.Context) (url.Values, error) {
+	if err := checkFieldCount("query string", c.Request().URL.RawQuery); err != nil {
+		return nil, err
+	}
 	q, err := url.ParseQuery(c.Request().URL.RawQuery)
 	if err != nil {
 		return nil, errInvalidBody("malformed query string: " + err.Error())

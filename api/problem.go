@@ -29,6 +29,7 @@ const (
 	CodeQueueUnavailable     = "queue_unavailable"
 	CodeNotReady             = "not_ready"
 	CodeInternal             = "internal_error"
+	CodeBodyTooSlow          = "body_too_slow"
 )
 
 // FieldError names one offending field of a request.

@@ -1,5 +1,6 @@
 // Package api is mailgate's HTTP API: submission in four styles, message
-// status, route health and the operational endpoints (shared/contract.md).
+// status, route health and the operational endpoints (README.md, "Sending
+// mail"; every status and field is in openapi/openapi.yaml).
 //
 // A submission is checked completely at the door — token, app, From and
 // recipient policy, size, syntax and header injection — and rendered to its
@@ -23,7 +24,6 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/labstack/echo/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/intake"
@@ -45,11 +45,22 @@ type Options struct {
 	Usage func(ctx context.Context, route string) (map[string]limits.Usage, error)
 	Now   func() time.Time
 	Log   *slog.Logger
-	// Registry collects the API's metrics and is served at /metrics.
+	// Registry collects the API's metrics.
 	Registry *prometheus.Registry
+	// Metrics serves GET /metrics; nil when metrics are served on a
+	// listener of their own (metrics.listen).
+	Metrics http.Handler
 	// MaxInFlightBytes bounds the request bodies being received and
 	// handled at once; 0 means DefaultMaxInFlightBytes.
 	MaxInFlightBytes int64
+	// MaxInFlightBytesPerApp is one app's share of it; 0 means a
+	// DefaultAppShare-th of MaxInFlightBytes.
+	MaxInFlightBytesPerApp int64
+	// MinBodyRate is the average rate in bytes a second below which a
+	// request body is cut off after BodyRateGrace; 0 means
+	// DefaultMinBodyRate, negative turns the cut-off off.
+	MinBodyRate   int64
+	BodyRateGrace time.Duration
 	// MaxBatchBytes caps the body of POST /v1/messages/batch; 0 means
 	// DefaultMaxBatchBytes.
 	MaxBatchBytes int64
@@ -76,6 +87,9 @@ type Server struct {
 	metrics  *metrics.API
 	budget   *bodyBudget
 	intake   *intake.Intake
+	// minBodyRate and bodyRateGrace are the slow-body cut-off (budget.go).
+	minBodyRate   int64
+	bodyRateGrace time.Duration
 	// maxBatchBytes caps a batch's body (batch.go).
 	maxBatchBytes int64
 }
@@ -96,9 +110,18 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.MinBodyRate == 0 {
+		o.MinBodyRate = DefaultMinBodyRate
+	}
+	if o.BodyRateGrace <= 0 {
+		o.BodyRateGrace = DefaultBodyRateGrace
+	}
 	s := &Server{cfg: o.Config, apps: apps, queue: o.Queue, tokens: o.Tokens, limiter: o.Limiter,
 		health: o.Health, usage: o.Usage, now: o.Now, log: o.Log, metrics: metrics.NewAPI(o.Registry),
-		budget: newBodyBudget(o.MaxInFlightBytes)}
+		budget:      newBodyBudget(o.MaxInFlightBytes, o.MaxInFlightBytesPerApp),
+		minBodyRate: o.MinBodyRate, bodyRateGrace: o.BodyRateGrace}
+	s.budget.observe = s.metrics.BudgetInUse
+	s.metrics.BudgetSize(s.budget.max, s.budget.perApp)
 	s.maxBatchBytes = o.MaxBatchBytes
 	if s.maxBatchBytes <= 0 {
 		s.maxBatchBytes = DefaultMaxBatchBytes
@@ -106,13 +129,16 @@ func New(o Options) (*Server, error) {
 	s.intake = intake.New(intake.Options{Queue: o.Queue, Metrics: s.metrics, Log: o.Log})
 	e := echo.NewWithConfig(echo.Config{Logger: o.Log, HTTPErrorHandler: s.handleError, JSONSerializer: jsonSerializer{}})
 	e.Use(s.recoverPanics)
+	e.Use(s.checkOrigin)
 
 	e.GET("/healthz", func(c *echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	e.GET("/openapi.yaml", func(c *echo.Context) error {
 		return c.Blob(http.StatusOK, "application/yaml", openapi.Spec())
 	})
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{})))
+	if o.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(o.Metrics))
+	}
 
 	v1 := e.Group("/v1", s.authenticate)
 	v1.POST("/messages", s.submit)

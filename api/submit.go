@@ -14,6 +14,7 @@ import (
 	"github.com/mailgate/mailgate/internal/apppolicy"
 	"github.com/mailgate/mailgate/internal/compose"
 	"github.com/mailgate/mailgate/internal/intake"
+	"github.com/mailgate/mailgate/internal/keys"
 	"github.com/mailgate/mailgate/internal/queue"
 )
 
@@ -47,7 +48,7 @@ func (s *Server) submit(c *echo.Context) error {
 	if err != nil {
 		return unsupportedType("")
 	}
-	body := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
+	body := s.limitedBody(c, limit)
 	size := c.Request().ContentLength
 	var sub *submission
 	switch mt {
@@ -63,7 +64,7 @@ func (s *Server) submit(c *echo.Context) error {
 		return unsupportedType(mt)
 	}
 	if err != nil {
-		return tooLargeOr(err, app)
+		return s.bodyError(err, app)
 	}
 	if sub.in.From == "" {
 		sub.in.From = app.defaultFrom
@@ -99,9 +100,9 @@ func (s *Server) submitRaw(c *echo.Context) error {
 	if err != nil || mt != "message/rfc822" {
 		return unsupportedType(mt)
 	}
-	raw, err := readSized(http.MaxBytesReader(c.Response(), c.Request().Body, app.maxBytes), c.Request().ContentLength)
+	raw, err := readSized(s.limitedBody(c, app.maxBytes), c.Request().ContentLength)
 	if err != nil {
-		return tooLargeOr(fmt.Errorf("read body: %w", err), app)
+		return s.bodyError(fmt.Errorf("read body: %w", err), app)
 	}
 	q, err := query(c)
 	if err != nil {
@@ -172,7 +173,10 @@ func (s *Server) rateLimit(c *echo.Context, app *appPolicy) error {
 	if s.limiter == nil || app.perMinute <= 0 {
 		return nil
 	}
-	res, err := s.limiter.Allow(c.Request().Context(), "api:"+app.id, redis_rate.PerMinute(app.perMinute))
+	// Under the installation's key prefix: two installations sharing one
+	// Redis must not share their apps' limits.
+	key := keys.New(s.cfg.Redis.KeyPrefix).APIRate(app.id)
+	res, err := s.limiter.Allow(c.Request().Context(), key, redis_rate.PerMinute(app.perMinute))
 	if err != nil {
 		s.log.Error("rate limiter unavailable", "err", err)
 		return errQueueUnavailable()
@@ -209,11 +213,16 @@ func errTooLarge(app *appPolicy) *Problem {
 	return refusalProblem(app.CheckSize(app.maxBytes + 1))
 }
 
-// tooLargeOr maps a body that hit its read limit to 413, anything else to 400.
-func tooLargeOr(err error, app *appPolicy) error {
+// bodyError maps a body that hit its read limit to 413, one that arrived
+// too slowly to 408, anything else to 400.
+func (s *Server) bodyError(err error, app *appPolicy) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return errTooLarge(app)
+	}
+	if errors.Is(err, errBodyTooSlow) {
+		s.metrics.SlowBody(app.id)
+		return errTooSlow(app, s.minBodyRate)
 	}
 	var p *Problem
 	if errors.As(err, &p) {

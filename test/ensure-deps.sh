@@ -10,6 +10,7 @@
 #   bsd-mailx                      a real `mail` command for the sendmail shim
 #   prometheus                     promtool, to unit-test the alert rules
 #   prometheus-alertmanager        a real Alertmanager posting webhooks
+#   systemd                        systemd-analyze, to verify deploy/systemd's unit
 set -euo pipefail
 
 # command -> Debian package
@@ -25,6 +26,7 @@ declare -A need=(
   [bsd-mailx]=bsd-mailx
   [promtool]=prometheus
   [prometheus-alertmanager]=prometheus-alertmanager
+  [systemd-analyze]=systemd
 )
 
 missing=()

@@ -21,7 +21,9 @@ import (
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/devmode"
+	"github.com/mailgate/mailgate/internal/eviction"
 	"github.com/mailgate/mailgate/internal/gateway"
+	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/routecheck"
 	"github.com/mailgate/mailgate/internal/token"
 )
@@ -34,14 +36,15 @@ const usage = `mailgate — an HTTP-to-SMTP submission gateway for Microsoft 365
 Usage:
   mailgate serve --config FILE [--role all|api|worker]
   mailgate dev [--listen ADDR] [--dir DIR]
-  mailgate token issue --config FILE --app ID [--ttl 720h]
-  mailgate token issue --config FILE --admin NAME [--ttl 720h]
+  mailgate token issue --config FILE --app ID [--ttl 8760h] (0: never expires)
+  mailgate token issue --config FILE --admin NAME [--ttl 8760h]
   mailgate token revoke --config FILE TOKEN_OR_ID
   mailgate config check --config FILE [--mx DOMAIN]
   mailgate check --config FILE --route NAME [--send-test TO]
   mailgate queue failed|requeue|delete --config FILE --route NAME [ID | --all] [--json]
   mailgate sendmail [sendmail options] [recipients] < message   (also as /usr/sbin/sendmail)
   mailgate sendmail --flush [--config FILE]
+  mailgate healthcheck [--url http://127.0.0.1:8080/readyz]
   mailgate version
 
 MAILGATE_CONFIG may stand in for --config.
@@ -80,6 +83,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return cmdCheck(rest, stdout, stderr, getenv)
 	case "sendmail":
 		return cmdSendmail(rest, os.Stdin, stdout, stderr, getenv)
+	case "healthcheck":
+		err = cmdHealthcheck(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -199,7 +204,7 @@ func cmdToken(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	cfgFlag := fs.String("config", "", "configuration file")
 	app := fs.String("app", "", "the app the token is for")
 	admin := fs.String("admin", "", "issue an operator token with this name instead of an app token")
-	ttl := fs.Duration("ttl", 0, "lifetime, e.g. 720h; 0 means no expiry")
+	ttl := fs.Duration("ttl", defaultTokenTTL, "lifetime, e.g. 720h; 0 means no expiry")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -208,7 +213,7 @@ func cmdToken(args []string, stdout, stderr io.Writer, getenv func(string) strin
 		return err
 	}
 	if args[0] == "issue" {
-		return tokenIssue(cfg, *app, *admin, *ttl, stdout)
+		return tokenIssue(cfg, *app, *admin, *ttl, stdout, stderr)
 	}
 	if fs.NArg() != 1 {
 		return usageError{"token revoke takes one TOKEN_OR_ID"}
@@ -216,7 +221,14 @@ func cmdToken(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	return tokenRevoke(cfg, fs.Arg(0), stdout)
 }
 
-func tokenIssue(cfg *config.Config, app, admin string, ttl time.Duration, stdout io.Writer) error {
+// defaultTokenTTL is a year: a token that leaks from an app's
+// configuration stops working on its own some day, yet apps need a new one
+// rarely enough that nobody is tempted to ask for tokens that never expire.
+const defaultTokenTTL = 8760 * time.Hour
+
+// tokenIssue prints the token alone on stdout, so that
+// `TOKEN=$(mailgate token issue …)` works; what it is worth goes to stderr.
+func tokenIssue(cfg *config.Config, app, admin string, ttl time.Duration, stdout, stderr io.Writer) error {
 	subject, scope := app, token.ScopeApp
 	switch {
 	case app != "" && admin != "":
@@ -228,20 +240,32 @@ func tokenIssue(cfg *config.Config, app, admin string, ttl time.Duration, stdout
 	case cfg.App(app) == nil:
 		return fmt.Errorf("no app %q in the configuration", app)
 	}
-	m, err := token.New([]byte(cfg.Auth.SigningKey), cfg.Auth.Issuer, nil, nil)
+	if ttl < 0 {
+		return usageError{"--ttl must not be negative (0 means no expiry)"}
+	}
+	m, err := gateway.Tokens(cfg, nil, nil)
 	if err != nil {
 		return err
 	}
-	raw, _, err := m.Issue(subject, scope, ttl)
+	raw, c, err := m.Issue(subject, scope, ttl)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, raw)
+	if c.ExpiresAt == nil {
+		fmt.Fprintf(stderr, "issued %s token %s for %s, audience %q; it does NOT expire (--ttl 0): revoke it when it is no longer needed\n", scope, c.ID, subject, m.Audience())
+	} else {
+		fmt.Fprintf(stderr, "issued %s token %s for %s, audience %q; it expires %s\n", scope, c.ID, subject, m.Audience(), c.ExpiresAt.UTC().Format(time.RFC3339))
+	}
 	return nil
 }
 
 func tokenRevoke(cfg *config.Config, tokenOrID string, stdout io.Writer) error {
-	m, err := token.New([]byte(cfg.Auth.SigningKey), cfg.Auth.Issuer, nil, nil)
+	// Revoking is always safe, so a token issued before audiences existed
+	// can be revoked whatever auth.accept_tokens_without_audience says.
+	revokeCfg := *cfg
+	revokeCfg.Auth.AcceptTokensWithoutAudience = true
+	m, err := gateway.Tokens(&revokeCfg, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -297,12 +321,15 @@ func cmdConfigCheck(args []string, stdout, stderr io.Writer, getenv func(string)
 		fmt.Fprintf(stderr, "mailgate: %v\n", err)
 		return 2
 	}
-	problems := config.Check(path, getenv)
+	problems, warnings := config.CheckWarnings(path, getenv)
 	if len(problems) > 0 {
 		for _, p := range problems {
 			fmt.Fprintln(stderr, p.String())
 		}
 		return 1
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "warning: "+w.String())
 	}
 	fmt.Fprintln(stdout, "ok")
 	return 0
@@ -332,10 +359,53 @@ func cmdCheck(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if ok := routecheck.Run(ctx, cfg, r, *sendTo, stdout); !ok {
+	redisOK := checkRedisEviction(ctx, cfg, stdout)
+	// The check's connection takes a slot from the limiter the workers
+	// share, so it waits for a worker rather than being refused 432 4.3.2.
+	var opts routecheck.Options
+	rdb, err := gateway.NewRedisClient(cfg.Redis)
+	if err == nil {
+		defer rdb.Close()
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = rdb.Ping(pctx).Err()
+		cancel()
+	}
+	if err != nil {
+		fmt.Fprintf(stdout, "  ! Redis unreachable (%v): the check's connection is not counted against the mailbox's "+
+			"connection limit; with mailgate delivering on this route, Exchange may refuse it with 432 4.3.2\n", err)
+	} else {
+		opts.Limiter = limits.New(rdb, cfg.Redis.KeyPrefix, nil)
+	}
+	if ok := routecheck.Run(ctx, cfg, r, *sendTo, stdout, opts); !ok || !redisOK {
 		return 1
 	}
 	return 0
+}
+
+// checkRedisEviction reports Redis's maxmemory-policy as `serve` judges it
+// at startup; false means serve would refuse to start.
+func checkRedisEviction(ctx context.Context, cfg *config.Config, out io.Writer) bool {
+	rdb, err := gateway.NewRedisClient(cfg.Redis)
+	if err != nil {
+		fmt.Fprintf(out, "  ✗ redis    %v\n", err)
+		return false
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res := eviction.Read(ctx, rdb)
+	switch {
+	case res.Safe():
+		fmt.Fprintf(out, "  ✓ redis    maxmemory-policy noeviction (%s)\n", res.Source)
+	case !res.Known():
+		fmt.Fprintf(out, "  ! redis    WARNING: %v; make sure maxmemory-policy is noeviction\n", res.Err)
+	case cfg.Redis.AllowEviction:
+		fmt.Fprintf(out, "  ! redis    WARNING (risk accepted by redis.allow_eviction): %s\n", res.Problem())
+	default:
+		fmt.Fprintf(out, "  ✗ redis    %s\n", res.Problem())
+		return false
+	}
+	return true
 }
 
 func versionString() string {

@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/token"
 	"github.com/mailgate/mailgate/test/redistest"
 )
@@ -55,7 +57,10 @@ func TestTokenIssuePrintsOnlyAVerifiableToken(t *testing.T) {
 	if strings.ContainsAny(raw, " \n") || strings.Count(raw, ".") != 2 {
 		t.Fatalf("stdout is not just a token: %q", out.String())
 	}
-	m, _ := token.New([]byte(key), "mailgate", nil, nil)
+	m, err := token.New(token.Options{Key: []byte(key), Issuer: "mailgate", Audience: "mailgate/mailgate"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := m.Parse(raw)
 	if err != nil || c.Subject != "monitoring" || c.ExpiresAt == nil {
 		t.Fatalf("issued token: %+v, %v", c, err)
@@ -117,7 +122,10 @@ func TestTokenRevokeCommand(t *testing.T) {
 		return strings.TrimSpace(out.String())
 	}
 	byToken, byID, untouched := issue(), issue(), issue()
-	instance, _ := token.New([]byte(key), "mailgate", token.NewRevocations(srv.Client(), "mailgate", nil), nil)
+	instance, err := token.New(token.Options{Key: []byte(key), Issuer: "mailgate", Audience: "mailgate/mailgate", Revoked: token.NewRevocations(srv.Client(), "mailgate", nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := instance.Parse(byID)
 	if err != nil {
 		t.Fatal(err)
@@ -139,5 +147,84 @@ func TestTokenRevokeCommand(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run([]string{"token", "revoke", "--config", cfg, "not-a-token"}, &out, &errOut, e); code != 2 {
 		t.Fatalf("revoke of garbage: exit %d", code)
+	}
+}
+
+// insecure_skip_verify on an Exchange route is refused by config check
+// unless the second setting accepts the risk; then it is a warning.
+func TestConfigCheckInsecureSkipVerify(t *testing.T) {
+	e := env(map[string]string{"KEY": key})
+	skip := strings.Replace(validConfig, "    auth:\n      mechanism: login", "    tls:\n      insecure_skip_verify: true\n    auth:\n      mechanism: login", 1)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"config", "check", "--config", writeConfig(t, skip)}, &out, &errOut, e); code != 1 ||
+		!strings.Contains(errOut.String(), "routes[m365].tls.insecure_skip_verify: refused") {
+		t.Fatalf("without accept_risk: exit %d, stderr %q", code, errOut.String())
+	}
+	accepted := strings.Replace(skip, "insecure_skip_verify: true", "insecure_skip_verify: true\n      insecure_skip_verify_accept_risk: true", 1)
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"config", "check", "--config", writeConfig(t, accepted)}, &out, &errOut, e); code != 0 || out.String() != "ok\n" ||
+		!strings.Contains(errOut.String(), "warning: routes[m365].tls.insecure_skip_verify: the certificate of Exchange Online is NOT verified") {
+		t.Fatalf("with accept_risk: exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+}
+
+// `mailgate check` judges Redis's eviction policy as serve does.
+func TestCheckRedisEviction(t *testing.T) {
+	srv := redistest.StartWith(t, redistest.Options{Args: []string{"--maxmemory-policy", "allkeys-lru"}})
+	cfg := &config.Config{Redis: config.Redis{URL: srv.URL()}}
+	var out bytes.Buffer
+	if checkRedisEviction(context.Background(), cfg, &out) || !strings.Contains(out.String(), `✗ redis    Redis's maxmemory-policy is "allkeys-lru"`) {
+		t.Fatalf("allkeys-lru passed: %s", out.String())
+	}
+	out.Reset()
+	cfg.Redis.AllowEviction = true
+	if !checkRedisEviction(context.Background(), cfg, &out) || !strings.Contains(out.String(), "risk accepted by redis.allow_eviction") {
+		t.Fatalf("allow_eviction: %s", out.String())
+	}
+	out.Reset()
+	if err := srv.Client().ConfigSet(context.Background(), "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !checkRedisEviction(context.Background(), cfg, &out) || !strings.Contains(out.String(), "✓ redis    maxmemory-policy noeviction") {
+		t.Fatalf("noeviction: %s", out.String())
+	}
+}
+
+// Tokens expire after a year unless --ttl says otherwise; --ttl 0 (no
+// expiry) is said on stderr, stdout carries only the token. Admin tokens
+// too. Every token carries the installation's audience.
+func TestTokenIssueExpiry(t *testing.T) {
+	cfg := writeConfig(t, strings.Replace(validConfig, "auth:\n", "auth:\n  audience: mailgate.test\n", 1))
+	e := env(map[string]string{"KEY": key})
+	m, _ := token.New(token.Options{Key: []byte(key), Issuer: "mailgate", Audience: "mailgate.test"})
+	issue := func(args ...string) (*token.Claims, string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(append([]string{"token", "issue", "--config", cfg}, args...), &out, &errOut, e); code != 0 {
+			t.Fatalf("issue %v: exit %d: %s", args, code, errOut.String())
+		}
+		c, err := m.Parse(strings.TrimSuffix(out.String(), "\n"))
+		if err != nil {
+			t.Fatalf("issue %v: stdout %q: %v", args, out.String(), err)
+		}
+		return c, errOut.String()
+	}
+	for _, who := range [][]string{{"--app", "monitoring"}, {"--admin", "ops"}} {
+		c, msg := issue(who...)
+		if c.ExpiresAt == nil || c.ExpiresAt.Sub(c.IssuedAt.Time) != 8760*time.Hour || !strings.Contains(msg, "expires") {
+			t.Errorf("%v default: %+v, stderr %q", who, c.RegisteredClaims, msg)
+		}
+		if len(c.Audience) != 1 || c.Audience[0] != "mailgate.test" {
+			t.Errorf("%v audience %v", who, c.Audience)
+		}
+		c, msg = issue(append(who, "--ttl", "0")...)
+		if c.ExpiresAt != nil || !strings.Contains(msg, "does NOT expire") {
+			t.Errorf("%v --ttl 0: %+v, stderr %q", who, c.RegisteredClaims, msg)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"token", "issue", "--config", cfg, "--app", "monitoring", "--ttl", "-1h"}, &out, &errOut, e); code != 2 || out.Len() != 0 {
+		t.Errorf("negative ttl: exit %d, stdout %q", code, out.String())
 	}
 }

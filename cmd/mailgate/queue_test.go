@@ -110,9 +110,9 @@ func TestQueueFailedListsDeadLetters(t *testing.T) {
 		t.Fatalf("not newest first:\n%s", out)
 	}
 
-	code, out, _ = b.run("failed", "--route", "m365", "--limit", "1")
+	code, out, errOut = b.run("failed", "--route", "m365", "--limit", "1")
 	if code != 0 || strings.Count(out, "\n") != 2 {
-		t.Fatalf("--limit 1: exit %d\n%s", code, out)
+		t.Fatalf("--limit 1: exit %d\n%s%s", code, out, errOut)
 	}
 
 	code, out, errOut = b.run("failed", "--route", "m365", "--json")

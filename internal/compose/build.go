@@ -327,6 +327,9 @@ func displayList(l []*mail.Address) []string {
 // checkHeaders checks the extra headers and returns their names sorted, so
 // that errors and output do not depend on map order.
 func checkHeaders(h map[string]string) ([]string, *Error) {
+	if len(h) > MaxCustomHeaders {
+		return nil, invalid("headers", "has %d headers; at most %d extra headers are allowed", len(h), MaxCustomHeaders)
+	}
 	names := make([]string, 0, len(h))
 	for name := range h {
 		names = append(names, name)
@@ -354,6 +357,9 @@ func checkHeaders(h map[string]string) ([]string, *Error) {
 }
 
 func checkAttachments(list []Attachment) ([]attachment, *Error) {
+	if len(list) > MaxAttachments {
+		return nil, invalid("attachments", "has %d attachments; at most %d are allowed", len(list), MaxAttachments)
+	}
 	out := make([]attachment, 0, len(list))
 	cids := make(map[string]int)
 	for i, a := range list {

@@ -2,7 +2,7 @@
 // that mailgate stores in its queue and later hands to SMTP DATA unchanged.
 //
 // The message is rendered and checked exactly once, at the API's door
-// (shared/style.md, "one path for a message"): the worker never parses what
+// (one path for a message): the worker never parses what
 // it sends. Everything that could make Exchange Online refuse or misread a
 // message, or let a client smuggle a header, is therefore refused here with
 // an *Error that names the offending field.

@@ -2,7 +2,8 @@ package compose
 
 import "fmt"
 
-// Error codes, the same strings as the API's problem codes (shared/contract.md).
+// Error codes, the same strings as the API's problem codes (the `code` of
+// the problem documents in openapi/openapi.yaml).
 const (
 	// CodeInvalidBody: the message is malformed (broken MIME structure, bad
 	// transfer encoding, truncated header). The API answers 400.

@@ -43,6 +43,9 @@ func ParseRaw(raw []byte, opt Options) (*Message, error) {
 
 func parseRaw(raw []byte, opt Options) (*Message, error) {
 	data := normaliseCRLF(raw)
+	if n := countHeaderFields(data, MaxHeaderFields); n > MaxHeaderFields {
+		return nil, malformed("", "the header has more than %d fields", MaxHeaderFields)
+	}
 
 	rd := bytes.NewReader(data)
 	br := bufio.NewReader(rd)
@@ -68,7 +71,8 @@ func parseRaw(raw []byte, opt Options) (*Message, error) {
 	// New fails only on an unknown charset or transfer encoding, and then
 	// still returns the entity, reading the body undecoded.
 	ent, _ := message.New(message.Header{Header: h}, bytes.NewReader(body))
-	if e := checkEntity(ent, "", 0, maxNesting); e != nil {
+	parts := 0
+	if e := checkEntity(ent, "", 0, maxNesting, &parts); e != nil {
 		return nil, e
 	}
 
@@ -237,8 +241,9 @@ func checkRawHeader(h textproto.Header, size int, part string) *Error {
 // checkEntity checks one entity and, for a multipart, all of its parts,
 // depth-first. Reading each leaf to EOF through go-message's decoders is
 // what finds invalid base64 or quoted-printable and unterminated parts.
-// depth is the number of multipart levels above ent.
-func checkEntity(ent *message.Entity, path string, depth, maxNesting int) *Error {
+// depth is the number of multipart levels above ent; parts counts the
+// entities met so far, for MaxParts.
+func checkEntity(ent *message.Entity, path string, depth, maxNesting int, parts *int) *Error {
 	where := "the message"
 	if path != "" {
 		where = "part " + path
@@ -269,14 +274,20 @@ func checkEntity(ent *message.Entity, path string, depth, maxNesting int) *Error
 			return malformed("", "%s: malformed multipart: %v", where, err)
 		}
 		n++
+		if *parts++; *parts > MaxParts {
+			return malformed("", "the message has more than %d MIME parts", MaxParts)
+		}
 		sub := fmt.Sprint(n)
 		if path != "" {
 			sub = path + "." + sub
 		}
+		if part.Header.Len() > MaxHeaderFields {
+			return malformed("", "part %s: the header has more than %d fields", sub, MaxHeaderFields)
+		}
 		if e := checkRawHeader(part.Header.Header, -1, sub); e != nil {
 			return e
 		}
-		if e := checkEntity(part, sub, depth+1, maxNesting); e != nil {
+		if e := checkEntity(part, sub, depth+1, maxNesting, parts); e != nil {
 			return e
 		}
 	}

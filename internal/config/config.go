@@ -1,8 +1,8 @@
 // Package config defines mailgate's YAML configuration: its types, defaults,
 // loading (with ${ENV} expansion and *_file secrets) and validation.
 //
-// The names of keys are part of the user-facing contract
-// (shared/contract.md): add keys freely, never rename them.
+// The names of keys are part of the user-facing contract (README.md,
+// "Running it for real"): add keys freely, never rename them.
 //
 // Load runs the whole pipeline (load.go explains its order) and returns
 // Problems: every problem in the file at once, each naming its exact key,
@@ -15,7 +15,8 @@
 // only be allowed From addresses its route can send as (Route.SenderSet).
 // Exchange Online refuses any other From only at delivery time, after the
 // API has answered 202, and a mailbox that keeps being refused is blocked
-// from SMTP AUTH for a while (shared/exchange-online.md), so such a file is
+// from SMTP AUTH for a while (docs/exchange-online.md, "Repeated errors get
+// a mailbox blocked"), so such a file is
 // refused at startup instead.
 //
 // Defaults live in WithDefaults; for smtp-auth routes they are Exchange
@@ -59,8 +60,16 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 	Log       Log           `yaml:"log"`
 	Shutdown  Shutdown      `yaml:"shutdown"`
-	Routes    []Route       `yaml:"routes"`
-	Apps      []App         `yaml:"apps"`
+	API       API           `yaml:"api"`
+	Metrics   Metrics       `yaml:"metrics"`
+	// TLS makes the API (and metrics.listen) serve HTTPS itself.
+	TLS ListenerTLS `yaml:"tls"`
+	// AllowedOrigins lists the web origins (https://app.contoso.com) whose
+	// pages may POST form or text bodies to the API from a browser; from
+	// any other origin such a request is refused (package api, origin.go).
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	Routes         []Route  `yaml:"routes"`
+	Apps           []App    `yaml:"apps"`
 }
 
 // Redis says where the queue lives.
@@ -69,6 +78,10 @@ type Redis struct {
 	URLFile string `yaml:"url_file"` // the URL (it may hold a password) read from a file
 	// KeyPrefix namespaces every key, so one Redis can serve several installs.
 	KeyPrefix string `yaml:"key_prefix"`
+	// AllowEviction lets mailgate start although Redis's maxmemory-policy
+	// is not noeviction, which it otherwise refuses (package eviction says
+	// why): the risk of silently losing queued mail is then the operator's.
+	AllowEviction bool `yaml:"allow_eviction"`
 }
 
 // Auth configures the API's per-app tokens.
@@ -76,6 +89,29 @@ type Auth struct {
 	SigningKey     string `yaml:"signing_key"` // HS256 secret, at least 32 bytes
 	SigningKeyFile string `yaml:"signing_key_file"`
 	Issuer         string `yaml:"issuer"`
+	// Audience names this installation in every token (the aud claim);
+	// tokens for another audience are refused, even when signed with the
+	// same key. The default, "<issuer>/<redis.key_prefix>", is stable for
+	// the life of an installation; set a name of its own to every
+	// installation that might share a signing key with another.
+	Audience string `yaml:"audience"`
+	// PreviousSigningKeys verify tokens but never sign: the keys a rotation
+	// replaced, kept until every app holds a token of the new key.
+	PreviousSigningKeys []string `yaml:"previous_signing_keys"`
+	// PreviousSigningKeysFile lists files holding one previous key each.
+	PreviousSigningKeysFile []string `yaml:"previous_signing_keys_file"`
+	// AcceptTokensWithoutAudience lets tokens issued before audiences
+	// existed through, while they are replaced.
+	AcceptTokensWithoutAudience bool `yaml:"accept_tokens_without_audience"`
+}
+
+// PreviousKeys returns the previous signing keys, inline ones first.
+func (a *Auth) PreviousKeys() [][]byte {
+	var keys [][]byte
+	for _, k := range a.PreviousSigningKeys {
+		keys = append(keys, []byte(k))
+	}
+	return keys
 }
 
 // Delivery tunes the workers.
@@ -114,6 +150,40 @@ type Shutdown struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
+// API protects the HTTP API's shared resources from one app or client.
+type API struct {
+	// MaxInFlightBytes bounds the request bodies received and handled at
+	// once (the heap of submissions in flight is about three times it).
+	MaxInFlightBytes int64 `yaml:"max_in_flight_bytes"`
+	// MaxInFlightBytesPerApp is one app's share of it: beyond it that app
+	// gets 429 while the others are still served.
+	MaxInFlightBytesPerApp int64 `yaml:"max_in_flight_bytes_per_app"`
+	// MinBodyRate is the average rate, in bytes a second, below which a
+	// request body is cut off with 408 once BodyRateGrace has passed; -1
+	// turns the cut-off off.
+	MinBodyRate   int64         `yaml:"min_body_rate"`
+	BodyRateGrace time.Duration `yaml:"body_rate_grace"`
+}
+
+// ListenerTLS is the certificate the API serves. The files are read again
+// when they change, so a renewed certificate needs no restart.
+type ListenerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Metrics configures where and to whom /metrics is served.
+type Metrics struct {
+	// Listen, when set, serves /metrics on this address only, and no
+	// longer on the API's listen address: scrapes can then be limited to
+	// the monitoring network, away from the apps' port.
+	Listen string `yaml:"listen"`
+	// Token, when set, is required as `Authorization: Bearer <token>` on
+	// every scrape.
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+}
+
 // Log configures the process log.
 type Log struct {
 	Level  string `yaml:"level"`  // debug | info | warn | error
@@ -145,8 +215,12 @@ type RouteTLS struct {
 	CAFile             string `yaml:"ca_file"`
 	ServerName         string `yaml:"server_name"`
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
-	ClientCertFile     string `yaml:"client_cert_file"`
-	ClientKeyFile      string `yaml:"client_key_file"`
+	// InsecureSkipVerifyAcceptRisk must be set as well before
+	// insecure_skip_verify is allowed on an smtp-auth or connector route:
+	// there an unverified server receives the OAuth token or password.
+	InsecureSkipVerifyAcceptRisk bool   `yaml:"insecure_skip_verify_accept_risk"`
+	ClientCertFile               string `yaml:"client_cert_file"`
+	ClientKeyFile                string `yaml:"client_key_file"`
 }
 
 // RouteAuth configures SMTP AUTH.

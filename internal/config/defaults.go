@@ -6,7 +6,8 @@ import (
 )
 
 // Defaults. The limits of smtp-auth routes are Exchange Online's own limits
-// for SMTP AUTH client submission, per mailbox (shared/exchange-online.md):
+// for SMTP AUTH client submission, per mailbox (docs/exchange-online.md,
+// "Per-mailbox limits of SMTP AUTH"):
 // going above them only turns into 432 4.3.2 replies, delays and, for the
 // daily recipient quota, 554 5.2.0 SubmissionQuotaExceeded.
 const (
@@ -25,6 +26,11 @@ const (
 	DefaultPollInterval      = 200 * time.Millisecond
 	DefaultProbeInterval     = time.Minute
 	DefaultRetention         = 7 * 24 * time.Hour
+
+	// The HTTP API's body budget and slow-body cut-off (package api).
+	DefaultMaxInFlightBytes = 256 << 20
+	DefaultMinBodyRate      = 4 << 10 // bytes a second: a slow mobile link's
+	DefaultBodyRateGrace    = 10 * time.Second
 
 	DefaultLogLevel  = "info"
 	DefaultLogFormat = "text"
@@ -60,6 +66,7 @@ func (c *Config) WithDefaults() *Config {
 	}
 	setString(&c.Redis.KeyPrefix, DefaultKeyPrefix)
 	setString(&c.Auth.Issuer, DefaultIssuer)
+	setString(&c.Auth.Audience, DefaultAudience(c.Auth.Issuer, c.Redis.KeyPrefix))
 
 	d := &c.Delivery
 	setDuration(&d.MaxAge, DefaultMaxAge)
@@ -73,6 +80,10 @@ func (c *Config) WithDefaults() *Config {
 	setDuration(&d.ProbeInterval, DefaultProbeInterval)
 	setDuration(&c.Retention, DefaultRetention)
 
+	setInt64(&c.API.MaxInFlightBytes, DefaultMaxInFlightBytes)
+	setInt64(&c.API.MaxInFlightBytesPerApp, c.API.MaxInFlightBytes/4)
+	setInt64(&c.API.MinBodyRate, DefaultMinBodyRate)
+	setDuration(&c.API.BodyRateGrace, DefaultBodyRateGrace)
 	setString(&c.Log.Level, DefaultLogLevel)
 	setString(&c.Log.Format, DefaultLogFormat)
 
@@ -114,6 +125,12 @@ func (r *Route) withDefaults() {
 		setInt(&r.Limits.MaxConnections, DefaultMaxConnections)
 	}
 }
+
+// DefaultAudience is auth.audience when the file gives none: the issuer and
+// the key prefix, the two names of an installation that stay the same for
+// its whole life (changing either already cuts it off from its tokens or
+// its queue).
+func DefaultAudience(issuer, keyPrefix string) string { return issuer + "/" + keyPrefix }
 
 // MXHost returns the Exchange Online MX host of a tenant's domain, the host a
 // connector route delivers to: the domain in lower case with its dots turned

@@ -9,7 +9,7 @@ import (
 	"github.com/mailgate/mailgate/test/testpki"
 )
 
-// exampleYAML is the example of shared/contract.md, with the certificate
+// exampleYAML is a complete example configuration, with the certificate
 // paths pointing into the test's directory ({{DIR}}).
 const exampleYAML = `
 listen: ":8080"

@@ -46,8 +46,19 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 // Check runs what Load runs and returns every problem, for
 // `mailgate config check`; nil means the file is fine.
 func Check(path string, getenv func(string) string) []Problem {
-	_, problems := load(path, getenv)
+	problems, _ := CheckWarnings(path, getenv)
 	return problems
+}
+
+// CheckWarnings is Check that also returns the risky settings the file
+// accepts on purpose (Config.Warnings), listed only when there are no
+// problems.
+func CheckWarnings(path string, getenv func(string) string) (problems, warnings []Problem) {
+	c, problems := load(path, getenv)
+	if len(problems) == 0 && c != nil {
+		warnings = c.Warnings()
+	}
+	return problems, warnings
 }
 
 func load(path string, getenv func(string) string) (*Config, []Problem) {
@@ -434,6 +445,7 @@ func (c *Config) readSecretFiles() []Problem {
 	secrets := []secret{
 		{"redis.url", "redis.url_file", &c.Redis.URL, c.Redis.URLFile},
 		{"auth.signing_key", "auth.signing_key_file", &c.Auth.SigningKey, c.Auth.SigningKeyFile},
+		{"metrics.token", "metrics.token_file", &c.Metrics.Token, c.Metrics.TokenFile},
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
@@ -444,6 +456,20 @@ func (c *Config) readSecretFiles() []Problem {
 		)
 	}
 	var problems []Problem
+	// Previous signing keys are a list: each file holds one key, added to
+	// those given inline.
+	for i, f := range c.Auth.PreviousSigningKeysFile {
+		data, err := os.ReadFile(f)
+		key := fmt.Sprintf("auth.previous_signing_keys_file[%d]", i)
+		switch v := strings.TrimRight(string(data), " \t\r\n"); {
+		case err != nil:
+			problems = append(problems, Problem{Key: key, Message: fmt.Sprintf("cannot read the secret: %v", err)})
+		case v == "":
+			problems = append(problems, Problem{Key: key, Message: fmt.Sprintf("%s is empty", f)})
+		default:
+			c.Auth.PreviousSigningKeys = append(c.Auth.PreviousSigningKeys, v)
+		}
+	}
 	for _, s := range secrets {
 		if s.file == "" {
 			continue

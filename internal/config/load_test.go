@@ -47,7 +47,7 @@ func TestDefaults(t *testing.T) {
 	want := Config{
 		Listen:    ":8080",
 		Redis:     Redis{URL: "redis://127.0.0.1:6379/0", KeyPrefix: "mailgate"},
-		Auth:      Auth{SigningKey: "0123456789abcdef0123456789abcdef", Issuer: "mailgate"},
+		Auth:      Auth{SigningKey: "0123456789abcdef0123456789abcdef", Issuer: "mailgate", Audience: "mailgate/mailgate"},
 		Retention: 168 * time.Hour,
 		Delivery: Delivery{
 			MaxAge:            24 * time.Hour,
@@ -61,6 +61,8 @@ func TestDefaults(t *testing.T) {
 			ProbeInterval:     time.Minute,
 		},
 		Log: Log{Level: "info", Format: "text"},
+		API: API{MaxInFlightBytes: 256 << 20, MaxInFlightBytesPerApp: 64 << 20,
+			MinBodyRate: 4096, BodyRateGrace: 10 * time.Second},
 		Routes: []Route{{
 			Name: "m365",
 			Type: "smtp-auth",

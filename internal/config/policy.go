@@ -28,7 +28,7 @@ func (c *Config) Route(name string) *Route {
 }
 
 // SenderSet returns every From address r can ever send as, as Exchange
-// Online decides it (shared/exchange-online.md):
+// Online decides it (docs/exchange-online.md, "Three ways in"):
 //
 //   - smtp-auth: the authenticated mailbox plus what it holds Send As on
 //     (send_as); anything else gets 550 5.7.60. With username "{from}", each

@@ -20,6 +20,9 @@ const (
 	// minSigningKey is the shortest HS256 key RFC 7518 section 3.2 allows:
 	// the size of the hash output.
 	minSigningKey = 32
+	// minMetricsToken is the shortest metrics.token accepted: long enough
+	// that guessing it over the network is hopeless.
+	minMetricsToken = 16
 	// maxPerMessage bounds recipients.max_per_message: more recipients than
 	// a day's quota of one Exchange mailbox make no sense in one message.
 	maxPerMessage = 10000
@@ -130,6 +133,34 @@ func (v *validator) top(c *Config) {
 	if c.Auth.Issuer == "" {
 		v.add("auth.issuer", "required")
 	}
+	if strings.TrimSpace(c.Auth.Audience) == "" {
+		v.add("auth.audience", "required: a name for this installation, such as mailgate.prod.contoso.com")
+	}
+	for i, k := range c.Auth.PreviousSigningKeys {
+		switch {
+		case len(k) < minSigningKey:
+			v.add(fmt.Sprintf("auth.previous_signing_keys[%d]", i), "is %d bytes; an HS256 key must be at least %d bytes (RFC 7518 section 3.2)", len(k), minSigningKey)
+		case k == c.Auth.SigningKey:
+			v.add(fmt.Sprintf("auth.previous_signing_keys[%d]", i), "is the current signing_key; list only the keys it replaced")
+		}
+	}
+
+	v.keyPair("tls.cert_file", "tls.key_file", "cert_file", "key_file", c.TLS.CertFile, c.TLS.KeyFile, true)
+	for i, o := range c.AllowedOrigins {
+		if err := validateOrigin(o); err != nil {
+			v.add(fmt.Sprintf("allowed_origins[%d]", i), "%v", err)
+		}
+	}
+	if m := c.Metrics.Listen; m != "" {
+		if _, port, err := net.SplitHostPort(m); err != nil {
+			v.add("metrics.listen", "want host:port, such as :9090 or 10.0.0.5:9090, got %q", m)
+		} else if m == c.Listen && port != "0" {
+			v.add("metrics.listen", "is the same address as listen (%s); leave it empty to serve /metrics there", m)
+		}
+	}
+	if n := len(c.Metrics.Token); n > 0 && n < minMetricsToken {
+		v.add("metrics.token", "is %d bytes; use at least %d (e.g. `openssl rand -base64 24`)", n, minMetricsToken)
+	}
 
 	d := &c.Delivery
 	for _, f := range []struct {
@@ -158,12 +189,36 @@ func (v *validator) top(c *Config) {
 		v.add("delivery.hello_name", "must be a host name without white space, got %q", d.HelloName)
 	}
 
+	if a := c.API; a.MaxInFlightBytes < 0 {
+		v.add("api.max_in_flight_bytes", "must be positive, got %d", a.MaxInFlightBytes)
+	} else if a.MaxInFlightBytesPerApp < 0 || a.MaxInFlightBytesPerApp > a.MaxInFlightBytes {
+		v.add("api.max_in_flight_bytes_per_app", "must be positive and at most api.max_in_flight_bytes (%d), got %d",
+			a.MaxInFlightBytes, a.MaxInFlightBytesPerApp)
+	}
+	if c.API.MinBodyRate < -1 {
+		v.add("api.min_body_rate", "want bytes a second, or -1 for no minimum, got %d", c.API.MinBodyRate)
+	}
+	if c.API.BodyRateGrace < 0 {
+		v.add("api.body_rate_grace", "must be positive, got %s", c.API.BodyRateGrace)
+	}
+
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		v.add("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
 	}
 	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
 		v.add("log.format", "want text or json, got %q", c.Log.Format)
 	}
+}
+
+// validateOrigin checks a web origin as browsers send it in the Origin
+// header: scheme, host and optional port, nothing else (RFC 6454).
+func validateOrigin(o string) error {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+		strings.TrimSuffix(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("want an origin such as https://app.contoso.com (scheme, host, optional port; no path), got %q", o)
+	}
+	return nil
 }
 
 func (v *validator) route(key string, r *Route) {
@@ -259,6 +314,10 @@ func (v *validator) routeTLS(key string, r *Route, exchange bool) {
 		}
 	default:
 		v.add(key+".mode", "want starttls, implicit or none, got %q", t.Mode)
+	}
+	if t.InsecureSkipVerify && exchange && !t.InsecureSkipVerifyAcceptRisk {
+		v.add(key+".insecure_skip_verify", "refused on a %s route: whoever sits between mailgate and Exchange Online would receive the route's OAuth token or password and every message; "+
+			"give the server's CA with ca_file instead, or, if you really mean it, also set %s.insecure_skip_verify_accept_risk: true", r.Type, key)
 	}
 	if strings.ContainsAny(t.ServerName, " \t\r\n/:") {
 		v.add(key+".server_name", "want a host name, got %q", t.ServerName)

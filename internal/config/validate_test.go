@@ -35,6 +35,24 @@ func TestValidate(t *testing.T) {
 		{"signing key missing", func(_ *testBundle, c *Config) { c.Auth.SigningKey = "" }, "auth.signing_key", []string{"required", "32 bytes"}},
 		{"signing key short", func(_ *testBundle, c *Config) { c.Auth.SigningKey = strings.Repeat("k", 31) }, "auth.signing_key", []string{"is 31 bytes", "at least 32"}},
 		{"issuer", func(_ *testBundle, c *Config) { c.Auth.Issuer = "" }, "auth.issuer", []string{"required"}},
+		{"audience blank", func(_ *testBundle, c *Config) { c.Auth.Audience = " " }, "auth.audience", []string{"required"}},
+		{"previous key short", func(_ *testBundle, c *Config) { c.Auth.PreviousSigningKeys = []string{"short"} }, "auth.previous_signing_keys[0]", []string{"is 5 bytes", "at least 32"}},
+		{"previous key is current", func(_ *testBundle, c *Config) { c.Auth.PreviousSigningKeys = []string{c.Auth.SigningKey} }, "auth.previous_signing_keys[0]", []string{"is the current signing_key"}},
+		{"metrics listen", func(_ *testBundle, c *Config) { c.Metrics.Listen = "9090" }, "metrics.listen", []string{"want host:port"}},
+		{"metrics listen same as listen", func(_ *testBundle, c *Config) { c.Listen = ":8080"; c.Metrics.Listen = ":8080" }, "metrics.listen", []string{"same address as listen"}},
+		{"metrics token short", func(_ *testBundle, c *Config) { c.Metrics.Token = "short" }, "metrics.token", []string{"is 5 bytes", "at least 16"}},
+		{"tls cert without key", func(b *testBundle, c *Config) { c.TLS.CertFile = b.dir + "/api.crt" }, "tls.key_file", []string{"cert_file is set but key_file is not"}},
+		{"tls cert missing", func(b *testBundle, c *Config) {
+			c.TLS = ListenerTLS{CertFile: b.dir + "/nope.crt", KeyFile: b.dir + "/nope.key"}
+		}, "tls.cert_file", []string{"no such file"}},
+		{"tls cert junk", func(b *testBundle, c *Config) {
+			c.TLS = ListenerTLS{CertFile: b.write(t, "api.crt", "junk"), KeyFile: b.write(t, "api.key", "junk")}
+		}, "tls.cert_file", []string{"not a usable certificate and key pair"}},
+		{"origin with path", func(_ *testBundle, c *Config) { c.AllowedOrigins = []string{"https://app.contoso.com/x"} }, "allowed_origins[0]", []string{"no path"}},
+		{"origin without scheme", func(_ *testBundle, c *Config) {
+			c.AllowedOrigins = []string{"https://a.contoso.com", "app.contoso.com"}
+		}, "allowed_origins[1]", []string{"want an origin"}},
+		{"origin star", func(_ *testBundle, c *Config) { c.AllowedOrigins = []string{"*"} }, "allowed_origins[0]", []string{"want an origin"}},
 		{"max age", func(_ *testBundle, c *Config) { c.Delivery.MaxAge = 0 }, "delivery.max_age", []string{"must be positive"}},
 		{"poll interval", func(_ *testBundle, c *Config) { c.Delivery.PollInterval = -time.Second }, "delivery.poll_interval", []string{"must be positive, got -1s"}},
 		{"visibility timeout", func(_ *testBundle, c *Config) { c.Delivery.VisibilityTimeout = 0 }, "delivery.visibility_timeout", []string{"must be positive"}},
@@ -43,6 +61,9 @@ func TestValidate(t *testing.T) {
 		{"hello name", func(_ *testBundle, c *Config) { c.Delivery.HelloName = "a b" }, "delivery.hello_name", []string{"white space"}},
 		{"log level", func(_ *testBundle, c *Config) { c.Log.Level = "verbose" }, "log.level", []string{`got "verbose"`}},
 		{"log format", func(_ *testBundle, c *Config) { c.Log.Format = "xml" }, "log.format", []string{"want text or json"}},
+		{"api budget negative", func(_ *testBundle, c *Config) { c.API.MaxInFlightBytes = -1 }, "api.max_in_flight_bytes", []string{"must be positive"}},
+		{"api share over budget", func(_ *testBundle, c *Config) { c.API.MaxInFlightBytesPerApp = c.API.MaxInFlightBytes + 1 }, "api.max_in_flight_bytes_per_app", []string{"at most api.max_in_flight_bytes"}},
+		{"api min body rate", func(_ *testBundle, c *Config) { c.API.MinBodyRate = -2 }, "api.min_body_rate", []string{"-1 for no minimum"}},
 
 		// Routes in general.
 		{"no routes", func(_ *testBundle, c *Config) { c.Routes = nil }, "routes", []string{"at least one route"}},
@@ -70,6 +91,8 @@ func TestValidate(t *testing.T) {
 		{"client cert not a certificate", func(b *testBundle, c *Config) { relay(c).TLS.ClientCertFile = b.write(t, "junk", "junk") }, "routes[relay].tls.client_cert_file", []string{"not a usable certificate and key pair"}},
 		{"ca file missing", func(b *testBundle, c *Config) { m365(c).TLS.CAFile = b.dir + "/nope.pem" }, "routes[m365].tls.ca_file", []string{"no such file"}},
 		{"ca file not PEM", func(b *testBundle, c *Config) { m365(c).TLS.CAFile = b.write(t, "junk", "junk") }, "routes[m365].tls.ca_file", []string{"holds no PEM certificate"}},
+		{"insecure_skip_verify on smtp-auth", func(_ *testBundle, c *Config) { m365(c).TLS.InsecureSkipVerify = true }, "routes[m365].tls.insecure_skip_verify", []string{"refused on a smtp-auth route", "OAuth token or password", "routes[m365].tls.insecure_skip_verify_accept_risk: true"}},
+		{"insecure_skip_verify on connector", func(_ *testBundle, c *Config) { relay(c).TLS.InsecureSkipVerify = true }, "routes[relay].tls.insecure_skip_verify", []string{"refused on a connector route"}},
 		{"limit negative", func(_ *testBundle, c *Config) { relay(c).Limits.MaxConnections = -1 }, "routes[relay].limits.max_connections", []string{"must not be negative (0 means unlimited)"}},
 		{"accepted_domains on smtp-auth", func(_ *testBundle, c *Config) { m365(c).AcceptedDomains = []string{"contoso.com"} }, "routes[m365].accepted_domains", []string{"only used by connector routes"}},
 		{"send_as pattern", func(_ *testBundle, c *Config) { m365(c).SendAs[1] = "a*@x.com" }, "routes[m365].send_as[1]", []string{`"a*@x.com"`, "partial wildcards"}},
@@ -212,4 +235,56 @@ func TestValidSMTPRouteWithoutTLS(t *testing.T) {
 	if problems := c.Validate(); len(problems) > 0 {
 		t.Errorf("problems:\n%s", Problems(problems))
 	}
+}
+
+// TestInsecureSkipVerifyAcceptedRisk: with the second setting the file is
+// valid, and the risk is listed as a warning for every start; on a plain
+// smtp route the first setting alone is enough, and warned about too.
+func TestInsecureSkipVerifyAcceptedRisk(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.load(t, exampleYAML)
+	if w := c.Warnings(); len(w) != 0 {
+		t.Fatalf("the example has warnings: %v", w)
+	}
+	c.Routes[0].TLS.InsecureSkipVerify = true
+	c.Routes[0].TLS.InsecureSkipVerifyAcceptRisk = true
+	c.Routes = append(c.Routes, Route{Name: "local", Type: RouteSMTP, Host: "127.0.0.1", Port: 2525,
+		TLS: RouteTLS{Mode: TLSStartTLS, InsecureSkipVerify: true}})
+	if problems := c.Validate(); len(problems) > 0 {
+		t.Fatalf("problems:\n%s", Problems(problems))
+	}
+	w := c.Warnings()
+	wantProblem(t, w, "routes[m365].tls.insecure_skip_verify", "NOT verified", "credentials")
+	wantProblem(t, w, "routes[local].tls.insecure_skip_verify", "NOT verified")
+	if len(w) != 2 {
+		t.Errorf("want 2 warnings, got %v", w)
+	}
+}
+
+// Previous signing keys come inline and from files, one key per file; both
+// the rotation and the compatibility setting are warned about.
+func TestPreviousSigningKeys(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	f := b.write(t, "old.key", strings.Repeat("o", 40)+"\n")
+	yaml := strings.Replace(exampleYAML, `  issuer: "mailgate"`, `  issuer: "mailgate"
+  audience: mailgate.prod.contoso.com
+  previous_signing_keys: ["`+strings.Repeat("p", 32)+`"]
+  previous_signing_keys_file: [`+f+`]
+  accept_tokens_without_audience: true`, 1)
+	c := b.load(t, yaml)
+	if got := c.Auth.PreviousKeys(); len(got) != 2 || string(got[0]) != strings.Repeat("p", 32) || string(got[1]) != strings.Repeat("o", 40) {
+		t.Fatalf("previous keys %q", got)
+	}
+	if c.Auth.Audience != "mailgate.prod.contoso.com" {
+		t.Fatalf("audience %q", c.Auth.Audience)
+	}
+	w := c.Warnings()
+	wantProblem(t, w, "auth.previous_signing_keys", "2 previous key(s)")
+	wantProblem(t, w, "auth.accept_tokens_without_audience", "other installation")
+
+	missing := strings.Replace(exampleYAML, `  issuer: "mailgate"`, `  issuer: "mailgate"
+  previous_signing_keys_file: [`+b.dir+`/nope.key]`, 1)
+	wantProblem(t, b.check(t, missing), "auth.previous_signing_keys_file[0]", "cannot read")
 }

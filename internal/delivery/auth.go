@@ -43,6 +43,13 @@ func (a *passwordAuth) Refused(string) {}
 // AuthenticatorFor picks the AUTH mechanism of a route: nil for routes
 // without AUTH (connectors, open relays).
 func AuthenticatorFor(r *config.Route) (Authenticator, error) {
+	return AuthenticatorWith(r, nil)
+}
+
+// AuthenticatorWith is AuthenticatorFor with tokenRequested, when not nil,
+// told the result of every token request to Entra ID of an XOAUTH2 route
+// (see oauth.Options.Requested).
+func AuthenticatorWith(r *config.Route, tokenRequested func(error)) (Authenticator, error) {
 	switch r.Auth.Mechanism {
 	case "":
 		return nil, nil
@@ -52,7 +59,7 @@ func AuthenticatorFor(r *config.Route) (Authenticator, error) {
 		// One token source per route: every connection of the route shares
 		// its cached token. The route's tls.ca_file also vouches for the
 		// token endpoint (tests and private authorities).
-		ts, err := oauth.NewTokenSource(&r.Auth.OAuth, oauth.Options{CAFile: r.TLS.CAFile})
+		ts, err := oauth.NewTokenSource(&r.Auth.OAuth, oauth.Options{CAFile: r.TLS.CAFile, Requested: tokenRequested})
 		if err != nil {
 			return nil, fmt.Errorf("route %s: %w", r.Name, err)
 		}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/wneessen/go-mail/smtp"
@@ -38,6 +37,7 @@ type Dialer struct {
 	connectTO time.Duration
 	commandTO time.Duration
 	retryAuth bool
+	now       func() time.Time
 }
 
 // DialerOptions are the parts of the configuration a Dialer needs besides
@@ -50,6 +50,10 @@ type DialerOptions struct {
 	// RetryAuthOnce retries a refused AUTH once with fresh credentials
 	// (for OAuth tokens, which the server may refuse before their expiry).
 	RetryAuthOnce bool
+	// Now is the clock of Conn.LastUsed, the worker's clock; time.Now when
+	// nil. (Network deadlines are set on the wall clock, which is what the
+	// operating system measures them with.)
+	Now func() time.Time
 }
 
 // NewDialer prepares TLS for route once (CA file, client certificate), so a
@@ -73,8 +77,11 @@ func NewDialer(route *config.Route, opts DialerOptions) (*Dialer, error) {
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = 5 * time.Minute
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	return &Dialer{route: route, tls: tc, auth: opts.Auth, hello: hello,
-		connectTO: opts.ConnectTimeout, commandTO: opts.CommandTimeout, retryAuth: opts.RetryAuthOnce}, nil
+		connectTO: opts.ConnectTimeout, commandTO: opts.CommandTimeout, retryAuth: opts.RetryAuthOnce, now: opts.Now}, nil
 }
 
 // TLSConfig builds the client TLS configuration of route: TLS 1.2 or later,
@@ -115,8 +122,10 @@ func TLSConfig(route *config.Route) (*tls.Config, error) {
 
 // Conn is one SMTP session, authenticated as Mailbox when the route uses AUTH.
 type Conn struct {
-	c        *smtp.Client
-	Mailbox  string
+	c       *smtp.Client
+	Mailbox string
+	// LastUsed is when the session last carried a command, on the
+	// Dialer's clock.
 	LastUsed time.Time
 	dialer   *Dialer
 }
@@ -203,7 +212,7 @@ func (d *Dialer) dial(ctx context.Context, mailbox string, observe func(Step)) (
 	}
 	if d.route.TLS.Mode == config.TLSStartTLS {
 		if ok, _ := c.Extension("STARTTLS"); !ok {
-			return fail(StageTLS, errors.New("the server does not offer STARTTLS, and the route requires TLS"))
+			return fail(StageTLS, ErrNoStartTLS)
 		}
 		if err := c.StartTLS(d.tls); err != nil {
 			return fail(StageTLS, err)
@@ -225,7 +234,7 @@ func (d *Dialer) dial(ctx context.Context, mailbox string, observe func(Step)) (
 		}
 		observe(Step{StageAuth, "authenticated as " + mailbox})
 	}
-	return &Conn{c: c, Mailbox: mailbox, LastUsed: time.Now(), dialer: d}, nil
+	return &Conn{c: c, Mailbox: mailbox, LastUsed: d.now(), dialer: d}, nil
 }
 
 // RecipientReply is a recipient refused at RCPT.
@@ -249,16 +258,16 @@ type Result struct {
 // through; the connection is then unusable if the error has no reply.
 func (c *Conn) Send(from string, rcpts []string, body []byte) (Result, error) {
 	var res Result
-	c.LastUsed = time.Now()
+	c.LastUsed = c.dialer.now()
 	if err := c.c.UpdateDeadline(c.dialer.commandTO); err != nil {
 		return res, stepErr(StageMail, err)
 	}
-	if err := c.c.Mail(from); err != nil {
+	if err := c.c.Mail(path(from)); err != nil {
 		c.reset(err)
 		return res, stepErr(StageMail, err)
 	}
 	for _, r := range rcpts {
-		if err := c.c.Rcpt(r); err != nil {
+		if err := c.c.Rcpt(path(r)); err != nil {
 			reply, ok := smtpreply.FromError(err)
 			if !ok {
 				return res, stepErr(StageRcpt, err)
@@ -290,9 +299,16 @@ func (c *Conn) Send(from string, rcpts []string, body []byte) (Result, error) {
 	if dc, ok := w.(*smtp.DataCloser); ok {
 		res.Reply = smtpreply.Parse(250, dc.ServerResponse())
 	}
-	c.LastUsed = time.Now()
+	c.LastUsed = c.dialer.now()
 	return res, nil
 }
+
+// path writes an address as the reverse- or forward-path of RFC 5321
+// (section 4.1.2): in angle brackets. go-mail sends MAIL FROM and RCPT TO
+// arguments exactly as given; Exchange Online tolerates a bare address, but
+// a strict server (Postfix with strict_rfc821_envelopes) answers 501 and the
+// message would fail for good. The null sender "" becomes "<>".
+func path(addr string) string { return "<" + addr + ">" }
 
 // reset ends a failed transaction so the connection can carry the next
 // one. After a network error there is nothing to reset.
@@ -315,25 +331,3 @@ func (c *Conn) Close() {
 
 // Abort closes the connection without QUIT.
 func (c *Conn) Abort() { _ = c.c.Close() }
-
-// tlsConfigError explains a TLS failure that no retry can cure: the
-// server's certificate does not verify against the route's configuration.
-func tlsConfigError(se *StepError) string {
-	if se.Stage != StageTLS && se.Stage != StageConnect {
-		return ""
-	}
-	var unknown x509.UnknownAuthorityError
-	var host x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	switch {
-	case errors.As(se.Err, &unknown):
-		return "the server's certificate is not signed by a trusted CA; add the CA to tls.ca_file"
-	case errors.As(se.Err, &host):
-		return "the server's certificate does not name the route's host; fix host or tls.server_name"
-	case errors.As(se.Err, &invalid):
-		return "the server's certificate is not valid (expired or not yet valid)"
-	case se.Stage == StageTLS && strings.Contains(se.Err.Error(), "does not offer STARTTLS"):
-		return "the server does not offer STARTTLS, which the route requires"
-	}
-	return ""
-}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/queue"
-	"github.com/mailgate/mailgate/internal/routehealth"
 	"github.com/mailgate/mailgate/internal/smtpreply"
 )
 
@@ -106,10 +105,7 @@ func TestDecide(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			w := decideWorker(now)
-			w.health = nil
-			if tc.wantHold {
-				w.health = holdStub()
-			}
+			w.policy.HoldRoutes = tc.wantHold
 			o, hold := w.decide(tc.job, tc.res, tc.err)
 			if o.Status != tc.status || o.Attempted != tc.attempted {
 				t.Fatalf("outcome %s attempted=%v, want %s attempted=%v (%s)", o.Status, o.Attempted, tc.status, tc.attempted, o.Detail)
@@ -131,7 +127,3 @@ func TestDecide(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// holdStub is route health that decide may ask to hold; decide itself only
-// needs it present (applyHold talks to Redis, and is tested end to end).
-func holdStub() *routehealth.Health { return routehealth.New(nil, "mailgate", nil) }

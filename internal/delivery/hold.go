@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/mailbox"
 	"github.com/mailgate/mailgate/internal/queue"
-	"github.com/mailgate/mailgate/internal/smtpreply"
+	"github.com/mailgate/mailgate/internal/routehealth"
 )
 
 // holdAction is what decide asks of the shared route state.
@@ -29,7 +29,7 @@ func (e errRouteHeld) Error() string { return "route held: " + e.reason }
 // when SMTP AUTH is off tenant-wide, and a block or a bad app credential
 // fails every mailbox alike.
 func (w *Worker) mailboxOnly(se *StepError) bool {
-	if w.fixedMailbox() || se.Stage != StageAuth || se.Reply == nil {
+	if mailbox.Fixed(w.route) || se.Stage != StageAuth || se.Reply == nil {
 		return false
 	}
 	text := strings.ToLower(se.Reply.Text)
@@ -45,7 +45,7 @@ func (w *Worker) handBack(reason string) queue.Outcome {
 
 // applyHold records a hold decided for job in the shared route state.
 func (w *Worker) applyHold(ctx context.Context, job *queue.Job, h *holdAction) {
-	if h == nil || w.health == nil {
+	if h == nil || !w.policy.HoldRoutes {
 		return
 	}
 	switch {
@@ -54,35 +54,19 @@ func (w *Worker) applyHold(ctx context.Context, job *queue.Job, h *holdAction) {
 			w.log.Error("cannot hold the route", "err", err)
 			return
 		}
-		w.held, w.heldChecked = true, w.now()
+		w.holds.setHeld(true)
 		w.closeConn()
 		w.log.Error("route held: its messages stay queued until a probe succeeds", "reason", h.reason)
 	case h.mailbox:
-		mailbox := w.mailbox(job)
-		delete(w.waits, mailbox)
-		if err := w.health.HoldMailbox(ctx, w.route.Name, mailbox, h.until, h.reason); err != nil {
-			w.log.Error("cannot make the mailbox wait", "mailbox", mailbox, "err", err)
+		mbox := mailbox.Of(w.route, job.From)
+		w.holds.forget(mbox)
+		if err := w.health.HoldMailbox(ctx, w.route.Name, mbox, h.until, h.reason); err != nil {
+			w.log.Error("cannot make the mailbox wait", "mailbox", mbox, "err", err)
 			return
 		}
 		w.closeConn()
-		w.log.Warn("mailbox waits for its quota window", "mailbox", mailbox, "until", h.until)
+		w.log.Warn("mailbox waits for its quota window", "mailbox", mbox, "until", h.until)
 	}
-}
-
-// routeHeld tells, from a state at most a second old, whether the route is held.
-func (w *Worker) routeHeld(ctx context.Context) bool {
-	if w.health == nil {
-		return false
-	}
-	if w.now().Sub(w.heldChecked) < time.Second {
-		return w.held
-	}
-	held, _, _, err := w.health.State(ctx, w.route.Name)
-	if err != nil {
-		return w.held // Redis trouble: the claim that follows will say so
-	}
-	w.held, w.heldChecked = held, w.now()
-	return held
 }
 
 // probe tries the held route once (connect, STARTTLS, AUTH) when no other
@@ -93,12 +77,12 @@ func (w *Worker) probe(ctx context.Context) {
 	if err != nil || !ok {
 		return
 	}
-	c, err := w.dialer.Dial(ctx, w.probeMailbox(), nil)
+	c, err := w.dialer.Dial(ctx, mailbox.Probe(w.route), nil)
 	if err != nil {
 		reason := err.Error()
 		var se *StepError
-		if errors.As(err, &se) && se.Reply != nil {
-			reason = withHint(se.Stage+": "+se.Reply.String(), smtpreply.Classify(*se.Reply).Hint)
+		if errors.As(err, &se) {
+			reason = withHint(se.Error(), Diagnose(w.route, se).Hint)
 		}
 		w.log.Warn("route still held: probe failed", "reason", reason)
 		_ = w.health.Hold(ctx, w.route.Name, reason)
@@ -106,20 +90,23 @@ func (w *Worker) probe(ctx context.Context) {
 	}
 	c.Close()
 	if err := w.health.Release(ctx, w.route.Name); err == nil {
-		w.held, w.heldChecked = false, w.now()
+		w.holds.setHeld(false)
 		w.log.Info("route released: the probe succeeded, delivery resumes")
 	}
 }
 
-// probeMailbox is the mailbox a probe authenticates as.
-func (w *Worker) probeMailbox() string {
-	if w.route.Auth.Username == config.FromMailbox {
-		if len(w.route.Mailboxes) > 0 {
-			return w.route.Mailboxes[0]
-		}
-		return ""
-	}
-	return w.route.Auth.Username
+// holdCache remembers for a second what the shared route state said: whether
+// the route is held and until when each mailbox waits. A busy worker then
+// asks Redis once a second, not before every message. Without route health
+// (hold policy off) nothing is ever held.
+type holdCache struct {
+	health *routehealth.Health // nil: nothing is held
+	route  string
+	now    func() time.Time
+
+	held        bool
+	heldChecked time.Time
+	waits       map[string]cachedWait // by mailbox
 }
 
 type cachedWait struct {
@@ -127,26 +114,67 @@ type cachedWait struct {
 	reason         string
 }
 
-// mailboxWait tells whether the job's mailbox must wait for its quota.
-func (w *Worker) mailboxWait(ctx context.Context, job *queue.Job) (time.Time, string) {
-	if w.health == nil {
+// holdCacheFor is how long a cached answer is trusted.
+const holdCacheFor = time.Second
+
+// routeHeld tells, from a state at most holdCacheFor old, whether the route
+// is held.
+func (c *holdCache) routeHeld(ctx context.Context) bool {
+	if c.health == nil {
+		return false
+	}
+	if c.now().Sub(c.heldChecked) < holdCacheFor {
+		return c.held
+	}
+	held, _, _, err := c.health.State(ctx, c.route)
+	if err != nil {
+		return c.held // Redis trouble: the claim that follows will say so
+	}
+	c.setHeld(held)
+	return held
+}
+
+// heldNow asks the shared state afresh, for a decision that must not rest
+// on a cached answer (before a new connection); the reason when held.
+func (c *holdCache) heldNow(ctx context.Context) (bool, string) {
+	if c.health == nil {
+		return false, ""
+	}
+	held, reason, _, err := c.health.State(ctx, c.route)
+	if err != nil || !held {
+		return false, ""
+	}
+	c.setHeld(true)
+	return true, reason
+}
+
+// setHeld records what this worker itself learnt or did.
+func (c *holdCache) setHeld(held bool) { c.held, c.heldChecked = held, c.now() }
+
+// forget drops what is cached for mbox.
+func (c *holdCache) forget(mbox string) { delete(c.waits, mbox) }
+
+// mailboxWait tells until when mbox must wait for its quota, and why (zero
+// when it need not).
+func (c *holdCache) mailboxWait(ctx context.Context, mbox string) (time.Time, string) {
+	if c.health == nil {
 		return time.Time{}, ""
 	}
-	mailbox, now := w.mailbox(job), w.now()
-	c, ok := w.waits[mailbox]
-	if !ok || now.Sub(c.checked) >= time.Second {
-		until, reason, err := w.health.MailboxWait(ctx, w.route.Name, mailbox)
+	now := c.now()
+	w, ok := c.waits[mbox]
+	if !ok || now.Sub(w.checked) >= holdCacheFor {
+		until, reason, err := c.health.MailboxWait(ctx, c.route, mbox)
 		if err != nil {
 			return time.Time{}, ""
 		}
-		if w.waits == nil || len(w.waits) > 1000 {
-			w.waits = map[string]cachedWait{}
+		if c.waits == nil || len(c.waits) > 1000 {
+			c.waits = map[string]cachedWait{}
 		}
-		c = cachedWait{until: until, checked: now, reason: reason}
-		w.waits[mailbox] = c
+		w = cachedWait{until: until, checked: now, reason: reason}
+		c.waits[mbox] = w
 	}
-	if !c.until.After(now) {
+	if !w.until.After(now) {
 		return time.Time{}, ""
 	}
-	return c.until, c.reason
+	return w.until, w.reason
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailgate/mailgate/internal/mailbox"
 	"github.com/mailgate/mailgate/internal/queue"
 	"github.com/mailgate/mailgate/internal/smtpreply"
 )
@@ -23,33 +24,34 @@ func (w *Worker) decide(job *queue.Job, res Result, err error) (queue.Outcome, *
 			se = &StepError{Stage: StageConnect, Err: err}
 		}
 		if se.Reply == nil {
-			if hint := tlsConfigError(se); hint != "" && w.health != nil {
-				reason := fmt.Sprintf("%s failed: %v (%s)", se.Stage, se.Err, hint)
-				return w.handBack(reason), &holdAction{route: true, reason: reason}
+			d := Diagnose(w.route, se)
+			detail := withHint(fmt.Sprintf("%s failed: %v", se.Stage, se.Err), d.Hint)
+			if d.Config && w.policy.HoldRoutes {
+				return w.handBack(detail), &holdAction{route: true, reason: detail}
 			}
-			return w.deferred(job, nil, nil, fmt.Sprintf("%s failed: %v", se.Stage, se.Err)), nil
+			return w.deferred(job, nil, nil, detail), nil
 		}
 		resp := response(*se.Reply)
 		v := smtpreply.Classify(*se.Reply)
-		detail := withHint(se.Stage+": "+se.Reply.String(), v.Hint)
+		detail := withHint(se.Stage+": "+se.Reply.String(), Diagnose(w.route, se).Hint)
 		switch v.Action {
 		case smtpreply.Fail:
 			return queue.Outcome{Status: queue.StatusFailed, Attempted: true, Response: resp, Detail: detail}, nil
 		case smtpreply.HoldRoute:
-			if w.health != nil && w.mailboxOnly(se) {
+			if w.policy.HoldRoutes && w.mailboxOnly(se) {
 				// One mailbox of a {from} route cannot authenticate (SMTP AUTH
 				// is often enabled mailbox by mailbox): only its messages
 				// wait, and it is tried again once per probe interval.
 				until := w.now().Add(w.policy.ProbeInterval)
 				o := queue.Outcome{Status: queue.StatusQueued, Due: until, Response: resp,
-					Detail: "mailbox " + w.mailbox(job) + " cannot authenticate, its messages wait: " + detail}
+					Detail: "mailbox " + mailbox.Of(w.route, job.From) + " cannot authenticate, its messages wait: " + detail}
 				return o, &holdAction{mailbox: true, until: until, reason: detail}
 			}
-			if w.health != nil {
+			if w.policy.HoldRoutes {
 				return w.handBack(detail), &holdAction{route: true, reason: detail}
 			}
 		case smtpreply.WaitMailbox:
-			if w.health != nil {
+			if w.policy.HoldRoutes {
 				until := w.now().Add(w.policy.QuotaWait)
 				o := queue.Outcome{Status: queue.StatusQueued, Due: until, Response: resp,
 					Detail: detail + "; waiting until " + until.UTC().Format(time.RFC3339)}

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
-	"sync/atomic"
 	"time"
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/limits"
+	"github.com/mailgate/mailgate/internal/mailbox"
 	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/queue"
 	"github.com/mailgate/mailgate/internal/routehealth"
@@ -29,13 +29,19 @@ type Policy struct {
 	// QuotaWait is how long a mailbox whose daily recipient quota Exchange
 	// reported exhausted waits before it is tried again.
 	QuotaWait time.Duration
+	// HoldRoutes holds a route on configuration errors and blocks (its
+	// messages wait untouched, one worker of all instances probes it) and
+	// makes a mailbox wait when Exchange reports its quota exhausted. Off,
+	// such replies are retried like any temporary failure. It needs
+	// WorkerOptions.Health, the state shared by every instance.
+	HoldRoutes bool
 }
 
 // PolicyFrom reads the worker timing from the configuration.
 func PolicyFrom(d config.Delivery) Policy {
 	return Policy{MaxAge: d.MaxAge, BackoffInitial: d.BackoffInitial, BackoffMax: d.BackoffMax,
 		Lease: d.VisibilityTimeout, IdleTimeout: d.IdleTimeout, PollInterval: d.PollInterval,
-		ProbeInterval: d.ProbeInterval, QuotaWait: time.Hour}
+		ProbeInterval: d.ProbeInterval, QuotaWait: time.Hour, HoldRoutes: true}
 }
 
 // Worker delivers the messages of one route, one at a time, over at most
@@ -49,19 +55,13 @@ type Worker struct {
 	jitter  func() float64 // in [0, 1)
 	log     *slog.Logger
 	hooks   *Hooks
-	health  *routehealth.Health
+	health  *routehealth.Health // set when policy.HoldRoutes
 	limiter *limits.Limiter
 	metrics *metrics.Delivery
 
-	conn *Conn
-	// The connection slot (Exchange's 3 per mailbox, across instances)
-	// this worker holds, for which limiter mailbox, renewed when.
-	slot           *limits.Lease
-	slotMailbox    string
-	slotDone       func() // stops the slot's keeper
-	slotLost       atomic.Bool
-	slotWaitSince  time.Time
-	slotWaitLogged bool
+	conn  *Conn
+	slot  slotKeeper // the connection slot conn counts against
+	holds holdCache
 	// pauseUntil keeps the worker from claiming while its mailbox's limits
 	// say wait.
 	pauseUntil time.Time
@@ -69,13 +69,6 @@ type Worker struct {
 	// redisIsDown is set while Redis cannot be reached, so an outage is
 	// logged once, not every second.
 	redisIsDown bool
-	// waits caches, per mailbox and for a second, whether Exchange's quota
-	// made it wait: one Redis round trip per mailbox a second, not per message.
-	waits map[string]cachedWait
-	// held caches the route's hold state for a moment, so a busy worker
-	// does not ask Redis before every message.
-	held        bool
-	heldChecked time.Time
 }
 
 // Hooks observe a worker; every field may be nil.
@@ -94,8 +87,8 @@ type WorkerOptions struct {
 	Jitter func() float64
 	Log    *slog.Logger
 	Hooks  *Hooks
-	// Health, when set, holds the route on configuration errors and blocks
-	// and lets one worker probe it; without it such replies are retried.
+	// Health is the route state shared by every instance; required when
+	// Policy.HoldRoutes.
 	Health *routehealth.Health
 	// Limiter, when set, keeps Exchange's per-mailbox limits across all
 	// instances (route.limits); without it only this worker's own pace applies.
@@ -124,8 +117,17 @@ func NewWorker(o WorkerOptions) *Worker {
 	if o.Policy.QuotaWait <= 0 {
 		o.Policy.QuotaWait = time.Hour
 	}
+	if o.Policy.HoldRoutes && o.Health == nil {
+		panic("delivery: Policy.HoldRoutes needs WorkerOptions.Health")
+	}
+	if !o.Policy.HoldRoutes {
+		o.Health = nil
+	}
+	log := o.Log.With("route", o.Route.Name)
 	return &Worker{route: o.Route, queue: o.Queue, dialer: o.Dialer, policy: o.Policy,
-		now: o.Now, jitter: o.Jitter, log: o.Log.With("route", o.Route.Name), hooks: o.Hooks, health: o.Health, limiter: o.Limiter, metrics: o.Metrics}
+		now: o.Now, jitter: o.Jitter, log: log, hooks: o.Hooks, health: o.Health, limiter: o.Limiter, metrics: o.Metrics,
+		slot:  slotKeeper{limiter: o.Limiter, route: o.Route, now: o.Now, log: log},
+		holds: holdCache{health: o.Health, route: o.Route.Name, now: o.Now}}
 }
 
 // Run delivers until ctx is cancelled. A message being delivered when ctx
@@ -134,7 +136,7 @@ func NewWorker(o WorkerOptions) *Worker {
 func (w *Worker) Run(ctx context.Context) {
 	defer w.closeConn()
 	for ctx.Err() == nil {
-		if w.routeHeld(ctx) {
+		if w.holds.routeHeld(ctx) {
 			w.closeConn()
 			w.probe(ctx)
 			sleep(ctx, min(w.policy.ProbeInterval, time.Second))
@@ -144,10 +146,10 @@ func (w *Worker) Run(ctx context.Context) {
 			sleep(ctx, wait)
 			continue
 		}
-		if w.fixedMailbox() {
+		if mailbox.Fixed(w.route) {
 			// Take a connection slot before a message, so a worker without
 			// one never holds a message it cannot send.
-			wait, err := w.ensureSlot(ctx, w.probeMailbox())
+			wait, err := w.slot.ensure(ctx, mailbox.Probe(w.route))
 			if err != nil {
 				w.redisDown("taking a connection slot", err)
 				sleep(ctx, time.Second)
@@ -169,7 +171,7 @@ func (w *Worker) Run(ctx context.Context) {
 		}
 		w.redisUp()
 		if job == nil {
-			if (w.conn != nil || w.slot != nil) && w.now().Sub(w.lastActive) >= w.policy.IdleTimeout {
+			if (w.conn != nil || w.slot.held()) && w.now().Sub(w.lastActive) >= w.policy.IdleTimeout {
 				w.closeConn()
 			}
 			sleep(ctx, w.policy.PollInterval)
@@ -183,7 +185,7 @@ func (w *Worker) Run(ctx context.Context) {
 
 func (w *Worker) process(ctx context.Context, job *queue.Job) {
 	log := w.log.With("id", job.ID, "app", job.App, "attempt", job.Attempts+1)
-	stop := w.keepLease(ctx, job)
+	stop := w.keepLease(job)
 	o := w.deliver(ctx, job)
 	stop()
 	w.lastActive = w.now()
@@ -209,15 +211,15 @@ func (w *Worker) process(ctx context.Context, job *queue.Job) {
 // limits, in that order (so a message handed back costs no limit budget),
 // then attempts the delivery.
 func (w *Worker) deliver(ctx context.Context, job *queue.Job) queue.Outcome {
-	if until, reason := w.mailboxWait(ctx, job); !until.IsZero() {
+	if until, reason := w.holds.mailboxWait(ctx, mailbox.Of(w.route, job.From)); !until.IsZero() {
 		return queue.Outcome{Status: queue.StatusQueued, Due: until, Detail: "waiting: " + reason}
 	}
 	switch {
-	case w.slotLost.Load():
+	case w.slot.wasLost():
 		// The slot expired while held (Redis was away) and may be another
 		// worker's now: a connection without a slot must not stay open.
 		w.closeConn()
-	case w.conn != nil && w.conn.Mailbox != w.mailbox(job):
+	case w.conn != nil && w.conn.Mailbox != mailbox.Of(w.route, job.From):
 		w.closeConn() // its slot goes with it: never a connection without a slot
 	case w.conn != nil && w.now().Sub(w.conn.LastUsed) >= w.policy.IdleTimeout:
 		// Exchange may have closed it by now; the slot stays ours, so the
@@ -225,7 +227,7 @@ func (w *Worker) deliver(ctx context.Context, job *queue.Job) queue.Outcome {
 		w.dropConn()
 	}
 	if w.conn == nil {
-		if wait, err := w.ensureSlot(ctx, w.mailbox(job)); err != nil || wait > 0 {
+		if wait, err := w.slot.ensure(ctx, mailbox.Of(w.route, job.From)); err != nil || wait > 0 {
 			if err != nil {
 				wait = time.Second
 			}
@@ -242,11 +244,11 @@ func (w *Worker) deliver(ctx context.Context, job *queue.Job) queue.Outcome {
 	case wait > 0:
 		return w.waitOutcome(wait, "per-mailbox limit")
 	}
-	started := time.Now()
+	started := w.now()
 	res, err := w.attempt(ctx, job)
 	o, hold := w.decide(job, res, err)
 	if o.Attempted {
-		w.metrics.Attempt(w.route.Name, time.Since(started))
+		w.metrics.Attempt(w.route.Name, w.now().Sub(started))
 	}
 	w.applyHold(ctx, job, hold)
 	return o
@@ -258,10 +260,10 @@ func (w *Worker) deliver(ctx context.Context, job *queue.Job) queue.Outcome {
 // queue accepts a late outcome as long as nobody has taken the message
 // again, so the retries go on well past the lease.
 func (w *Worker) record(ctx context.Context, job *queue.Job, o queue.Outcome) error {
-	deadline := time.Now().Add(max(w.policy.Lease, 5*time.Minute))
+	deadline := w.now().Add(max(w.policy.Lease, 5*time.Minute))
 	for {
 		err := w.queue.Complete(ctx, job, o)
-		if err == nil || errors.Is(err, queue.ErrLeaseLost) || time.Now().After(deadline) {
+		if err == nil || errors.Is(err, queue.ErrLeaseLost) || w.now().After(deadline) {
 			if err == nil {
 				w.redisUp()
 			}
@@ -290,53 +292,30 @@ func (w *Worker) redisUp() {
 
 // keepLease extends the job's lease while the attempt runs, so only a dead
 // worker's messages are taken over.
-func (w *Worker) keepLease(ctx context.Context, job *queue.Job) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(w.policy.Lease / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := w.queue.Extend(ctx, job, w.policy.Lease); errors.Is(err, queue.ErrLeaseLost) {
-					w.log.Warn("lease lost while delivering", "id", job.ID)
-					return
-				}
-			}
+func (w *Worker) keepLease(job *queue.Job) (stop func()) {
+	return renewEvery(w.policy.Lease/3, func(ctx context.Context) bool {
+		if errors.Is(w.queue.Extend(ctx, job, w.policy.Lease), queue.ErrLeaseLost) {
+			w.log.Warn("lease lost while delivering", "id", job.ID)
+			return true
 		}
-	}()
-	return func() { cancel(); <-done }
-}
-
-// mailbox is the mailbox a job authenticates as.
-func (w *Worker) mailbox(job *queue.Job) string {
-	if w.route.Auth.Username == config.FromMailbox {
-		return job.From
-	}
-	return w.route.Auth.Username
+		return false
+	})
 }
 
 // attempt sends job over the worker's connection, opening one when needed.
 // A reused connection that the server closed while idle is reopened once.
 func (w *Worker) attempt(ctx context.Context, job *queue.Job) (Result, error) {
-	mailbox := w.mailbox(job)
+	mbox := mailbox.Of(w.route, job.From)
 	reused := w.conn != nil
 	for {
 		if w.conn == nil {
 			// Another worker may have held the route a moment ago: ask
 			// afresh before each new connection, so a held route gets no
 			// more failed AUTHs than the one that held it.
-			if w.health != nil {
-				if held, reason, _, err := w.health.State(ctx, w.route.Name); err == nil && held {
-					w.held, w.heldChecked = true, w.now()
-					return Result{}, errRouteHeld{reason}
-				}
+			if held, reason := w.holds.heldNow(ctx); held {
+				return Result{}, errRouteHeld{reason}
 			}
-			c, err := w.dialer.Dial(ctx, mailbox, nil)
+			c, err := w.dialer.Dial(ctx, mbox, nil)
 			if err != nil {
 				return Result{}, err
 			}
@@ -359,7 +338,7 @@ func (w *Worker) attempt(ctx context.Context, job *queue.Job) (Result, error) {
 // closeConn ends the worker's connection and gives its slot back.
 func (w *Worker) closeConn() {
 	w.dropConn()
-	w.releaseSlot(context.Background())
+	w.slot.release(context.Background())
 }
 
 // dropConn ends the connection but keeps the slot, for a new connection to

@@ -90,7 +90,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
-	g, err := gateway.New(gateway.Options{Config: cfg, Log: log, Listener: apiLn, Redis: rdb})
+	g, err := gateway.New(gateway.Options{Config: cfg, Log: log, Listener: apiLn, Redis: rdb, NeverEvicts: true})
 	if err != nil {
 		apiLn.Close()
 		return err

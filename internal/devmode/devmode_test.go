@@ -3,6 +3,7 @@ package devmode_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/internal/devmode"
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 // syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
@@ -64,7 +66,10 @@ func TestDevCurlLineLandsInOutbox(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no curl line in the banner:\n%s", banner)
 	}
-	req, _ := http.NewRequest("POST", m[1], strings.NewReader(m[3]))
+	req, err := http.NewRequest("POST", m[1], strings.NewReader(m[3]))
+	if err != nil {
+		t.Fatalf("the printed curl line's URL: %v", err)
+	}
 	req.Header.Set("Authorization", "Bearer "+m[2])
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -77,20 +82,23 @@ func TestDevCurlLineLandsInOutbox(t *testing.T) {
 	}
 
 	outbox := filepath.Join(dir, "outbox")
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		files, _ := filepath.Glob(filepath.Join(outbox, "*.eml"))
-		if len(files) == 1 {
-			b, _ := os.ReadFile(files[0])
-			if !bytes.Contains(b, []byte("Subject: Hello from mailgate")) || !bytes.Contains(b, []byte("It works.")) {
-				t.Fatalf("captured message:\n%s", b)
-			}
-			break
+	var files []string
+	testwait.UntilNil(t, 10*time.Second, func() error {
+		var err error
+		if files, err = filepath.Glob(filepath.Join(outbox, "*.eml")); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no .eml in %s within 2s (found %d)\nlog:\n%s", outbox, len(files), log.String())
+		if len(files) != 1 {
+			return fmt.Errorf("%d .eml files in %s, want 1\nlog:\n%s", len(files), outbox, log.String())
 		}
-		time.Sleep(20 * time.Millisecond)
+		return nil
+	})
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte("Subject: Hello from mailgate")) || !bytes.Contains(b, []byte("It works.")) {
+		t.Fatalf("captured message:\n%s", b)
 	}
 	if !strings.Contains(log.String(), "msg=captured") {
 		t.Errorf("no log line for the captured message:\n%s", log.String())

@@ -11,6 +11,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,12 +24,13 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mailgate/mailgate/api"
+	"github.com/mailgate/mailgate/internal/certreload"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/delivery"
+	"github.com/mailgate/mailgate/internal/eviction"
 	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/queue"
@@ -59,6 +61,9 @@ type Options struct {
 	Now             func() time.Time
 	// WorkerHooks observe every worker (tests use them to follow deliveries).
 	WorkerHooks *delivery.Hooks
+	// NeverEvicts skips the maxmemory-policy check, for a store known not
+	// to evict (mailgate dev's embedded one, which has no such setting).
+	NeverEvicts bool
 }
 
 // Gateway is a configured mailgate process.
@@ -71,13 +76,18 @@ type Gateway struct {
 	health   *routehealth.Health
 	limiter  *limits.Limiter
 	registry *prometheus.Registry
-	// deliveryMetrics are the workers' (nil in the api role).
+	// deliveryMetrics and oauthMetrics are the workers' (nil in the api role).
 	deliveryMetrics *metrics.Delivery
+	oauthMetrics    *metrics.OAuth
 	tokens          *token.Manager
 	api             *api.Server
 	listener        net.Listener
-	workers         []*delivery.Worker
-	log             *slog.Logger
+	// metricsLn serves /metrics alone, when metrics.listen is set.
+	metricsLn net.Listener
+	// tlsConfig, when tls.cert_file is set, makes both listeners HTTPS.
+	tlsConfig *tls.Config
+	workers   []*delivery.Worker
+	log       *slog.Logger
 }
 
 // New builds a Gateway; nothing runs until Run.
@@ -109,8 +119,7 @@ func New(o Options) (*Gateway, error) {
 	g.queue = queue.New(g.rdb, queue.Options{Prefix: cfg.Redis.KeyPrefix, Retention: cfg.Retention, Now: o.Now})
 	g.health = routehealth.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
 	g.limiter = limits.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
-	tokens, err := token.New([]byte(cfg.Auth.SigningKey), cfg.Auth.Issuer,
-		token.NewCachedRevocations(g.rdb, cfg.Redis.KeyPrefix, o.Now), o.Now)
+	tokens, err := Tokens(cfg, token.NewCachedRevocations(g.rdb, cfg.Redis.KeyPrefix, o.Now), o.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -118,11 +127,28 @@ func New(o Options) (*Gateway, error) {
 
 	g.registry = prometheus.NewRegistry()
 	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := g.checkEviction(); err != nil {
+		g.closeRedis()
+		return nil, err
+	}
+	if cfg.TLS.CertFile != "" {
+		certs, err := certreload.New(cfg.TLS.CertFile, cfg.TLS.KeyFile, o.Log)
+		if err != nil {
+			g.closeRedis()
+			return nil, err
+		}
+		g.tlsConfig = &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
+	}
 	routes := make([]string, len(cfg.Routes))
 	for i, r := range cfg.Routes {
 		routes[i] = r.Name
 	}
-	g.registry.MustRegister(metrics.NewQueueCollector(routes, g.depth))
+	// Cached: each scrape would otherwise cost Redis reads for every route.
+	g.registry.MustRegister(metrics.Cached(metrics.NewQueueCollector(routes, g.depth), queueMetricsTTL, o.Now))
+	var apiMetrics http.Handler
+	if cfg.Metrics.Listen == "" {
+		apiMetrics = g.metricsHandler()
+	}
 	if o.Role != RoleWorker {
 		reg := g.registry
 		var limiter *redis_rate.Limiter
@@ -133,7 +159,9 @@ func New(o Options) (*Gateway, error) {
 			}
 		}
 		g.api, err = api.New(api.Options{Config: cfg, Queue: g.queue, Tokens: tokens, Limiter: limiter,
-			Health: g.health, Usage: g.usage, Now: o.Now, Log: o.Log, Registry: reg})
+			Health: g.health, Usage: g.usage, Now: o.Now, Log: o.Log, Registry: reg,
+			MaxInFlightBytes: cfg.API.MaxInFlightBytes, MaxInFlightBytesPerApp: cfg.API.MaxInFlightBytesPerApp,
+			MinBodyRate: cfg.API.MinBodyRate, BodyRateGrace: cfg.API.BodyRateGrace, Metrics: apiMetrics})
 		if err != nil {
 			return nil, err
 		}
@@ -153,29 +181,87 @@ func New(o Options) (*Gateway, error) {
 			}
 		}
 	}
+	if cfg.Metrics.Listen != "" {
+		if g.metricsLn, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
+			g.closeListeners()
+			g.closeRedis()
+			return nil, fmt.Errorf("metrics.listen %s: %w", cfg.Metrics.Listen, err)
+		}
+	}
 	if o.Role != RoleAPI {
 		g.deliveryMetrics = metrics.NewDelivery(g.registry)
-		if err := g.buildWorkers(); err != nil {
-			if g.listener != nil && o.Listener == nil {
-				g.listener.Close()
+		var xoauth2 []string
+		for _, r := range cfg.Routes {
+			if r.Auth.Mechanism == config.MechXOAUTH2 {
+				xoauth2 = append(xoauth2, r.Name)
 			}
+		}
+		g.oauthMetrics = metrics.NewOAuth(g.registry, xoauth2)
+		if err := g.buildWorkers(); err != nil {
+			g.closeListeners()
 			return nil, err
 		}
 	}
 	return g, nil
 }
 
+// checkEviction refuses to start on a Redis that may evict keys, unless
+// redis.allow_eviction accepts the risk (package eviction explains it).
+// A policy that cannot be read (Redis down, CONFIG and INFO both refused)
+// does not stop the start: the process must be able to come up before Redis
+// does. Every outcome but noeviction is logged as a warning.
+func (g *Gateway) checkEviction() error {
+	if g.opts.NeverEvicts {
+		metrics.EvictionPolicyOK(g.registry, true)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	res := eviction.Read(ctx, g.rdb)
+	metrics.EvictionPolicyOK(g.registry, res.Safe())
+	switch {
+	case res.Safe():
+		return nil
+	case !res.Known():
+		g.log.Warn("cannot read Redis's maxmemory-policy; make sure it is noeviction, or Redis may silently delete queued mail, idempotency keys and token revocations",
+			"err", res.Err)
+		return nil
+	case !g.cfg.Redis.AllowEviction:
+		return errors.New(res.Problem())
+	}
+	g.log.Warn("RISK ACCEPTED by redis.allow_eviction: Redis may evict keys and mailgate would silently lose queued mail, idempotency keys and token revocations",
+		"maxmemory_policy", res.Policy)
+	return nil
+}
+
+// closeListeners closes the listeners New opened (not one passed in).
+func (g *Gateway) closeListeners() {
+	if g.listener != nil && g.opts.Listener == nil {
+		g.listener.Close()
+	}
+	if g.metricsLn != nil {
+		g.metricsLn.Close()
+	}
+}
+
+func (g *Gateway) closeRedis() {
+	if g.ownRedis {
+		_ = g.rdb.Close()
+	}
+}
+
 func (g *Gateway) buildWorkers() error {
 	d := g.cfg.Delivery
 	for i := range g.cfg.Routes {
 		route := &g.cfg.Routes[i]
-		auth, err := delivery.AuthenticatorFor(route)
+		name := route.Name
+		auth, err := delivery.AuthenticatorWith(route, func(err error) { g.oauthMetrics.TokenRequest(name, err) })
 		if err != nil {
 			return err
 		}
 		dialer, err := delivery.NewDialer(route, delivery.DialerOptions{HelloName: d.HelloName,
 			ConnectTimeout: d.ConnectTimeout, CommandTimeout: d.CommandTimeout, Auth: auth,
-			RetryAuthOnce: route.Auth.Mechanism == config.MechXOAUTH2})
+			RetryAuthOnce: route.Auth.Mechanism == config.MechXOAUTH2, Now: g.opts.Now})
 		if err != nil {
 			return err
 		}
@@ -195,7 +281,7 @@ func (g *Gateway) buildWorkers() error {
 
 // depth reads one route's queue and hold state, for the metrics.
 func (g *Gateway) depth(ctx context.Context, route string) (metrics.Depth, error) {
-	d, err := g.queue.Depth(ctx, route)
+	b, err := g.queue.Backlog(ctx, route)
 	if err != nil {
 		return metrics.Depth{}, err
 	}
@@ -203,7 +289,11 @@ func (g *Gateway) depth(ctx context.Context, route string) (metrics.Depth, error
 	if err != nil {
 		return metrics.Depth{}, err
 	}
-	return metrics.Depth{Waiting: d.Ready, Sending: d.InFlight, Failed: d.Failed, Held: held}, nil
+	d := metrics.Depth{Waiting: b.Ready, Sending: b.InFlight, Failed: b.Failed, Held: held}
+	if b.HasDue {
+		d.Lag = g.opts.Now().Sub(b.OldestDue)
+	}
+	return d, nil
 }
 
 // opsHandler serves /healthz, /readyz and /metrics in the worker role,
@@ -226,8 +316,39 @@ func (g *Gateway) opsHandler(draining *atomic.Bool) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}))
+	if g.cfg.Metrics.Listen == "" {
+		mux.Handle("GET /metrics", g.metricsHandler())
+	}
 	return mux
+}
+
+// queueMetricsTTL is how long the queue metrics read from Redis are reused:
+// short against a scrape interval (15 s to 1 m), long enough that several
+// scrapers or a dashboard add no Redis work.
+const queueMetricsTTL = 5 * time.Second
+
+// metricsHandler serves the registry, behind metrics.token when set.
+func (g *Gateway) metricsHandler() http.Handler {
+	return metrics.Handler(g.registry, g.cfg.Metrics.Token)
+}
+
+// MetricsAddr is the address of the metrics listener ("" without
+// metrics.listen).
+func (g *Gateway) MetricsAddr() string {
+	if g.metricsLn == nil {
+		return ""
+	}
+	return g.metricsLn.Addr().String()
+}
+
+// Tokens is the token manager of the installation cfg describes: it signs
+// with auth.signing_key, verifies with it and auth.previous_signing_keys,
+// and binds tokens to auth.audience. revoked may be nil for a manager that
+// only issues; now may be nil.
+func Tokens(cfg *config.Config, revoked *token.Revocations, now func() time.Time) (*token.Manager, error) {
+	return token.New(token.Options{Key: []byte(cfg.Auth.SigningKey), PreviousKeys: cfg.Auth.PreviousKeys(),
+		Issuer: cfg.Auth.Issuer, Audience: cfg.Auth.Audience, AcceptNoAudience: cfg.Auth.AcceptTokensWithoutAudience,
+		Revoked: revoked, Now: now})
 }
 
 // NewRedisClient connects to the configured Redis (redis:// or rediss://).
@@ -289,12 +410,30 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)}
-		go func() { serveErr <- srv.Serve(g.listener) }()
+		go func() { serveErr <- g.serve(srv, g.listener) }()
 		if g.api != nil {
-			g.log.Info("API listening", "addr", g.Addr())
+			g.log.Info("API listening", "addr", g.Addr(), "https", g.tlsConfig != nil)
 		} else {
-			g.log.Info("health and metrics listening", "addr", g.Addr())
+			g.log.Info("health and metrics listening", "addr", g.Addr(), "https", g.tlsConfig != nil)
 		}
+	}
+	// Logged at every start, so that a risk accepted for a test or an
+	// emergency stays in sight for as long as it is configured.
+	for _, w := range g.cfg.Warnings() {
+		g.log.Warn("risky setting: "+w.Message, "key", w.Key)
+	}
+	var metricsSrv *http.Server
+	if g.metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", g.metricsHandler())
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+			IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)}
+		go func() {
+			if err := g.serve(metricsSrv, g.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				g.log.Error("metrics listener failed", "err", err)
+			}
+		}()
+		g.log.Info("metrics listening", "addr", g.MetricsAddr(), "https", g.tlsConfig != nil)
 	}
 	g.log.Info("mailgate running", "role", g.opts.Role, "workers", len(g.workers), "routes", len(g.cfg.Routes))
 
@@ -320,6 +459,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 			g.log.Warn("API did not finish its requests in time", "err", err)
 		}
 	}
+	if metricsSrv != nil {
+		// Scraped until the end: the last numbers of a stop are worth having.
+		defer func() { _ = metricsSrv.Close() }()
+	}
 	stopWorkers()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -333,6 +476,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.log.Info("stopped")
 	return runErr
+}
+
+// serve serves srv on ln, over TLS when tls.cert_file is set.
+func (g *Gateway) serve(srv *http.Server, ln net.Listener) error {
+	if g.tlsConfig == nil {
+		return srv.Serve(ln)
+	}
+	srv.TLSConfig = g.tlsConfig.Clone()
+	return srv.ServeTLS(ln, "", "")
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

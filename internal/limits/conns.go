@@ -38,7 +38,7 @@ func (l *Limiter) AcquireConn(ctx context.Context, route, mailbox string, max in
 	}
 	id := rand.Text()
 	now := l.now()
-	wait, err := acquireScript.Run(ctx, l.rdb, []string{k.conns},
+	wait, err := acquireScript.Run(ctx, l.rdb, []string{k.Conns},
 		now.UnixMilli(), now.Add(ttl).UnixMilli(), id, max, maxConnWait.Milliseconds()).Int64()
 	if err != nil {
 		return nil, 0, fmt.Errorf("acquire connection for %s on route %s: %w", mailbox, route, err)
@@ -46,7 +46,7 @@ func (l *Limiter) AcquireConn(ctx context.Context, route, mailbox string, max in
 	if wait > 0 {
 		return nil, time.Duration(wait) * time.Millisecond, nil
 	}
-	return &Lease{l: l, key: k.conns, id: id, ttl: ttl}, 0, nil
+	return &Lease{l: l, key: k.Conns, id: id, ttl: ttl}, 0, nil
 }
 
 // Renew extends the lease by its TTL from now. It returns ErrLeaseLost when

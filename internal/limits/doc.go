@@ -9,7 +9,7 @@
 // mailbox that keeps hitting an error can be blocked from SMTP AUTH for a
 // while). See
 // https://learn.microsoft.com/office365/servicedescriptions/exchange-online-service-description/exchange-online-limits
-// and exchange-online.md, "Limits of SMTP AUTH submission". Those limits
+// and docs/exchange-online.md, "Per-mailbox limits of SMTP AUTH". Those limits
 // belong to the mailbox, not to a process: two or ten mailgate instances must
 // together stay below them, so the state lives in Redis and every decision is
 // taken by one atomic Lua script or by one call of
@@ -26,7 +26,7 @@
 // Every key of one mailbox of one route shares the hash tag {route:mailbox}
 // (the mailbox lower-cased), so each script touches a single slot and the
 // design stays valid on Redis Cluster, the convention of hibiken/asynq and of
-// package queue. For prefix P:
+// package queue; package keys names them. For prefix P:
 //
 //	P:limits:{R:M}:conns       zset: lease id → lease expiry (ms)
 //	P:limits:{R:M}:log         zset: "<recipients>:<id>" → admission time (ms)
@@ -48,7 +48,9 @@
 // connection is open (every ttl/3 is the usual rhythm), and that an instance
 // whose clock runs ahead of another's by more than the remaining lifetime of
 // that instance's lease (at least 2/3 of the TTL when renewed every ttl/3)
-// would drop it early: keep clocks synchronised and the TTL in minutes. Renew
+// would drop it early: keep clocks synchronised to well within the TTL (the
+// delivery workers use 15-second slot leases, renewed every 5 seconds; see
+// slotTTL in internal/delivery, so NTP-level agreement is needed). Renew
 // succeeds as long as the lease id is still in the set, even after its expiry,
 // because any acquire after the expiry would have removed it first; when it
 // was removed, Renew reports [ErrLeaseLost] and the caller must close the

@@ -5,11 +5,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mailgate/mailgate/internal/keys"
 )
 
 const (
@@ -55,39 +56,24 @@ type Usage struct {
 // mailgate instance) on the same Redis and prefix. It is safe for concurrent
 // use.
 type Limiter struct {
-	rdb    redis.UniversalClient
-	rate   *redis_rate.Limiter
-	prefix string
-	now    func() time.Time
+	rdb   redis.UniversalClient
+	rate  *redis_rate.Limiter
+	space keys.Space
+	now   func() time.Time
 }
 
 // New returns a Limiter on rdb whose keys start with prefix ("mailgate" when
 // empty). now is the clock of the connection leases and of the recipient log
 // (time.Now when nil); the per-minute limit uses the Redis server's clock.
 func New(rdb redis.UniversalClient, prefix string, now func() time.Time) *Limiter {
-	if prefix == "" {
-		prefix = "mailgate"
-	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Limiter{rdb: rdb, rate: redis_rate.NewLimiter(rdb), prefix: prefix, now: now}
+	return &Limiter{rdb: rdb, rate: redis_rate.NewLimiter(rdb), space: keys.New(prefix), now: now}
 }
 
-// keys are one mailbox's keys; they share the hash tag {route:mailbox}.
-type keys struct {
-	conns, log, rcpts, gcra string
-}
-
-func (l *Limiter) keys(route, mailbox string) (keys, error) {
-	if route == "" || strings.ContainsAny(route, ":{}") {
-		return keys{}, fmt.Errorf("invalid route name %q", route)
-	}
-	if mailbox == "" {
-		return keys{}, errors.New("empty mailbox")
-	}
-	base := l.prefix + ":limits:{" + route + ":" + strings.ToLower(mailbox) + "}:"
-	return keys{conns: base + "conns", log: base + "log", rcpts: base + "rcpts", gcra: base + "gcra"}, nil
+func (l *Limiter) keys(route, mailbox string) (keys.Mailbox, error) {
+	return l.space.Mailbox(route, mailbox)
 }
 
 // AdmitMessage decides whether a message with the given number of envelope
@@ -129,7 +115,7 @@ func (l *Limiter) admit(ctx context.Context, route, mailbox string, recipients i
 	}
 	// 2. The per-minute GCRA, which consumes a slot only when it admits.
 	if lim.MessagesPerMinute > 0 {
-		res, err := l.rate.Allow(ctx, k.gcra, redis_rate.Limit{Rate: lim.MessagesPerMinute, Period: messageWindow, Burst: 1})
+		res, err := l.rate.Allow(ctx, k.GCRA, redis_rate.Limit{Rate: lim.MessagesPerMinute, Period: messageWindow, Burst: 1})
 		if err != nil {
 			return 0, fmt.Errorf("messages per minute: %w", err)
 		}
@@ -143,8 +129,8 @@ func (l *Limiter) admit(ctx context.Context, route, mailbox string, recipients i
 }
 
 // recipients runs recipientsScript; id "" only checks.
-func (l *Limiter) recipients(ctx context.Context, k keys, n, limit int, id string) (time.Duration, error) {
-	ms, err := recipientsScript.Run(ctx, l.rdb, []string{k.log, k.rcpts},
+func (l *Limiter) recipients(ctx context.Context, k keys.Mailbox, n, limit int, id string) (time.Duration, error) {
+	ms, err := recipientsScript.Run(ctx, l.rdb, []string{k.Log, k.Recipients},
 		l.now().UnixMilli(), recipientWindow.Milliseconds(), n, limit, id).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("recipients per day: %w", err)
@@ -163,7 +149,7 @@ func (l *Limiter) Usage(ctx context.Context, route, mailbox string) (Usage, erro
 		return Usage{}, fmt.Errorf("usage of %s on route %s: %w", mailbox, route, err)
 	}
 	now := l.now()
-	v, err := usageScript.RunRO(ctx, l.rdb, []string{k.conns, k.log, k.rcpts},
+	v, err := usageScript.RunRO(ctx, l.rdb, []string{k.Conns, k.Log, k.Recipients},
 		now.UnixMilli(), now.Add(-usageMinute).UnixMilli(), now.Add(-recipientWindow).UnixMilli()).Int64Slice()
 	if err != nil {
 		return Usage{}, fmt.Errorf("usage of %s on route %s: %w", mailbox, route, err)

@@ -54,6 +54,11 @@ func (d *Delivery) Attempt(route string, took time.Duration) {
 type Depth struct {
 	Waiting, Sending, Failed int64
 	Held                     bool
+	// Lag is how long the earliest-due waiting message has been due without
+	// a worker taking it: 0 when none is due. It grows while a route is held
+	// or its workers cannot keep up, and stays 0 while messages merely wait
+	// out a backoff.
+	Lag time.Duration
 }
 
 // QueueCollector reports every route's queue depth and hold state at
@@ -63,6 +68,7 @@ type QueueCollector struct {
 	read   func(ctx context.Context, route string) (Depth, error)
 	depth  *prometheus.Desc
 	held   *prometheus.Desc
+	lag    *prometheus.Desc
 	up     *prometheus.Desc
 }
 
@@ -76,6 +82,9 @@ func NewQueueCollector(routes []string, read func(ctx context.Context, route str
 			[]string{"route", "state"}, nil),
 		held: prometheus.NewDesc("mailgate_route_held",
 			"1 while a route is held after a configuration error or a block, else 0.", []string{"route"}, nil),
+		lag: prometheus.NewDesc("mailgate_queue_lag_seconds",
+			"Seconds the earliest-due waiting message of a route has been due without being taken (0 when none is due): how far delivery lags behind.",
+			[]string{"route"}, nil),
 		up: prometheus.NewDesc("mailgate_queue_up",
 			"1 when the queue in Redis could be read at this scrape, else 0.", nil, nil),
 	}
@@ -85,6 +94,7 @@ func NewQueueCollector(routes []string, read func(ctx context.Context, route str
 func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.depth
 	ch <- c.held
+	ch <- c.lag
 	ch <- c.up
 }
 
@@ -107,6 +117,7 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 			held = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, held, r)
+		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, max(d.Lag, 0).Seconds(), r)
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up)
 }
@@ -115,6 +126,12 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 type API struct {
 	submissions *prometheus.CounterVec
 	bytes       *prometheus.CounterVec
+
+	// The in-flight body budget (api/budget.go).
+	budgetSize    *prometheus.GaugeVec
+	budgetInUse   *prometheus.GaugeVec
+	budgetRefused *prometheus.CounterVec
+	slowBodies    *prometheus.CounterVec
 }
 
 // NewAPI registers the API's metrics on reg.
@@ -129,8 +146,60 @@ func NewAPI(reg prometheus.Registerer) *API {
 			Help: "Bytes of accepted messages, by app.",
 		}, []string{"app"}),
 	}
-	reg.MustRegister(a.submissions, a.bytes)
+	a.budgetSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "mailgate_api_body_budget_bytes",
+		Help: "Size of the in-flight request body budget: scope total is the whole budget, scope app one app's share.",
+	}, []string{"scope"})
+	a.budgetInUse = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "mailgate_api_body_budget_in_use_bytes",
+		Help: "Request body bytes reserved by requests in flight, by app.",
+	}, []string{"app"})
+	a.budgetRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailgate_api_body_budget_refusals_total",
+		Help: "Requests refused before their body was read, by app and reason (full: the whole budget, 503; app_share: the app's share, 429).",
+	}, []string{"app", "reason"})
+	a.slowBodies = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailgate_api_slow_bodies_total",
+		Help: "Requests cut off with 408 because their body arrived below the minimum rate, by app.",
+	}, []string{"app"})
+	reg.MustRegister(a.submissions, a.bytes, a.budgetSize, a.budgetInUse, a.budgetRefused, a.slowBodies)
 	return a
+}
+
+// The budget's methods do nothing on a nil *API, for tests that build a
+// bare Server.
+
+// BudgetSize records the body budget's size and one app's share of it.
+func (a *API) BudgetSize(total, perApp int64) {
+	if a == nil {
+		return
+	}
+	a.budgetSize.WithLabelValues("total").Set(float64(total))
+	a.budgetSize.WithLabelValues("app").Set(float64(perApp))
+}
+
+// BudgetInUse records the body bytes an app has in flight.
+func (a *API) BudgetInUse(app string, bytes int64) {
+	if a == nil {
+		return
+	}
+	a.budgetInUse.WithLabelValues(app).Set(float64(bytes))
+}
+
+// BudgetRefused counts a request refused by the body budget.
+func (a *API) BudgetRefused(app, reason string) {
+	if a == nil {
+		return
+	}
+	a.budgetRefused.WithLabelValues(app, reason).Inc()
+}
+
+// SlowBody counts a request cut off for a body below the minimum rate.
+func (a *API) SlowBody(app string) {
+	if a == nil {
+		return
+	}
+	a.slowBodies.WithLabelValues(app).Inc()
 }
 
 // Submission records one submission's result, and its size when accepted.
@@ -139,4 +208,37 @@ func (a *API) Submission(app, result string, size int) {
 	if result == "accepted" {
 		a.bytes.WithLabelValues(app).Add(float64(size))
 	}
+}
+
+// OAuth counts the token requests to Entra ID of the XOAUTH2 routes.
+type OAuth struct {
+	requests *prometheus.CounterVec
+}
+
+// NewOAuth registers the token request counter on reg, with both results
+// of every route in routes at zero, so a rate over them exists before the
+// first failure.
+func NewOAuth(reg prometheus.Registerer, routes []string) *OAuth {
+	o := &OAuth{requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailgate_oauth_token_requests_total",
+		Help: "Access token requests to Entra ID, by route and result (success, failure). Failures while a cached token is still valid do not stop delivery yet.",
+	}, []string{"route", "result"})}
+	reg.MustRegister(o.requests)
+	for _, r := range routes {
+		o.requests.WithLabelValues(r, "success")
+		o.requests.WithLabelValues(r, "failure")
+	}
+	return o
+}
+
+// TokenRequest records the result of one token request of route.
+func (o *OAuth) TokenRequest(route string, err error) {
+	if o == nil {
+		return
+	}
+	result := "success"
+	if err != nil {
+		result = "failure"
+	}
+	o.requests.WithLabelValues(route, result).Inc()
 }

@@ -26,7 +26,8 @@
 //
 // # Refreshing
 //
-// A token (Entra issues them for 60 to 90 minutes, exchange-online.md) is
+// A token (Entra issues them for 60 to 90 minutes; docs/exchange-online.md,
+// "OAuth 2.0 for SMTP, app-only") is
 // shared by every connection of a route and refreshed when less than
 // Options.RefreshBefore of it remains, or after half its lifetime if that
 // comes first, so that even a short-lived token is not fetched for every

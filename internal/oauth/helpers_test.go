@@ -94,18 +94,6 @@ func wantIssued(t *testing.T, sim *exosim.Sim, n int) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // hookTransport calls before for each request to the token endpoint (not
 // for discovery) and fails the request with its error.
 type hookTransport struct {

@@ -42,6 +42,11 @@ type Options struct {
 	// RefreshBefore is how long before expiry a token is replaced; zero
 	// means DefaultRefreshBefore.
 	RefreshBefore time.Duration
+	// Requested, when set, is told the result of every token request to
+	// Entra ID (a nil error for a token), for metrics: a failing refresh is
+	// invisible to delivery until the cached token runs out. It must not
+	// block.
+	Requested func(err error)
 }
 
 // WithDefaults returns o with its zero fields set to their defaults.
@@ -74,6 +79,7 @@ type TokenSource struct {
 	secret        string // only to keep it out of error messages
 	now           func() time.Time
 	refreshBefore time.Duration
+	requested     func(err error)
 
 	mu       sync.Mutex
 	cur      *token    // nil when there is none or it was invalidated
@@ -154,6 +160,7 @@ func NewTokenSource(o *config.OAuth, opts Options) (*TokenSource, error) {
 		secret:        o.ClientSecret,
 		now:           opts.Now,
 		refreshBefore: opts.RefreshBefore,
+		requested:     opts.Requested,
 	}, nil
 }
 
@@ -235,6 +242,9 @@ func (s *TokenSource) startLocked(ctx context.Context) *fetch {
 	go func() {
 		defer cancel()
 		tok, err := s.acquire(fctx)
+		if s.requested != nil {
+			s.requested(err)
+		}
 		s.mu.Lock()
 		if err == nil {
 			s.cur, s.retryAt = tok, time.Time{}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/oauth"
 	"github.com/mailgate/mailgate/test/exosim"
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 func TestTokenCredentials(t *testing.T) {
@@ -94,7 +97,7 @@ func TestTokenConcurrentFirstFetch(t *testing.T) {
 	case <-time.After(waitLong):
 		t.Fatal("no token request")
 	}
-	waitFor(t, "every caller to wait for the request under way", func() bool { return ts.Waiting() == callers })
+	testwait.Until(t, waitLong, func() bool { return ts.Waiting() == callers }, "every caller to wait for the request under way")
 	close(release)
 	var first string
 	for range callers {
@@ -185,6 +188,14 @@ func TestRefreshFailureKeepsToken(t *testing.T) {
 		}
 		return nil
 	})
+	// Every request's result is reported, for the failure metric.
+	var mu sync.Mutex
+	var results []string
+	opts.Requested = func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		results = append(results, map[bool]string{true: "success", false: "failure"}[err == nil])
+	}
 	ts := b.tokenSource(t, opts)
 	first, _ := mustToken(t, ts)
 
@@ -210,6 +221,11 @@ func TestRefreshFailureKeepsToken(t *testing.T) {
 	b.clock.Advance(time.Hour)
 	if _, _, err := ts.Token(ctxFor(t)); err == nil || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("Token after expiry: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"success", "failure", "success", "failure"}; !slices.Equal(results, want) {
+		t.Errorf("reported results %v, want %v", results, want)
 	}
 }
 
@@ -299,10 +315,10 @@ func TestTokenCallerGivesUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(ctxFor(t))
 	impatient := make(chan error, 1)
 	go func() { _, _, err := ts.Token(ctx); impatient <- err }()
-	waitFor(t, "the first caller", func() bool { return ts.Waiting() == 1 })
+	testwait.Until(t, waitLong, func() bool { return ts.Waiting() == 1 }, "the first caller")
 	patient := make(chan error, 1)
 	go func() { _, _, err := ts.Token(ctxFor(t)); patient <- err }()
-	waitFor(t, "the second caller", func() bool { return ts.Waiting() == 2 })
+	testwait.Until(t, waitLong, func() bool { return ts.Waiting() == 2 }, "the second caller")
 	cancel()
 	if err := <-impatient; !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled caller: %v", err)

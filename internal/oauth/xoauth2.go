@@ -11,7 +11,8 @@ import (
 
 // XOAUTH2 authenticates SMTP connections with SASL XOAUTH2 and the route's
 // app-only token: the initial response is
-// user=<mailbox>\x01auth=Bearer <token>\x01\x01 (exchange-online.md). One
+// user=<mailbox>\x01auth=Bearer <token>\x01\x01 (docs/exchange-online.md,
+// "OAuth 2.0 for SMTP, app-only"). One
 // token serves every mailbox of the route, since it is the app, not the
 // mailbox, that holds it. XOAUTH2 satisfies delivery.Authenticator.
 type XOAUTH2 struct {

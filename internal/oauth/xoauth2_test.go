@@ -6,6 +6,7 @@ import (
 
 	"github.com/wneessen/go-mail/smtp"
 
+	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/oauth"
 	"github.com/mailgate/mailgate/test/exosim"
 )
@@ -95,3 +96,28 @@ var _ interface {
 	Auth(context.Context, string) (smtp.Auth, error)
 	Refused(string)
 } = (*oauth.XOAUTH2)(nil)
+
+// A route's XOAUTH2 authenticator as the gateway wires it (this was an
+// example that never ran): one token source per route, built from the
+// route's oauth block, trusting the route's tls.ca_file for token_url, and
+// shared by every connection of the route.
+func TestXOAUTH2FromRoute(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	route := config.Route{
+		Name: "m365",
+		Auth: config.RouteAuth{Mechanism: config.MechXOAUTH2, Username: relay, OAuth: b.oauth},
+		TLS:  config.RouteTLS{CAFile: b.sim.CAFile()},
+	}
+	ts, err := oauth.NewTokenSource(&route.Auth.OAuth, oauth.Options{CAFile: route.TLS.CAFile})
+	if err != nil {
+		t.Fatalf("route %s: %v", route.Name, err)
+	}
+	xo := oauth.NewXOAUTH2(ts)
+	for i := range 2 {
+		if err := auth(t, b, xo, route.Auth.Username); err != nil {
+			t.Fatalf("connection %d: AUTH XOAUTH2 as %s: %v", i+1, route.Auth.Username, err)
+		}
+	}
+	wantIssued(t, b.sim, 1)
+}

@@ -42,18 +42,18 @@ const BulkBatch = 100
 // Returns 1 when requeued; 0 when there is no failed message with that id
 // (its id, if still in the failed set, is removed); -1 when it is failed but
 // its body is gone, so it cannot be sent again (it stays listed).
-var requeueScript = redis.NewScript(`
-local st = redis.call("HGET", KEYS[1], "status")
-if st ~= "failed" then
+var requeueScript = script(`
+local st = redis.call("HGET", KEYS[1], $F_STATUS)
+if st ~= $S_FAILED then
   redis.call("ZREM", KEYS[3], ARGV[1])
   return 0
 end
-if redis.call("HEXISTS", KEYS[1], "body") == 0 then return -1 end
+if redis.call("HEXISTS", KEYS[1], $F_BODY) == 0 then return -1 end
 redis.call("ZREM", KEYS[3], ARGV[1])
 redis.call("PERSIST", KEYS[1])
 redis.call("PERSIST", KEYS[2])
-redis.call("HSET", KEYS[1], "status", "queued", "lease", "", "updated_at", ARGV[2], "requeued_at", ARGV[2])
-redis.call("HDEL", KEYS[1], "due_at")
+redis.call("HSET", KEYS[1], $F_STATUS, $S_QUEUED, $F_LEASE, "", $F_UPDATED_AT, ARGV[2], $F_REQUEUED_AT, ARGV[2])
+redis.call("HDEL", KEYS[1], $F_DUE_AT)
 redis.call("RPUSH", KEYS[2], ARGV[3])
 redis.call("LTRIM", KEYS[2], -200, -1)
 redis.call("ZADD", KEYS[4], ARGV[2], ARGV[1])
@@ -68,16 +68,16 @@ return 1
 // ARGV[1] id, ARGV[2] "1" to delete only a failed message, else "0"
 // Returns 1 when deleted; 0 when there is no such message (or, with
 // ARGV[2] "1", it is no longer failed); -1 when a worker holds it.
-var deleteScript = redis.NewScript(`
-local st = redis.call("HGET", KEYS[1], "status")
+var deleteScript = script(`
+local st = redis.call("HGET", KEYS[1], $F_STATUS)
 if not st then
   redis.call("DEL", KEYS[2])
   redis.call("ZREM", KEYS[3], ARGV[1])
   redis.call("ZREM", KEYS[5], ARGV[1])
   return 0
 end
-if st == "sending" or redis.call("ZSCORE", KEYS[4], ARGV[1]) then return -1 end
-if ARGV[2] == "1" and st ~= "failed" then return 0 end
+if st == $S_SENDING or redis.call("ZSCORE", KEYS[4], ARGV[1]) then return -1 end
+if ARGV[2] == "1" and st ~= $S_FAILED then return 0 end
 redis.call("DEL", KEYS[1], KEYS[2])
 redis.call("ZREM", KEYS[3], ARGV[1])
 redis.call("ZREM", KEYS[5], ARGV[1])
@@ -102,7 +102,7 @@ func (q *Queue) ListFailed(ctx context.Context, route string, limit int, cursor 
 	if err != nil {
 		return nil, "", err
 	}
-	key := q.failedKey(route)
+	key := q.route(route).Failed()
 	page = []Status{}
 	max, offset := curScore, int64(0)
 	for {
@@ -214,7 +214,8 @@ func (q *Queue) Requeue(ctx context.Context, route, id string) error {
 func (q *Queue) requeueArgs(route, id string) ([]string, []any) {
 	now := q.now()
 	event, _ := json.Marshal(Event{At: now, Status: StatusQueued, Detail: "requeued by an operator"})
-	return []string{q.msgKey(route, id), q.evKey(route, id), q.failedKey(route), q.readyKey(route)},
+	rk := q.route(route)
+	return []string{rk.Msg(id), rk.Events(id), rk.Failed(), rk.Ready()},
 		[]any{id, now.UnixMilli(), event}
 }
 
@@ -244,8 +245,8 @@ func (q *Queue) deleteArgs(route, id string, onlyFailed bool) ([]string, []any) 
 	if onlyFailed {
 		flag = "1"
 	}
-	return []string{q.msgKey(route, id), q.evKey(route, id), q.readyKey(route),
-		q.inflightKey(route), q.failedKey(route)}, []any{id, flag}
+	rk := q.route(route)
+	return []string{rk.Msg(id), rk.Events(id), rk.Ready(), rk.Inflight(), rk.Failed()}, []any{id, flag}
 }
 
 // RequeueAll requeues every message of route that had failed when it was
@@ -269,7 +270,7 @@ func (q *Queue) DeleteAll(ctx context.Context, route string) (int, error) {
 // bulk runs script on a snapshot of route's failed set, BulkBatch ids per
 // pipeline, and counts the ids it answered 1 for.
 func (q *Queue) bulk(ctx context.Context, route, what string, script *redis.Script, args func(id string) ([]string, []any)) (int, error) {
-	ids, err := q.rdb.ZRangeByScore(ctx, q.failedKey(route), &redis.ZRangeBy{
+	ids, err := q.rdb.ZRangeByScore(ctx, q.route(route).Failed(), &redis.ZRangeBy{
 		Min: "-inf", Max: strconv.FormatInt(q.now().UnixMilli(), 10)}).Result()
 	if err != nil {
 		return 0, fmt.Errorf("%s failed of %s: %w", what, route, err)

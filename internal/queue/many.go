@@ -114,7 +114,7 @@ func (q *Queue) EnqueueManyRetrying(ctx context.Context, ms []Message, within ti
 		ctx := context.WithoutCancel(ctx)
 		exists := make([]*redis.IntCmd, len(todo))
 		for j, i := range todo {
-			exists[j] = pipe.Exists(ctx, q.msgKey(ms[i].Route, ms[i].ID))
+			exists[j] = pipe.Exists(ctx, q.route(ms[i].Route).Msg(ms[i].ID))
 		}
 		_, _ = pipe.Exec(ctx)
 		for j, i := range todo {

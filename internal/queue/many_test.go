@@ -50,8 +50,8 @@ func TestEnqueueMany(t *testing.T) {
 	if res[3].Created || res[3].ID != res[0].ID {
 		t.Fatalf("a key used twice in one batch: %+v, want %s", res[3], res[0].ID)
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d.Ready != 3 {
-		t.Fatalf("ready %d, want 3", d.Ready)
+	if d, err := b.q.Depth(ctx, "m365"); err != nil || d.Ready != 3 {
+		t.Fatalf("ready %d (%v), want 3", d.Ready, err)
 	}
 	// Again with the same ids (a retried pipeline): nothing new.
 	again := b.q.EnqueueMany(ctx, ms)
@@ -60,8 +60,8 @@ func TestEnqueueMany(t *testing.T) {
 			t.Fatalf("retry of message %d: %+v, first %+v", i, r, res[i])
 		}
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d.Ready != 3 {
-		t.Fatalf("ready %d after a retry, want 3", d.Ready)
+	if d, err := b.q.Depth(ctx, "m365"); err != nil || d.Ready != 3 {
+		t.Fatalf("ready %d (%v) after a retry, want 3", d.Ready, err)
 	}
 }
 
@@ -91,8 +91,8 @@ func TestEnqueueRetryingConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if d, _ := b.q.Depth(ctx, "m365"); d.Ready != n {
-		t.Fatalf("ready %d, want %d", d.Ready, n)
+	if d, err := b.q.Depth(ctx, "m365"); err != nil || d.Ready != n {
+		t.Fatalf("ready %d (%v), want %d", d.Ready, err, n)
 	}
 	for i, id := range ids {
 		if st, err := b.q.Get(ctx, "m365", id); err != nil || st.Subject != "Disk full" {

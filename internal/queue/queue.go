@@ -3,10 +3,8 @@ package queue
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base32"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mailgate/mailgate/internal/keys"
 )
 
 // Status values of a message, as the API shows them.
@@ -48,7 +48,7 @@ type Options struct {
 // Queue is the Redis-backed message store and work queue.
 type Queue struct {
 	rdb       redis.UniversalClient
-	prefix    string
+	keys      keys.Space
 	retention time.Duration
 	now       func() time.Time
 	group     *grouper // EnqueueRetrying's concurrent calls, sent together
@@ -56,16 +56,13 @@ type Queue struct {
 
 // New returns a Queue on rdb.
 func New(rdb redis.UniversalClient, opts Options) *Queue {
-	if opts.Prefix == "" {
-		opts.Prefix = "mailgate"
-	}
 	if opts.Retention <= 0 {
 		opts.Retention = 7 * 24 * time.Hour
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	q := &Queue{rdb: rdb, prefix: opts.Prefix, retention: opts.Retention, now: opts.Now}
+	q := &Queue{rdb: rdb, keys: keys.New(opts.Prefix), retention: opts.Retention, now: opts.Now}
 	q.group = &grouper{q: q, maxFlushers: groupFlushers, maxGroup: groupMax}
 	return q
 }
@@ -160,20 +157,8 @@ func ValidID(s string) bool {
 	return err == nil
 }
 
-func (q *Queue) routeKey(route, suffix string) string {
-	return q.prefix + ":{" + route + "}:" + suffix
-}
-func (q *Queue) msgKey(route, id string) string { return q.routeKey(route, "msg:"+id) }
-func (q *Queue) evKey(route, id string) string  { return q.routeKey(route, "ev:"+id) }
-func (q *Queue) readyKey(route string) string   { return q.routeKey(route, "ready") }
-func (q *Queue) inflightKey(route string) string {
-	return q.routeKey(route, "inflight")
-}
-func (q *Queue) failedKey(route string) string { return q.routeKey(route, "failed") }
-func (q *Queue) idemKey(route, app, key string) string {
-	h := sha256.Sum256([]byte(key))
-	return q.routeKey(route, "idem:"+app+":"+hex.EncodeToString(h[:16]))
-}
+// route returns the keys of route.
+func (q *Queue) route(route string) keys.Route { return q.keys.Route(route) }
 
 // Enqueue stores m and queues it for its route in one atomic step. It
 // returns the message's id; created is false when the Idempotency-Key was
@@ -184,44 +169,45 @@ func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool
 	if m.ID == "" {
 		m.ID = NewID(q.now())
 	}
-	keys, args := q.enqueueCall(m)
-	res, err := enqueueScript.Run(ctx, q.rdb, keys, args...).Slice()
+	ks, args := q.enqueueCall(m)
+	res, err := enqueueScript.Run(ctx, q.rdb, ks, args...).Slice()
 	return enqueueReply(m.ID, res, err)
 }
 
 // enqueueCall is the keys and arguments of enqueueScript for m, whose ID
 // is set.
-func (q *Queue) enqueueCall(m Message) (keys []string, args []any) {
+func (q *Queue) enqueueCall(m Message) (ks []string, args []any) {
 	now := q.now()
 	ms := now.UnixMilli()
 	event, _ := json.Marshal(Event{At: now, Status: StatusQueued})
 	fields := []any{
-		"app", m.App,
-		"route", m.Route,
-		"from", m.From,
-		"header_from", m.HeaderFrom,
-		"rcpt", mustJSON(m.Recipients),
-		"to", mustJSON(m.To),
-		"cc", mustJSON(m.Cc),
-		"subject", m.Subject,
-		"message_id", m.MessageID,
-		"metadata", mustJSON(m.Metadata),
-		"status", StatusQueued,
-		"attempts", 0,
-		"created_at", ms,
-		"updated_at", ms,
-		"lease", "",
-		"body", m.Body,
+		fieldApp, m.App,
+		fieldRoute, m.Route,
+		fieldFrom, m.From,
+		fieldHeaderFrom, m.HeaderFrom,
+		fieldRcpt, mustJSON(m.Recipients),
+		fieldTo, mustJSON(m.To),
+		fieldCc, mustJSON(m.Cc),
+		fieldSubject, m.Subject,
+		fieldMessageID, m.MessageID,
+		fieldMetadata, mustJSON(m.Metadata),
+		fieldStatus, StatusQueued,
+		fieldAttempts, 0,
+		fieldCreatedAt, ms,
+		fieldUpdatedAt, ms,
+		fieldLease, "",
+		fieldBody, m.Body,
 	}
+	rk := q.route(m.Route)
 	useIdem := "0"
-	idemKey := q.routeKey(m.Route, "idem:-")
+	idemKey := rk.NoIdempotency()
 	if m.IdempotencyKey != "" {
 		useIdem = "1"
-		idemKey = q.idemKey(m.Route, m.App, m.IdempotencyKey)
+		idemKey = rk.Idempotency(m.App, m.IdempotencyKey)
 	}
 	args = append([]any{m.ID, ms, useIdem, IdempotencyTTL.Milliseconds(), event}, fields...)
-	keys = []string{q.msgKey(m.Route, m.ID), q.evKey(m.Route, m.ID), q.readyKey(m.Route), idemKey}
-	return keys, args
+	ks = []string{rk.Msg(m.ID), rk.Events(m.ID), rk.Ready(), idemKey}
+	return ks, args
 }
 
 // enqueueReply reads enqueueScript's reply for message id.
@@ -269,55 +255,100 @@ func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Dura
 	return id, created, err
 }
 
+// claimCandidates is how many due ids Claim looks at per round: workers of
+// one route race for the first due ids, and a loser tries the next one.
+const claimCandidates = 16
+
 // Claim takes the next due message of route for lease, or returns nil
-// when nothing is due.
+// when nothing is due. Expired leases are first handed back to ready.
+//
+// The due ids are read first and each is then claimed by a script that
+// names the message's hash among its keys, as Redis Cluster requires (a
+// script must not reach keys it was not given); a script that found its id
+// gone to another worker moves on to the next.
 func (q *Queue) Claim(ctx context.Context, route string, lease time.Duration) (*Job, error) {
+	rk := q.route(route)
 	now := q.now()
-	token := NewID(now)
-	lost, _ := json.Marshal(Event{At: now, Status: StatusDeferred,
-		Detail: "the worker delivering it stopped before finishing; handed to another worker"})
-	keys := []string{q.readyKey(route), q.inflightKey(route)}
-	res, err := claimScript.Run(ctx, q.rdb, keys,
-		now.UnixMilli(), now.Add(lease).UnixMilli(), token,
-		q.routeKey(route, "msg:"), q.routeKey(route, "ev:"), lost).Slice()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
+	ms := strconv.FormatInt(now.UnixMilli(), 10)
+	pipe := q.rdb.Pipeline()
+	expired := pipe.ZRangeByScore(ctx, rk.Inflight(), &redis.ZRangeBy{Min: "-inf", Max: ms, Count: 100})
+	due := pipe.ZRangeByScore(ctx, rk.Ready(), &redis.ZRangeBy{Min: "-inf", Max: ms, Count: claimCandidates})
+	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("claim from %s: %w", route, err)
 	}
-	if len(res) < 1 {
-		return nil, nil
+	if ids := expired.Val(); len(ids) > 0 {
+		if err := q.reclaim(ctx, rk, now, ids); err != nil {
+			return nil, fmt.Errorf("claim from %s: %w", route, err)
+		}
+		due = q.rdb.ZRangeByScore(ctx, rk.Ready(), &redis.ZRangeBy{Min: "-inf", Max: ms, Count: claimCandidates})
 	}
-	id, _ := res[0].(string)
-	h := make(map[string]string, len(res)/2)
-	for i := 1; i+1 < len(res); i += 2 {
-		k, _ := res[i].(string)
-		v, _ := res[i+1].(string)
-		h[k] = v
+	token := NewID(now)
+	// Every round removes the ids it looked at from ready or finds them
+	// gone; the bound only keeps a pathological race from spinning.
+	for ids, round := due.Val(), 0; len(ids) > 0 && round < 10; round++ {
+		for _, id := range ids {
+			res, err := claimScript.Run(ctx, q.rdb, []string{rk.Ready(), rk.Inflight(), rk.Msg(id)},
+				id, now.UnixMilli(), now.Add(lease).UnixMilli(), token).StringSlice()
+			if errors.Is(err, redis.Nil) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("claim from %s: %w", route, err)
+			}
+			return q.job(route, id, token, res), nil
+		}
+		// Every candidate went to another worker: look again.
+		var err error
+		ids, err = q.rdb.ZRangeByScore(ctx, rk.Ready(), &redis.ZRangeBy{Min: "-inf", Max: ms, Count: claimCandidates}).Result()
+		if err != nil {
+			return nil, fmt.Errorf("claim from %s: %w", route, err)
+		}
+	}
+	return nil, nil
+}
+
+// reclaim hands the messages of expired leases back to ready.
+func (q *Queue) reclaim(ctx context.Context, rk keys.Route, now time.Time, ids []string) error {
+	lost, _ := json.Marshal(Event{At: now, Status: StatusDeferred,
+		Detail: "the worker delivering it stopped before finishing; handed to another worker"})
+	for _, id := range ids {
+		err := reclaimScript.Run(ctx, q.rdb, []string{rk.Inflight(), rk.Ready(), rk.Msg(id), rk.Events(id)},
+			id, now.UnixMilli(), lost).Err()
+		if err != nil {
+			return fmt.Errorf("take back the expired lease of %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// job reads a claimed message's hash, given as a flat field/value list.
+func (q *Queue) job(route, id, token string, flat []string) *Job {
+	h := make(map[string]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		h[flat[i]] = flat[i+1]
 	}
 	j := &Job{
 		ID:        id,
 		Route:     route,
-		App:       h["app"],
-		From:      h["from"],
-		Body:      []byte(h["body"]),
-		Attempts:  atoi(h["attempts"]),
-		CreatedAt: time.UnixMilli(int64(atoi(h["created_at"]))),
+		App:       h[fieldApp],
+		From:      h[fieldFrom],
+		Body:      []byte(h[fieldBody]),
+		Attempts:  atoi(h[fieldAttempts]),
+		CreatedAt: time.UnixMilli(int64(atoi(h[fieldCreatedAt]))),
 		Lease:     token,
 	}
-	if r := atoi(h["requeued_at"]); r > 0 {
+	if r := atoi(h[fieldRequeuedAt]); r > 0 {
 		j.CreatedAt = time.UnixMilli(int64(r)) // max_age counts from an operator's requeue
 	}
-	_ = json.Unmarshal([]byte(h["rcpt"]), &j.Recipients)
-	return j, nil
+	_ = json.Unmarshal([]byte(h[fieldRcpt]), &j.Recipients)
+	return j
 }
 
 // Extend moves the job's lease deadline to now+lease. It returns
 // ErrLeaseLost when another worker has taken the message over.
 func (q *Queue) Extend(ctx context.Context, j *Job, lease time.Duration) error {
 	ok, err := extendScript.Run(ctx, q.rdb,
-		[]string{q.inflightKey(j.Route), q.msgKey(j.Route, j.ID)},
+		[]string{q.route(j.Route).Inflight(), q.route(j.Route).Msg(j.ID)},
 		j.ID, j.Lease, q.now().Add(lease).UnixMilli()).Int()
 	if err != nil {
 		return fmt.Errorf("extend lease of %s: %w", j.ID, err)
@@ -358,13 +389,13 @@ func (q *Queue) Complete(ctx context.Context, j *Job, o Outcome) error {
 	}
 	var fields []any
 	if o.Response != nil {
-		fields = append(fields, "last_response", mustJSON(o.Response))
+		fields = append(fields, fieldLastResponse, mustJSON(o.Response))
 	}
 	if o.Recipients != nil {
-		fields = append(fields, "rcpt", mustJSON(o.Recipients))
+		fields = append(fields, fieldRcpt, mustJSON(o.Recipients))
 	}
 	if o.Status == StatusDeferred || o.Status == StatusQueued {
-		fields = append(fields, "due_at", o.Due.UnixMilli())
+		fields = append(fields, fieldDueAt, o.Due.UnixMilli())
 	}
 	status := o.Status
 	if status == StatusQueued && j.Attempts > 0 {
@@ -372,8 +403,8 @@ func (q *Queue) Complete(ctx context.Context, j *Job, o Outcome) error {
 	}
 	args := append([]any{j.ID, j.Lease, status, now.UnixMilli(), o.Due.UnixMilli(),
 		q.retention.Milliseconds(), inc, event}, fields...)
-	keys := []string{q.inflightKey(j.Route), q.msgKey(j.Route, j.ID), q.evKey(j.Route, j.ID),
-		q.readyKey(j.Route), q.failedKey(j.Route)}
+	rk := q.route(j.Route)
+	keys := []string{rk.Inflight(), rk.Msg(j.ID), rk.Events(j.ID), rk.Ready(), rk.Failed()}
 	ok, err := completeScript.Run(ctx, q.rdb, keys, args...).Int()
 	if err != nil {
 		return fmt.Errorf("complete %s as %s: %w", j.ID, o.Status, err)
@@ -384,47 +415,51 @@ func (q *Queue) Complete(ctx context.Context, j *Job, o Outcome) error {
 	return nil
 }
 
+// statusFields are the fields Get reads: all but the body.
+var statusFields = []string{fieldApp, fieldRoute, fieldHeaderFrom, fieldTo, fieldCc, fieldSubject,
+	fieldStatus, fieldAttempts, fieldCreatedAt, fieldUpdatedAt, fieldLastResponse, fieldMessageID,
+	fieldMetadata, fieldDueAt}
+
 // Get returns the status of message id on route.
 func (q *Queue) Get(ctx context.Context, route, id string) (*Status, error) {
 	if !ValidID(id) {
 		return nil, ErrNotFound
 	}
+	rk := q.route(route)
 	pipe := q.rdb.Pipeline()
-	hget := pipe.HMGet(ctx, q.msgKey(route, id), "app", "route", "header_from", "to", "cc", "subject",
-		"status", "attempts", "created_at", "updated_at", "last_response", "message_id", "metadata", "due_at")
-	events := pipe.LRange(ctx, q.evKey(route, id), 0, -1)
+	hget := pipe.HMGet(ctx, rk.Msg(id), statusFields...)
+	events := pipe.LRange(ctx, rk.Events(id), 0, -1)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("get %s: %w", id, err)
 	}
-	v := hget.Val()
-	str := func(i int) string { s, _ := v[i].(string); return s }
-	if str(0) == "" {
+	h := named(statusFields, hget.Val())
+	if h[fieldApp] == "" {
 		return nil, ErrNotFound
 	}
 	s := &Status{
 		ID:        id,
-		App:       str(0),
-		Route:     str(1),
-		From:      str(2),
-		Subject:   str(5),
-		Status:    str(6),
-		Attempts:  atoi(str(7)),
-		CreatedAt: time.UnixMilli(int64(atoi(str(8)))).UTC(),
-		UpdatedAt: time.UnixMilli(int64(atoi(str(9)))).UTC(),
-		MessageID: str(11),
+		App:       h[fieldApp],
+		Route:     h[fieldRoute],
+		From:      h[fieldHeaderFrom],
+		Subject:   h[fieldSubject],
+		Status:    h[fieldStatus],
+		Attempts:  atoi(h[fieldAttempts]),
+		CreatedAt: time.UnixMilli(int64(atoi(h[fieldCreatedAt]))).UTC(),
+		UpdatedAt: time.UnixMilli(int64(atoi(h[fieldUpdatedAt]))).UTC(),
+		MessageID: h[fieldMessageID],
 		Events:    []Event{},
 	}
-	_ = json.Unmarshal([]byte(str(3)), &s.To)
-	_ = json.Unmarshal([]byte(str(4)), &s.Cc)
+	_ = json.Unmarshal([]byte(h[fieldTo]), &s.To)
+	_ = json.Unmarshal([]byte(h[fieldCc]), &s.Cc)
 	if s.To == nil {
 		s.To = []string{}
 	}
-	if lr := str(10); lr != "" {
+	if lr := h[fieldLastResponse]; lr != "" {
 		s.LastResponse = &Response{}
 		_ = json.Unmarshal([]byte(lr), s.LastResponse)
 	}
-	_ = json.Unmarshal([]byte(str(12)), &s.Metadata)
-	if due := atoi(str(13)); due > 0 && (s.Status == StatusDeferred || s.Status == StatusQueued) {
+	_ = json.Unmarshal([]byte(h[fieldMetadata]), &s.Metadata)
+	if due := atoi(h[fieldDueAt]); due > 0 && (s.Status == StatusDeferred || s.Status == StatusQueued) {
 		t := time.UnixMilli(int64(due)).UTC()
 		s.NextAttempt = &t
 	}
@@ -446,19 +481,13 @@ type Depth struct {
 
 // Depth counts route's messages by state.
 func (q *Queue) Depth(ctx context.Context, route string) (Depth, error) {
-	pipe := q.rdb.Pipeline()
-	r := pipe.ZCard(ctx, q.readyKey(route))
-	i := pipe.ZCard(ctx, q.inflightKey(route))
-	f := pipe.ZCard(ctx, q.failedKey(route))
-	if _, err := pipe.Exec(ctx); err != nil {
-		return Depth{}, fmt.Errorf("depth of %s: %w", route, err)
-	}
-	return Depth{Ready: r.Val(), InFlight: i.Val(), Failed: f.Val()}, nil
+	b, err := q.Backlog(ctx, route)
+	return b.Depth, err
 }
 
 // Exists reports whether message id is stored on route.
 func (q *Queue) Exists(ctx context.Context, route, id string) (bool, error) {
-	n, err := q.rdb.Exists(ctx, q.msgKey(route, id)).Result()
+	n, err := q.rdb.Exists(ctx, q.route(route).Msg(id)).Result()
 	if err != nil {
 		return false, fmt.Errorf("exists %s: %w", id, err)
 	}

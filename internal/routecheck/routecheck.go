@@ -7,25 +7,37 @@ package routecheck
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mailgate/mailgate/internal/compose"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/delivery"
+	"github.com/mailgate/mailgate/internal/limits"
+	"github.com/mailgate/mailgate/internal/mailbox"
 	"github.com/mailgate/mailgate/internal/oauth"
-	"github.com/mailgate/mailgate/internal/smtpreply"
 )
+
+// DefaultSlotWait is how long a check waits for a connection slot when the
+// workers hold them all.
+const DefaultSlotWait = 30 * time.Second
+
+// Options are what a check shares with running workers.
+type Options struct {
+	// Limiter, when set, is the per-mailbox limiter the workers use (the
+	// same Redis and key prefix): the check's connection takes one of the
+	// mailbox's slots like a worker's does, so it cannot be the connection
+	// Exchange refuses with 432 4.3.2, nor push a worker into it.
+	Limiter *limits.Limiter
+	// SlotWait bounds the wait for a slot (DefaultSlotWait when 0).
+	SlotWait time.Duration
+}
 
 // Run checks route r and writes a report to out. It returns true when every
 // step passed.
-func Run(ctx context.Context, cfg *config.Config, r *config.Route, sendTo string, out io.Writer) bool {
+func Run(ctx context.Context, cfg *config.Config, r *config.Route, sendTo string, out io.Writer, o Options) bool {
 	fmt.Fprintf(out, "route %s (%s) → %s:%d, tls %s", r.Name, r.Type, r.Host, r.Port, r.TLS.Mode)
 	if r.Auth.Mechanism != "" {
 		fmt.Fprintf(out, ", auth %s as %s", r.Auth.Mechanism, r.Auth.Username)
@@ -50,8 +62,25 @@ func Run(ctx context.Context, cfg *config.Config, r *config.Route, sendTo string
 		fail(out, "tls", err.Error(), "fix the file named, or remove the key")
 		return false
 	}
-	mailbox := checkMailbox(r)
-	conn, err := dialer.Dial(ctx, mailbox, func(s delivery.Step) {
+	mbox := mailbox.Probe(r)
+	if o.SlotWait <= 0 {
+		o.SlotWait = DefaultSlotWait
+	}
+	release, err := delivery.HoldSlot(ctx, o.Limiter, r, mbox, o.SlotWait, func(most int) {
+		fmt.Fprintf(out, "  … %-8s all %d connections of the mailbox are in use by running workers; waiting up to %s for one\n",
+			"slot", most, o.SlotWait)
+	})
+	if err != nil {
+		var busy *delivery.SlotsBusyError
+		if errors.As(err, &busy) {
+			fail(out, "slot", err.Error(), "run the check again when the queue is quieter, or stop the workers of this route for a moment")
+		} else {
+			fail(out, "slot", "cannot take a connection slot shared with the workers: "+err.Error(), "check redis.url")
+		}
+		return false
+	}
+	defer release()
+	conn, err := dialer.Dial(ctx, mbox, func(s delivery.Step) {
 		fmt.Fprintf(out, "  ✓ %-8s %s\n", s.Stage, s.Detail)
 	})
 	if err != nil {
@@ -64,7 +93,7 @@ func Run(ctx context.Context, cfg *config.Config, r *config.Route, sendTo string
 		return true
 	}
 
-	from := mailbox
+	from := mbox
 	if from == "" {
 		from = "mailgate-check@" + firstDomain(r)
 	}
@@ -86,7 +115,7 @@ func Run(ctx context.Context, cfg *config.Config, r *config.Route, sendTo string
 	}
 	if len(res.Refused) > 0 {
 		rr := res.Refused[0]
-		fail(out, "rcpt", rr.Reply.String(), smtpreply.Classify(rr.Reply).Hint)
+		fail(out, "rcpt", rr.Reply.String(), delivery.Diagnose(r, &delivery.StepError{Stage: delivery.StageRcpt, Reply: &rr.Reply}).Hint)
 		return false
 	}
 	fmt.Fprintf(out, "  ✓ %-8s %s\n", "send", res.Reply.String())
@@ -113,18 +142,6 @@ func checkToken(ctx context.Context, r *config.Route, out io.Writer) bool {
 	return true
 }
 
-// checkMailbox is the mailbox to authenticate as: the route's user name, or
-// for "{from}" routes the first listed mailbox.
-func checkMailbox(r *config.Route) string {
-	if r.Auth.Username == config.FromMailbox {
-		if len(r.Mailboxes) > 0 {
-			return r.Mailboxes[0]
-		}
-		return ""
-	}
-	return r.Auth.Username
-}
-
 func firstDomain(r *config.Route) string {
 	if len(r.AcceptedDomains) > 0 {
 		return r.AcceptedDomains[0]
@@ -145,37 +162,9 @@ func reportStepError(out io.Writer, r *config.Route, err error) {
 		fail(out, "?", err.Error(), "")
 		return
 	}
+	what := se.Err.Error()
 	if se.Reply != nil {
-		fail(out, se.Stage, se.Reply.String(), smtpreply.Classify(*se.Reply).Hint)
-		return
+		what = se.Reply.String()
 	}
-	fail(out, se.Stage, se.Err.Error(), networkHint(r, se))
-}
-
-// networkHint explains the failures that have no SMTP reply.
-func networkHint(r *config.Route, se *delivery.StepError) string {
-	var unknownAuthority x509.UnknownAuthorityError
-	var hostname x509.HostnameError
-	var dnsErr *net.DNSError
-	switch {
-	case errors.As(se.Err, &unknownAuthority):
-		return "the server's certificate is not signed by a trusted CA: add the CA to tls.ca_file"
-	case errors.As(se.Err, &hostname):
-		return "the certificate does not name " + r.Host + ": set tls.server_name to the name it has, or fix host"
-	case errors.As(se.Err, &dnsErr):
-		return "the host name does not resolve: check host (for connectors: " + config.MXHost(firstDomain(r)) + ")"
-	case errors.Is(se.Err, syscall.ECONNREFUSED):
-		return fmt.Sprintf("nothing listens on %s:%d: check host and port", r.Host, r.Port)
-	case isTimeout(se.Err):
-		return fmt.Sprintf("no answer from %s:%d: outbound port %d may be blocked by a firewall or the cloud provider "+
-			"(many block port 25)", r.Host, r.Port, r.Port)
-	case strings.Contains(se.Err.Error(), "STARTTLS"):
-		return "the route requires TLS; a server that does not offer STARTTLS is not Exchange Online"
-	}
-	return ""
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	fail(out, se.Stage, what, delivery.Diagnose(r, se).Hint)
 }

@@ -32,7 +32,7 @@ func TestCheckPassesAndSendsTest(t *testing.T) {
 	t.Parallel()
 	sim, cfg := setup(t)
 	var out bytes.Buffer
-	if ok := routecheck.Run(context.Background(), cfg, &cfg.Routes[0], "ops@contoso.com", &out); !ok {
+	if ok := routecheck.Run(context.Background(), cfg, &cfg.Routes[0], "ops@contoso.com", &out, routecheck.Options{}); !ok {
 		t.Fatalf("check failed:\n%s", out.String())
 	}
 	for _, want := range []string{"✓ connect", "✓ starttls", "certificate verified: true", "✓ auth", "authenticated as relay@contoso.com", "✓ send", "250"} {
@@ -74,7 +74,7 @@ func TestCheckExplainsFailures(t *testing.T) {
 			sim, cfg := setup(t)
 			tc.breakIt(sim, cfg)
 			var out bytes.Buffer
-			if ok := routecheck.Run(context.Background(), cfg, &cfg.Routes[0], "", &out); ok {
+			if ok := routecheck.Run(context.Background(), cfg, &cfg.Routes[0], "", &out, routecheck.Options{}); ok {
 				t.Fatalf("check passed:\n%s", out.String())
 			}
 			for _, want := range tc.want {
@@ -106,7 +106,7 @@ func TestCheckXOAUTH2ShowsTheTokenStep(t *testing.T) {
 			TenantID: sim.TenantID(), ClientID: "check-client", ClientSecret: secret, TokenURL: sim.TokenURL(),
 			Scope: config.Office365Scope}}
 		var out bytes.Buffer
-		ok := routecheck.Run(context.Background(), cfg, r, "", &out)
+		ok := routecheck.Run(context.Background(), cfg, r, "", &out, routecheck.Options{})
 		if secret == "right-secret" {
 			if !ok || !strings.Contains(out.String(), "✓ token") || !strings.Contains(out.String(), "✓ auth") {
 				t.Fatalf("check with the right secret:\n%s", out.String())

@@ -2,7 +2,8 @@
 // a route is held and whether one of its mailboxes must wait.
 //
 // A route is held when Exchange Online answered with a configuration error
-// or a block (shared/exchange-online.md: 535 5.7.3, 535 5.7.139, 530 5.7.57,
+// or a block (docs/exchange-online.md, "Replies and what a gateway does
+// with them": 535 5.7.3, 535 5.7.139, 530 5.7.57,
 // 550 5.7.30, 550 5.7.64, 5.2.251–5.2.255, …): every message would fail the
 // same way, and retrying them would only earn the mailbox a block. While a
 // route is held its messages stay queued, untouched; one worker across all
@@ -24,13 +25,23 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mailgate/mailgate/internal/keys"
+)
+
+// Fields and values of a route's health hash.
+const (
+	fieldState  = "state"
+	fieldReason = "reason"
+	fieldSince  = "since"
+	stateHeld   = "held"
 )
 
 // Health is the shared route state.
 type Health struct {
-	rdb    redis.UniversalClient
-	prefix string
-	now    func() time.Time
+	rdb  redis.UniversalClient
+	keys keys.Space
+	now  func() time.Time
 }
 
 // New returns the route state under prefix.
@@ -38,18 +49,16 @@ func New(rdb redis.UniversalClient, prefix string, now func() time.Time) *Health
 	if now == nil {
 		now = time.Now
 	}
-	return &Health{rdb: rdb, prefix: prefix, now: now}
+	return &Health{rdb: rdb, keys: keys.New(prefix), now: now}
 }
-
-func (h *Health) key(route, suffix string) string { return h.prefix + ":{" + route + "}:" + suffix }
 
 // Hold marks route held for reason. A route already held keeps its first
 // "since" and takes the newer reason.
 func (h *Health) Hold(ctx context.Context, route, reason string) error {
-	k := h.key(route, "health")
+	k := h.keys.Route(route).Health()
 	pipe := h.rdb.TxPipeline()
-	pipe.HSetNX(ctx, k, "since", h.now().UnixMilli())
-	pipe.HSet(ctx, k, "state", "held", "reason", reason)
+	pipe.HSetNX(ctx, k, fieldSince, h.now().UnixMilli())
+	pipe.HSet(ctx, k, fieldState, stateHeld, fieldReason, reason)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("hold route %s: %w", route, err)
 	}
@@ -58,7 +67,7 @@ func (h *Health) Hold(ctx context.Context, route, reason string) error {
 
 // Release lifts the hold on route.
 func (h *Health) Release(ctx context.Context, route string) error {
-	if err := h.rdb.Del(ctx, h.key(route, "health")).Err(); err != nil {
+	if err := h.rdb.Del(ctx, h.keys.Route(route).Health()).Err(); err != nil {
 		return fmt.Errorf("release route %s: %w", route, err)
 	}
 	return nil
@@ -66,24 +75,21 @@ func (h *Health) Release(ctx context.Context, route string) error {
 
 // State tells whether route is held, why and since when.
 func (h *Health) State(ctx context.Context, route string) (held bool, reason string, since time.Time, err error) {
-	v, err := h.rdb.HMGet(ctx, h.key(route, "health"), "state", "reason", "since").Result()
+	v, err := h.rdb.HGetAll(ctx, h.keys.Route(route).Health()).Result()
 	if err != nil {
 		return false, "", time.Time{}, fmt.Errorf("route %s state: %w", route, err)
 	}
-	state, _ := v[0].(string)
-	if state != "held" {
+	if v[fieldState] != stateHeld {
 		return false, "", time.Time{}, nil
 	}
-	reason, _ = v[1].(string)
-	ms, _ := v[2].(string)
-	n, _ := strconv.ParseInt(ms, 10, 64)
-	return true, reason, time.UnixMilli(n), nil
+	n, _ := strconv.ParseInt(v[fieldSince], 10, 64)
+	return true, v[fieldReason], time.UnixMilli(n), nil
 }
 
 // TryProbe reports whether the caller may probe route now: at most one
 // probe per interval across all instances.
 func (h *Health) TryProbe(ctx context.Context, route string, interval time.Duration) (bool, error) {
-	ok, err := h.rdb.SetNX(ctx, h.key(route, "probe"), h.now().UnixMilli(), interval).Result()
+	ok, err := h.rdb.SetNX(ctx, h.keys.Route(route).Probe(), h.now().UnixMilli(), interval).Result()
 	if err != nil {
 		return false, fmt.Errorf("route %s probe lock: %w", route, err)
 	}
@@ -96,7 +102,7 @@ func (h *Health) HoldMailbox(ctx context.Context, route, mailbox string, until t
 	if ttl <= 0 {
 		return nil
 	}
-	k := h.key(route, "mailbox-wait:"+strings.ToLower(mailbox))
+	k := h.keys.Route(route).MailboxWait(mailbox)
 	if err := h.rdb.Set(ctx, k, strconv.FormatInt(until.UnixMilli(), 10)+" "+reason, ttl).Err(); err != nil {
 		return fmt.Errorf("hold mailbox %s: %w", mailbox, err)
 	}
@@ -106,7 +112,7 @@ func (h *Health) HoldMailbox(ctx context.Context, route, mailbox string, until t
 // MailboxWait returns until when mailbox's messages wait (zero when they
 // do not) and why.
 func (h *Health) MailboxWait(ctx context.Context, route, mailbox string) (until time.Time, reason string, err error) {
-	v, err := h.rdb.Get(ctx, h.key(route, "mailbox-wait:"+strings.ToLower(mailbox))).Result()
+	v, err := h.rdb.Get(ctx, h.keys.Route(route).MailboxWait(mailbox)).Result()
 	if errors.Is(err, redis.Nil) {
 		return time.Time{}, "", nil
 	}

@@ -24,19 +24,21 @@ func TestHoldAndRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	now = now.Add(time.Minute)
-	a.Hold(ctx, "m365", "535 5.7.139 still disabled")
+	if err := a.Hold(ctx, "m365", "535 5.7.139 still disabled"); err != nil {
+		t.Fatal(err)
+	}
 	held, reason, since, err := b.State(ctx, "m365")
 	if err != nil || !held || reason != "535 5.7.139 still disabled" || !since.Equal(now.Add(-time.Minute)) {
 		t.Fatalf("held=%v reason=%q since=%v err=%v", held, reason, since, err)
 	}
-	if held, _, _, _ := b.State(ctx, "relay"); held {
-		t.Fatal("holding one route held another")
+	if held, _, _, err := b.State(ctx, "relay"); err != nil || held {
+		t.Fatalf("holding one route held another: held=%v err=%v", held, err)
 	}
 	if err := b.Release(ctx, "m365"); err != nil {
 		t.Fatal(err)
 	}
-	if held, _, _, _ := a.State(ctx, "m365"); held {
-		t.Fatal("still held after release")
+	if held, _, _, err := a.State(ctx, "m365"); err != nil || held {
+		t.Fatalf("still held after release: held=%v err=%v", held, err)
 	}
 }
 
@@ -46,8 +48,14 @@ func TestOneProbePerInterval(t *testing.T) {
 	a := routehealth.New(srv.Client(), "mailgate", nil)
 	b := routehealth.New(srv.Client(), "mailgate", nil)
 	ctx := context.Background()
-	first, _ := a.TryProbe(ctx, "m365", time.Minute)
-	second, _ := b.TryProbe(ctx, "m365", time.Minute)
+	first, err := a.TryProbe(ctx, "m365", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := b.TryProbe(ctx, "m365", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !first || second {
 		t.Fatalf("probes granted: %v, %v; want exactly the first", first, second)
 	}
@@ -66,8 +74,8 @@ func TestMailboxWait(t *testing.T) {
 	if err != nil || !got.Equal(until) || reason != "quota" {
 		t.Fatalf("wait %v %q %v", got, reason, err)
 	}
-	if got, _, _ := h.MailboxWait(ctx, "m365", "bob@contoso.com"); !got.IsZero() {
-		t.Fatal("another mailbox waits too")
+	if got, _, err := h.MailboxWait(ctx, "m365", "bob@contoso.com"); err != nil || !got.IsZero() {
+		t.Fatalf("another mailbox waits too: until %v, err %v", got, err)
 	}
 	if ttl := srv.Client().TTL(ctx, "mailgate:{m365}:mailbox-wait:alice@contoso.com").Val(); ttl <= 0 || ttl > time.Hour {
 		t.Fatalf("the wait does not expire by itself: TTL %v", ttl)

@@ -4,7 +4,7 @@
 // allows again.
 //
 // The table follows Exchange Online's documented replies
-// (shared/exchange-online.md, "Replies and what a gateway should do"): a
+// (docs/exchange-online.md, "Replies and what a gateway does with them"): a
 // configuration error (535 5.7.3, 535 5.7.139, 530 5.7.57, 550 5.7.30,
 // 550 5.7.64) or a block (5.2.251–5.2.255, 5.7.501–5.7.503, 5.7.705, 5.7.708,
 // 5.7.750, 5.1.8) would fail every message of the route the same way, so the
@@ -92,8 +92,10 @@ type Verdict struct {
 	Hint string
 }
 
-// Classify decides what a reply means. A nil-reply network failure is
-// classified by ClassifyError.
+// Classify decides what a reply means. A failure without a reply (a dropped
+// connection, a timeout, a TLS error) has nothing to classify here: the
+// delivery worker treats it as temporary (internal/delivery, outcome.go), or
+// holds the route when it is a TLS configuration error.
 func Classify(r Reply) Verdict {
 	enh := r.Enhanced
 	text := strings.ToLower(r.Text)

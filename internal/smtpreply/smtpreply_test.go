@@ -10,7 +10,8 @@ import (
 	"github.com/mailgate/mailgate/internal/smtpreply"
 )
 
-// The replies of shared/exchange-online.md, and what mailgate must do with each.
+// The replies of docs/exchange-online.md ("Replies and what a gateway does
+// with them"), and what mailgate must do with each.
 func TestClassifyExchangeReplies(t *testing.T) {
 	t.Parallel()
 	cases := []struct {

@@ -21,10 +21,21 @@ func TestCachedRevocationsBound(t *testing.T) {
 	ctx := context.Background()
 	clock := testclock.New(t0)
 	cached := token.NewCachedRevocations(srv.Client(), "mailgate", clock.Now)
-	instance, _ := token.New(key, "mailgate", cached, clock.Now)
+	instance, err := token.New(token.Options{Key: key, Issuer: "mailgate", Audience: aud, Revoked: cached, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
 	elsewhere := token.NewRevocations(srv.Client(), "mailgate", clock.Now)
 
-	raw, c, _ := instance.Issue("monitoring", token.ScopeApp, time.Hour)
+	issue := func() (string, *token.Claims) {
+		t.Helper()
+		raw, c, err := instance.Issue("monitoring", token.ScopeApp, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw, c
+	}
+	raw, c := issue()
 	if _, err := instance.Verify(ctx, raw); err != nil {
 		t.Fatalf("before revocation: %v", err)
 	}
@@ -42,7 +53,7 @@ func TestCachedRevocationsBound(t *testing.T) {
 	}
 
 	// Revoked through this instance: refused at once.
-	raw2, c2, _ := instance.Issue("monitoring", token.ScopeApp, time.Hour)
+	raw2, c2 := issue()
 	if _, err := instance.Verify(ctx, raw2); err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +65,7 @@ func TestCachedRevocationsBound(t *testing.T) {
 	}
 
 	// Redis gone: fail closed once the cached answer is too old.
-	raw3, _, _ := instance.Issue("monitoring", token.ScopeApp, time.Hour)
+	raw3, _ := issue()
 	if _, err := instance.Verify(ctx, raw3); err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,21 @@
 // its scope says whether it may submit mail ("app") or reach the operator
 // endpoints ("admin"): one token never does both.
 //
+// Its audience (aud, RFC 7519 section 4.1.3) names the installation that
+// issued it (auth.audience). Two installations that happen to share a
+// signing key — a copied secret, a staging copy of production — then still
+// refuse each other's tokens: the key proves who signed, the audience says
+// for whom.
+//
 // Verification pins the algorithm to HS256 (so "alg: none" and RS/HS
-// confusion are refused before any key is used), checks issuer, expiry and
-// not-before against an injected clock, and asks the revocation list in
-// Redis, shared by every instance, whether the jti was revoked. The HMAC
-// comparison of golang-jwt is constant-time (crypto/hmac.Equal).
+// confusion are refused before any key is used), checks issuer, audience,
+// expiry and not-before against an injected clock, and asks the revocation
+// list in Redis, shared by every instance, whether the jti was revoked. The
+// HMAC comparison of golang-jwt is constant-time (crypto/hmac.Equal).
+//
+// Key rotation: a Manager signs with one key and verifies with it and with
+// any previous keys (auth.previous_signing_keys), so tokens signed before a
+// rotation keep working until the old key is removed from the file.
 package token
 
 import (
@@ -18,10 +28,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mailgate/mailgate/internal/keys"
 )
 
 // Scopes of a token.
@@ -36,13 +49,16 @@ const MinKeyBytes = 32
 
 // Errors of Verify. Every one of them means 401 to the API.
 var (
-	ErrMalformed = errors.New("token is malformed")
-	ErrSignature = errors.New("token signature is invalid (only HS256 tokens signed with this server's key are accepted)")
-	ErrExpired   = errors.New("token has expired")
-	ErrNotYet    = errors.New("token is not valid yet")
-	ErrIssuer    = errors.New("token was issued by someone else")
-	ErrClaims    = errors.New("token lacks a subject, id or scope")
-	ErrRevoked   = errors.New("token was revoked")
+	ErrMalformed  = errors.New("token is malformed")
+	ErrSignature  = errors.New("token signature is invalid (only HS256 tokens signed with this server's key are accepted)")
+	ErrExpired    = errors.New("token has expired")
+	ErrNotYet     = errors.New("token is not valid yet")
+	ErrIssuer     = errors.New("token was issued by someone else")
+	ErrAudience   = errors.New("token was issued for another mailgate installation (its audience is not this one's auth.audience)")
+	ErrNoAudience = errors.New("token has no audience: it was issued before mailgate bound tokens to one installation; " +
+		"issue a new one with `mailgate token issue` (the operator can accept such tokens for a while with auth.accept_tokens_without_audience)")
+	ErrClaims  = errors.New("token lacks a subject, id or scope")
+	ErrRevoked = errors.New("token was revoked")
 )
 
 // Claims are the claims of a mailgate token.
@@ -53,22 +69,56 @@ type Claims struct {
 
 // Manager issues, verifies and revokes tokens.
 type Manager struct {
-	key     []byte
-	issuer  string
-	now     func() time.Time
-	revoked *Revocations
+	key          []byte
+	previousKeys [][]byte
+	issuer       string
+	audience     string
+	acceptNoAud  bool
+	now          func() time.Time
+	revoked      *Revocations
 }
 
-// New returns a Manager. revoked may be nil for a Manager that only issues.
-func New(key []byte, issuer string, revoked *Revocations, now func() time.Time) (*Manager, error) {
-	if len(key) < MinKeyBytes {
-		return nil, fmt.Errorf("auth.signing_key must be at least %d bytes, it has %d", MinKeyBytes, len(key))
-	}
-	if now == nil {
-		now = time.Now
-	}
-	return &Manager{key: key, issuer: issuer, now: now, revoked: revoked}, nil
+// Options configure a Manager.
+type Options struct {
+	// Key signs new tokens and verifies them.
+	Key []byte
+	// PreviousKeys only verify: tokens signed before a key rotation.
+	PreviousKeys [][]byte
+	Issuer       string
+	// Audience names this installation; it is put in every token issued
+	// and required in every token verified.
+	Audience string
+	// AcceptNoAudience lets tokens without an audience through (tokens
+	// issued before audiences existed), for the time it takes to replace
+	// them.
+	AcceptNoAudience bool
+	// Revoked is the revocation list; nil for a Manager that only issues.
+	Revoked *Revocations
+	Now     func() time.Time
 }
+
+// New returns a Manager.
+func New(o Options) (*Manager, error) {
+	if len(o.Key) < MinKeyBytes {
+		return nil, fmt.Errorf("auth.signing_key must be at least %d bytes, it has %d", MinKeyBytes, len(o.Key))
+	}
+	for i, k := range o.PreviousKeys {
+		if len(k) < MinKeyBytes {
+			return nil, fmt.Errorf("auth.previous_signing_keys[%d] must be at least %d bytes, it has %d", i, MinKeyBytes, len(k))
+		}
+	}
+	if o.Audience == "" {
+		return nil, errors.New("auth.audience is required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Manager{key: o.Key, previousKeys: o.PreviousKeys, issuer: o.Issuer, audience: o.Audience,
+		acceptNoAud: o.AcceptNoAudience, now: o.Now, revoked: o.Revoked}, nil
+}
+
+// Audience is the audience this Manager issues and requires.
+func (m *Manager) Audience() string { return m.audience }
 
 // Issue returns a signed token for subject (an app id, or an operator name
 // for admin tokens). ttl 0 means the token does not expire.
@@ -80,6 +130,7 @@ func (m *Manager) Issue(subject, scope string, ttl time.Duration) (string, *Clai
 	c := &Claims{Scope: scope, RegisteredClaims: jwt.RegisteredClaims{
 		Issuer:   m.issuer,
 		Subject:  subject,
+		Audience: jwt.ClaimStrings{m.audience},
 		ID:       randomID(),
 		IssuedAt: jwt.NewNumericDate(now),
 	}}
@@ -97,7 +148,7 @@ func (m *Manager) Issue(subject, scope string, ttl time.Duration) (string, *Clai
 // the revocation list.
 func (m *Manager) Parse(raw string) (*Claims, error) {
 	c := &Claims{}
-	_, err := jwt.ParseWithClaims(raw, c, func(*jwt.Token) (any, error) { return m.key, nil },
+	_, err := jwt.ParseWithClaims(raw, c, m.keys,
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithIssuer(m.issuer),
 		jwt.WithTimeFunc(m.now),
@@ -120,7 +171,29 @@ func (m *Manager) Parse(raw string) (*Claims, error) {
 	if c.Subject == "" || c.ID == "" || (c.Scope != ScopeApp && c.Scope != ScopeAdmin) {
 		return nil, ErrClaims
 	}
+	// Checked here rather than with jwt.WithAudience, which cannot tell a
+	// token for someone else from one issued before audiences existed.
+	switch {
+	case len(c.Audience) == 0 && m.acceptNoAud:
+	case len(c.Audience) == 0:
+		return nil, ErrNoAudience
+	case !slices.Contains(c.Audience, m.audience):
+		return nil, ErrAudience
+	}
 	return c, nil
+}
+
+// keys is the jwt.Keyfunc: the current key and the previous ones, tried in
+// turn by golang-jwt.
+func (m *Manager) keys(*jwt.Token) (any, error) {
+	if len(m.previousKeys) == 0 {
+		return m.key, nil
+	}
+	set := jwt.VerificationKeySet{Keys: []jwt.VerificationKey{m.key}}
+	for _, k := range m.previousKeys {
+		set.Keys = append(set.Keys, k)
+	}
+	return set, nil
 }
 
 // Verify parses raw and refuses it when its jti was revoked. An error that
@@ -146,7 +219,7 @@ func (m *Manager) Verify(ctx context.Context, raw string) (*Claims, error) {
 // IsAuthError reports whether err is a verdict on the token (401), as
 // opposed to a failure to ask Redis (503).
 func IsAuthError(err error) bool {
-	for _, e := range []error{ErrMalformed, ErrSignature, ErrExpired, ErrNotYet, ErrIssuer, ErrClaims, ErrRevoked} {
+	for _, e := range []error{ErrMalformed, ErrSignature, ErrExpired, ErrNotYet, ErrIssuer, ErrAudience, ErrNoAudience, ErrClaims, ErrRevoked} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -157,10 +230,10 @@ func IsAuthError(err error) bool {
 // Revocations is the list of revoked token ids, in Redis so every instance
 // refuses a revoked token at once.
 type Revocations struct {
-	rdb    redis.UniversalClient
-	prefix string
-	now    func() time.Time
-	cache  *revocationCache // nil: ask Redis every time (revcache.go)
+	rdb   redis.UniversalClient
+	keys  keys.Space
+	now   func() time.Time
+	cache *revocationCache // nil: ask Redis every time (revcache.go)
 }
 
 // NewRevocations returns the revocation list under prefix.
@@ -168,10 +241,10 @@ func NewRevocations(rdb redis.UniversalClient, prefix string, now func() time.Ti
 	if now == nil {
 		now = time.Now
 	}
-	return &Revocations{rdb: rdb, prefix: prefix, now: now}
+	return &Revocations{rdb: rdb, keys: keys.New(prefix), now: now}
 }
 
-func (r *Revocations) key(jti string) string { return r.prefix + ":revoked:" + jti }
+func (r *Revocations) key(jti string) string { return r.keys.Revoked(jti) }
 
 // Revoke adds jti to the list. The entry lives until the token would have
 // expired anyway (forever for a token without expiry).

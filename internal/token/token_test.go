@@ -16,6 +16,8 @@ import (
 	"github.com/mailgate/mailgate/test/redistest"
 )
 
+const aud = "mailgate/test"
+
 var (
 	key   = []byte("0123456789abcdef0123456789abcdef")
 	t0    = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -24,7 +26,7 @@ var (
 
 func manager(t *testing.T) *token.Manager {
 	t.Helper()
-	m, err := token.New(key, "mailgate", nil, fixed)
+	m, err := token.New(token.Options{Key: key, Issuer: "mailgate", Audience: aud, Now: fixed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +48,10 @@ func TestIssueAndParse(t *testing.T) {
 		c.Issuer != "mailgate" || !c.ExpiresAt.Time.Equal(t0.Add(time.Hour)) || !c.IssuedAt.Time.Equal(t0) {
 		t.Fatalf("claims %+v", c)
 	}
-	_, other, _ := m.Issue("monitoring", token.ScopeApp, 0)
+	_, other, err := m.Issue("monitoring", token.ScopeApp, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if other.ID == issued.ID || other.ExpiresAt != nil {
 		t.Fatalf("second token: %+v", other)
 	}
@@ -54,8 +59,14 @@ func TestIssueAndParse(t *testing.T) {
 
 func TestShortKeyRefused(t *testing.T) {
 	t.Parallel()
-	if _, err := token.New([]byte("short"), "mailgate", nil, nil); err == nil {
+	if _, err := token.New(token.Options{Key: []byte("short"), Issuer: "mailgate", Audience: aud}); err == nil {
 		t.Fatal("a 5-byte key was accepted")
+	}
+	if _, err := token.New(token.Options{Key: key, PreviousKeys: [][]byte{[]byte("short")}, Issuer: "mailgate", Audience: aud}); err == nil {
+		t.Fatal("a 5-byte previous key was accepted")
+	}
+	if _, err := token.New(token.Options{Key: key, Issuer: "mailgate"}); err == nil {
+		t.Fatal("a manager without audience was made")
 	}
 }
 
@@ -70,7 +81,7 @@ func sign(t *testing.T, method jwt.SigningMethod, k any, claims jwt.Claims) stri
 
 func claims(mut func(*token.Claims)) *token.Claims {
 	c := &token.Claims{Scope: token.ScopeApp, RegisteredClaims: jwt.RegisteredClaims{
-		Issuer: "mailgate", Subject: "monitoring", ID: "abc",
+		Issuer: "mailgate", Subject: "monitoring", ID: "abc", Audience: jwt.ClaimStrings{aud},
 		IssuedAt:  jwt.NewNumericDate(t0.Add(-time.Hour)),
 		ExpiresAt: jwt.NewNumericDate(t0.Add(time.Hour)),
 	}}
@@ -109,6 +120,8 @@ func TestParseRefusesBadTokens(t *testing.T) {
 		{"expired", sign(t, jwt.SigningMethodHS256, key, claims(func(c *token.Claims) { c.ExpiresAt = jwt.NewNumericDate(t0.Add(-time.Minute)) })), token.ErrExpired},
 		{"not yet valid", sign(t, jwt.SigningMethodHS256, key, claims(func(c *token.Claims) { c.NotBefore = jwt.NewNumericDate(t0.Add(time.Hour)) })), token.ErrNotYet},
 		{"other issuer", sign(t, jwt.SigningMethodHS256, key, claims(func(c *token.Claims) { c.Issuer = "evil" })), token.ErrIssuer},
+		{"other audience", sign(t, jwt.SigningMethodHS256, key, claims(func(c *token.Claims) { c.Audience = jwt.ClaimStrings{"mailgate/other"} })), token.ErrAudience},
+		{"no audience", sign(t, jwt.SigningMethodHS256, key, claims(func(c *token.Claims) { c.Audience = nil })), token.ErrNoAudience},
 		{"no subject", sign(t, jwt.SigningMethodHS256, key, claims(func(c *token.Claims) { c.Subject = "" })), token.ErrClaims},
 		{"no jti", sign(t, jwt.SigningMethodHS256, key, claims(func(c *token.Claims) { c.ID = "" })), token.ErrClaims},
 		{"unknown scope", sign(t, jwt.SigningMethodHS256, key, claims(func(c *token.Claims) { c.Scope = "root" })), token.ErrClaims},
@@ -133,11 +146,23 @@ func TestRevokedOnOneInstanceRefusedOnAnother(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	instanceA, _ := token.New(key, "mailgate", token.NewRevocations(srv.Client(), "mailgate", fixed), fixed)
-	instanceB, _ := token.New(key, "mailgate", token.NewRevocations(srv.Client(), "mailgate", fixed), fixed)
-
-	raw, c, _ := instanceA.Issue("monitoring", token.ScopeApp, time.Hour)
-	keep, _, _ := instanceA.Issue("monitoring", token.ScopeApp, time.Hour)
+	newInstance := func() *token.Manager {
+		m, err := token.New(token.Options{Key: key, Issuer: "mailgate", Audience: aud, Revoked: token.NewRevocations(srv.Client(), "mailgate", fixed), Now: fixed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	instanceA, instanceB := newInstance(), newInstance()
+	issue := func() (string, *token.Claims) {
+		raw, c, err := instanceA.Issue("monitoring", token.ScopeApp, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw, c
+	}
+	raw, c := issue()
+	keep, _ := issue()
 	if _, err := instanceB.Verify(ctx, raw); err != nil {
 		t.Fatalf("before revocation: %v", err)
 	}
@@ -160,5 +185,81 @@ func TestRevokedOnOneInstanceRefusedOnAnother(t *testing.T) {
 	_, err := instanceB.Verify(ctx, keep)
 	if err == nil || token.IsAuthError(err) {
 		t.Fatalf("Verify with Redis down = %v, want an infrastructure error", err)
+	}
+}
+
+// Two installations that share a signing key refuse each other's tokens,
+// app and admin alike, because each binds its tokens to its own audience.
+func TestOtherInstallationRefused(t *testing.T) {
+	t.Parallel()
+	here := manager(t)
+	there, err := token.New(token.Options{Key: key, Issuer: "mailgate", Audience: "mailgate/elsewhere", Now: fixed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, scope := range []string{token.ScopeApp, token.ScopeAdmin} {
+		raw, _, err := there.Issue("monitoring", scope, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := here.Parse(raw); !errors.Is(err, token.ErrAudience) || !token.IsAuthError(err) {
+			t.Errorf("%s token of another installation: %v, want ErrAudience", scope, err)
+		}
+		own, _, _ := here.Issue("monitoring", scope, time.Hour)
+		if c, err := here.Parse(own); err != nil || len(c.Audience) != 1 || c.Audience[0] != aud {
+			t.Errorf("own %s token: %+v, %v", scope, c, err)
+		}
+	}
+}
+
+// A token issued before audiences existed is refused with a message that
+// says what to do, unless the compatibility setting lets it through.
+func TestTokenWithoutAudience(t *testing.T) {
+	t.Parallel()
+	legacy := sign(t, jwt.SigningMethodHS256, key, claims(func(c *token.Claims) { c.Audience = nil }))
+	if _, err := manager(t).Parse(legacy); !errors.Is(err, token.ErrNoAudience) ||
+		!strings.Contains(err.Error(), "mailgate token issue") || !strings.Contains(err.Error(), "accept_tokens_without_audience") {
+		t.Fatalf("legacy token: %v", err)
+	}
+	compat, _ := token.New(token.Options{Key: key, Issuer: "mailgate", Audience: aud, AcceptNoAudience: true, Now: fixed})
+	if _, err := compat.Parse(legacy); err != nil {
+		t.Fatalf("legacy token with the compatibility setting: %v", err)
+	}
+	other := sign(t, jwt.SigningMethodHS256, key, claims(func(c *token.Claims) { c.Audience = jwt.ClaimStrings{"mailgate/elsewhere"} }))
+	if _, err := compat.Parse(other); !errors.Is(err, token.ErrAudience) {
+		t.Fatalf("the compatibility setting let another installation's token in: %v", err)
+	}
+}
+
+// Key rotation: during the overlap tokens of both keys verify and new ones
+// are signed with the new key; once the old key is removed only tokens of
+// the new key do.
+func TestKeyRotation(t *testing.T) {
+	t.Parallel()
+	oldKey, newKey := key, []byte("a-brand-new-signing-key-0123456789abcdef")
+	before := manager(t)
+	overlap, err := token.New(token.Options{Key: newKey, PreviousKeys: [][]byte{oldKey}, Issuer: "mailgate", Audience: aud, Now: fixed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := token.New(token.Options{Key: newKey, Issuer: "mailgate", Audience: aud, Now: fixed})
+
+	for _, scope := range []string{token.ScopeApp, token.ScopeAdmin} {
+		oldTok, _, _ := before.Issue("monitoring", scope, time.Hour)
+		newTok, _, _ := overlap.Issue("monitoring", scope, time.Hour)
+		for name, raw := range map[string]string{"old": oldTok, "new": newTok} {
+			if _, err := overlap.Parse(raw); err != nil {
+				t.Errorf("overlap, %s %s token: %v", name, scope, err)
+			}
+		}
+		if _, err := before.Parse(newTok); !errors.Is(err, token.ErrSignature) {
+			t.Errorf("the new %s token was signed with the old key: %v", scope, err)
+		}
+		if _, err := after.Parse(newTok); err != nil {
+			t.Errorf("after, new %s token: %v", scope, err)
+		}
+		if _, err := after.Parse(oldTok); !errors.Is(err, token.ErrSignature) {
+			t.Errorf("after, old %s token: %v, want ErrSignature", scope, err)
+		}
 	}
 }

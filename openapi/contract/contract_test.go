@@ -56,7 +56,9 @@ func (e exchange) run(t *testing.T, v *Validator) []string {
 		rec.Header()[k] = vs
 	}
 	rec.WriteHeader(e.status)
-	io.WriteString(rec, e.respBody)
+	if _, err := io.WriteString(rec, e.respBody); err != nil {
+		t.Fatal(err)
+	}
 	resp := rec.Result()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -111,7 +113,9 @@ func multipartBody(t *testing.T) (contentType string, body []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	part.Write([]byte("%PDF-1.7\x00\x01"))
+	if _, err := part.Write([]byte("%PDF-1.7\x00\x01")); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}

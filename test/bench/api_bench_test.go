@@ -129,9 +129,11 @@ func largeMultipart(tb testing.TB, content []byte) (body []byte, contentType str
 	tb.Helper()
 	var buf bytes.Buffer
 	w := multipart.NewWriter(&buf)
-	_ = w.WriteField("to", "ops@contoso.com")
-	_ = w.WriteField("subject", "Nightly dump")
-	_ = w.WriteField("text", "See attached.")
+	for _, kv := range [][2]string{{"to", "ops@contoso.com"}, {"subject", "Nightly dump"}, {"text", "See attached."}} {
+		if err := w.WriteField(kv[0], kv[1]); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	fw, err := w.CreateFormFile("attachment", "dump.bin")
 	if err == nil {
 		_, err = fw.Write(content)

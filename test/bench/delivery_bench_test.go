@@ -94,7 +94,10 @@ func redisCPU(tb testing.TB, rdb *redis.Client) time.Duration {
 	for _, line := range strings.Split(info, "\r\n") {
 		k, v, _ := strings.Cut(line, ":")
 		if k == "used_cpu_sys" || k == "used_cpu_user" {
-			f, _ := strconv.ParseFloat(v, 64)
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				tb.Fatalf("INFO cpu %s: %v", line, err)
+			}
 			total += f
 		}
 	}
@@ -117,7 +120,10 @@ func redisCalls(tb testing.TB, rdb *redis.Client) (total int, byName map[string]
 			continue
 		}
 		calls, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
-		n, _ := strconv.Atoi(calls)
+		n, err := strconv.Atoi(calls)
+		if err != nil {
+			tb.Fatalf("INFO commandstats %s: %v", line, err)
+		}
 		byName[name] = n
 		total += n
 	}

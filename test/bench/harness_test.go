@@ -178,7 +178,11 @@ func (s *setup) build(tb testing.TB, role string, hooks *delivery.Hooks) *gatewa
 func (s *setup) buildWith(tb testing.TB, role string, hooks *delivery.Hooks, rt *roundTrips) *gatewayRun {
 	tb.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: s.redis.Addr, PoolSize: 64})
-	tb.Cleanup(func() { _ = rdb.Close() })
+	tb.Cleanup(func() {
+		if err := rdb.Close(); err != nil {
+			tb.Errorf("close Redis client: %v", err)
+		}
+	})
 	if rt != nil {
 		rdb.AddHook(rt)
 	}
@@ -205,7 +209,12 @@ func (s *setup) buildWith(tb testing.TB, role string, hooks *delivery.Hooks, rt 
 func (r *gatewayRun) start(tb testing.TB) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = r.g.Run(ctx) }()
+	go func() {
+		defer close(done)
+		if err := r.g.Run(ctx); err != nil {
+			tb.Errorf("gateway: %v", err)
+		}
+	}()
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	tb.Cleanup(stop)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/internal/gateway"
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 // The load test runs only when asked for: it takes a minute and a few
@@ -113,7 +114,9 @@ func TestLoad(t *testing.T) {
 				res := submission{big: isBig[i], status: code, err: err, latency: time.Since(t0)}
 				if code == http.StatusAccepted {
 					var v struct{ ID string }
-					_ = json.Unmarshal(resp, &v)
+					if err := json.Unmarshal(resp, &v); err != nil || v.ID == "" {
+						t.Errorf("202 without a message id (%v): %s", err, resp)
+					}
 					res.id = v.ID
 				}
 				results[i] = res
@@ -232,7 +235,9 @@ func TestLoad(t *testing.T) {
 	if s != nil {
 		row("redis-server peak memory", redisPeak(t, s))
 	}
-	_ = w.Flush()
+	if err := w.Flush(); err != nil {
+		t.Errorf("summary: %v", err)
+	}
 
 	if losses > 0 {
 		t.Errorf("%d accepted messages were never delivered, e.g. %v", losses, lost)
@@ -285,6 +290,7 @@ func queueID(data []byte) (string, bool) {
 func followStatus(t *testing.T, c *http.Client, base, tok string, ids map[string]bool, parallel int, timeout time.Duration) map[string]int {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 	todo := make(chan string, len(ids))
 	for id := range ids {
 		todo <- id
@@ -298,21 +304,18 @@ func followStatus(t *testing.T, c *http.Client, base, tok string, ids map[string
 		go func() {
 			defer wg.Done()
 			for id := range todo {
-				for ctx.Err() == nil {
+				// Poll, not Until: this goroutine may not fail the test, and
+				// a message still pending at the deadline is reported by the
+				// caller as not delivered.
+				testwait.PollEvery(time.Until(deadline), 200*time.Millisecond, func() bool {
 					st := messageStatus(ctx, c, base, tok, id)
 					if st == "sent" {
 						mu.Lock()
 						out[id] = 1
 						mu.Unlock()
 					}
-					if st == "sent" || st == "failed" {
-						break
-					}
-					select {
-					case <-ctx.Done():
-					case <-time.After(200 * time.Millisecond):
-					}
-				}
+					return st == "sent" || st == "failed" || ctx.Err() != nil
+				})
 			}
 		}()
 	}
@@ -335,7 +338,9 @@ func messageStatus(ctx context.Context, c *http.Client, base, tok, id string) st
 	}
 	defer resp.Body.Close()
 	var v struct{ Status string }
-	_ = json.NewDecoder(resp.Body).Decode(&v)
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return "" // no status yet: the caller asks again
+	}
 	return v.Status
 }
 

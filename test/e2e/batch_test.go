@@ -25,7 +25,10 @@ type batchAnswer struct {
 
 func (e *env) batch(tok string, items []map[string]any, header map[string]string) (response, batchAnswer) {
 	e.t.Helper()
-	b, _ := json.Marshal(map[string]any{"messages": items})
+	b, err := json.Marshal(map[string]any{"messages": items})
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	r := e.do("POST", "/v1/messages/batch", "application/json", tok, b, header)
 	var a batchAnswer
 	if strings.HasPrefix(r.header.Get("Content-Type"), "application/json") {
@@ -129,7 +132,11 @@ func TestBatchRefusedWhole(t *testing.T) {
 	// tiny may send 2000-byte messages: a batch may be 500 × 4000 bytes
 	// plus 64 KiB.
 	big := map[string]any{"to": "ops@contoso.com", "text": strings.Repeat("x", 100_000)}
-	if r, _ := e.batch(e.token("tiny"), []map[string]any{big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big, big}, nil); r.status != http.StatusRequestEntityTooLarge || r.json(t)["code"] != "batch_too_large" {
+	bigs := make([]map[string]any, 21) // 2.1 MB
+	for i := range bigs {
+		bigs[i] = big
+	}
+	if r, _ := e.batch(e.token("tiny"), bigs, nil); r.status != http.StatusRequestEntityTooLarge || r.json(t)["code"] != "batch_too_large" {
 		t.Fatalf("2.1 MB batch: %d %s", r.status, r.body)
 	}
 	if r, _ := e.batch(e.token("monitoring"), []map[string]any{one}, map[string]string{"Idempotency-Key": "k"}); r.status != http.StatusUnprocessableEntity {

@@ -43,10 +43,16 @@ func parseDelivered(t *testing.T, data []byte) parsed {
 		if err != nil {
 			t.Fatalf("delivered message part: %v", err)
 		}
-		b, _ := io.ReadAll(part.Body)
+		b, err := io.ReadAll(part.Body)
+		if err != nil {
+			t.Fatalf("delivered message part: %v", err)
+		}
 		switch h := part.Header.(type) {
 		case *mail.InlineHeader:
-			ct, _, _ := h.ContentType()
+			ct, _, err := h.ContentType()
+			if err != nil {
+				t.Fatalf("delivered part's Content-Type: %v", err)
+			}
 			switch ct {
 			case "text/plain":
 				p.text = string(b)
@@ -56,7 +62,10 @@ func parseDelivered(t *testing.T, data []byte) parsed {
 				p.files[strings.Trim(h.Get("Content-Id"), "<>")] = b
 			}
 		case *mail.AttachmentHeader:
-			name, _ := h.Filename()
+			name, err := h.Filename()
+			if err != nil {
+				t.Fatalf("delivered attachment's file name: %v", err)
+			}
 			p.files[name] = b
 		}
 	}
@@ -108,8 +117,14 @@ func TestSubmitEachStyleIsDelivered(t *testing.T) {
 			t.Errorf("the Bcc recipient is visible in the delivered message:\n%s", msg.Data)
 		}
 		p := parseDelivered(t, msg.Data)
-		subj, _ := p.header.Subject()
-		from, _ := p.header.AddressList("From")
+		subj, err := p.header.Subject()
+		if err != nil {
+			t.Fatalf("Subject: %v", err)
+		}
+		from, err := p.header.AddressList("From")
+		if err != nil {
+			t.Fatalf("From: %v", err)
+		}
 		if subj != "Disk almost full — 95 %" || len(from) != 1 || from[0].Address != "alerts@alerts.contoso.com" || from[0].Name != "Alerts" {
 			t.Errorf("subject %q from %v", subj, from)
 		}
@@ -134,14 +149,22 @@ func TestSubmitEachStyleIsDelivered(t *testing.T) {
 	t.Run("multipart form", func(t *testing.T) {
 		var buf bytes.Buffer
 		w := multipart.NewWriter(&buf)
-		w.WriteField("to", "ops@contoso.com")
-		w.WriteField("to", "dev@contoso.com")
-		w.WriteField("bcc", "audit@contoso.com")
-		w.WriteField("subject", "Nightly report")
-		w.WriteField("text", "See attached.")
-		fw, _ := w.CreateFormFile("attachment", "report.pdf")
-		fw.Write(pdf)
-		w.Close()
+		for _, kv := range [][2]string{{"to", "ops@contoso.com"}, {"to", "dev@contoso.com"},
+			{"bcc", "audit@contoso.com"}, {"subject", "Nightly report"}, {"text", "See attached."}} {
+			if err := w.WriteField(kv[0], kv[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fw, err := w.CreateFormFile("attachment", "report.pdf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fw.Write(pdf); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
 		r := e.do("POST", "/v1/messages", w.FormDataContentType(), "Basic "+base64.StdEncoding.EncodeToString([]byte("curl:"+tok)), buf.Bytes(), nil)
 		if r.status != http.StatusAccepted {
 			t.Fatalf("%d %s", r.status, r.body)
@@ -168,7 +191,10 @@ func TestSubmitEachStyleIsDelivered(t *testing.T) {
 		st := e.waitStatus(tok, id, "sent", 10*time.Second)
 		msg := findByMessageID(t, e.sim, st["message_id"].(string))
 		p := parseDelivered(t, msg.Data)
-		subj, _ := p.header.Subject()
+		subj, err := p.header.Subject()
+		if err != nil {
+			t.Fatalf("Subject: %v", err)
+		}
 		if subj != "backup ok" || !strings.Contains(p.text, "backup finished in 42s") || len(msg.Rcpt) != 2 {
 			t.Errorf("subject %q text %q rcpt %v", subj, p.text, msg.Rcpt)
 		}
@@ -276,7 +302,10 @@ func TestPermanentFailureIsNotRetried(t *testing.T) {
 	if st["attempts"].(float64) != 1 || !slices.Equal(events(st), []string{"queued", "failed"}) {
 		t.Fatalf("status %v", st)
 	}
-	d, _ := e.redis.Client().ZCard(context.Background(), "mailgate:{m365}:failed").Result()
+	d, err := e.redis.Client().ZCard(context.Background(), "mailgate:{m365}:failed").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if d != 1 || len(e.sim.Messages()) != 0 {
 		t.Fatalf("failed set %d, delivered %d", d, len(e.sim.Messages()))
 	}
@@ -364,7 +393,10 @@ func TestIdempotencyKey(t *testing.T) {
 	if n := len(e.sim.Messages()); n != 2 {
 		t.Fatalf("%d deliveries, want 2 (one per app)", n)
 	}
-	d, _ := queue.New(e.redis.Client(), queue.Options{}).Depth(context.Background(), "m365")
+	d, err := queue.New(e.redis.Client(), queue.Options{}).Depth(context.Background(), "m365")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if d.Ready != 0 || d.InFlight != 0 {
 		t.Fatalf("depth %+v", d)
 	}

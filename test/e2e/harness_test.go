@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -24,6 +25,7 @@ import (
 	"github.com/mailgate/mailgate/openapi/contract"
 	"github.com/mailgate/mailgate/test/exosim"
 	"github.com/mailgate/mailgate/test/redistest"
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 const (
@@ -122,7 +124,7 @@ func newEnvSimHook(t *testing.T, simOpts exosim.Options, started func(*exosim.Si
 	if problems := cfg.Validate(); len(problems) > 0 {
 		t.Fatalf("test configuration is invalid:\n%v", config.Problems(problems))
 	}
-	tm, err := token.New([]byte(signingKey), "mailgate", nil, nil)
+	tm, err := gateway.Tokens(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +156,12 @@ func (e *env) start(role string) (stop func()) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Run(ctx) }()
+	go func() {
+		defer close(done)
+		if err := g.Run(ctx); err != nil {
+			e.t.Errorf("gateway: %v", err)
+		}
+	}()
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	e.t.Cleanup(stop)
@@ -213,7 +220,10 @@ func (e *env) do(method, path, contentType, auth string, body []byte, header map
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatalf("%s %s: reading the answer: %v", method, path, err)
+	}
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	e.contract.Check(e.t, req, body, resp, b)
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
@@ -222,7 +232,10 @@ func (e *env) do(method, path, contentType, auth string, body []byte, header map
 // submitJSON posts v as JSON and expects 202, returning the id.
 func (e *env) submitJSON(tok string, v any, header map[string]string) string {
 	e.t.Helper()
-	b, _ := json.Marshal(v)
+	b, err := json.Marshal(v)
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	r := e.do("POST", "/v1/messages", "application/json", tok, b, header)
 	if r.status != http.StatusAccepted {
 		e.t.Fatalf("submit: %d %s", r.status, r.body)
@@ -249,60 +262,55 @@ func (e *env) status(tok, id string) map[string]any {
 // fails on a final status that is not want.
 func (e *env) waitStatus(tok, id, want string, timeout time.Duration) map[string]any {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		st := e.status(tok, id)
+	var st map[string]any
+	testwait.UntilNil(e.t, timeout, func() error {
+		st = e.status(tok, id)
 		got, _ := st["status"].(string)
 		if got == want {
-			return st
+			return nil
 		}
-		if (got == "sent" || got == "failed") && got != want {
+		if got == "sent" || got == "failed" {
 			e.t.Fatalf("message %s ended %s, want %s: %v", id, got, want, st)
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("message %s is %s after %s, want %s: %v", id, got, timeout, want, st)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("message %s is %s, want %s: %v", id, got, want, st)
+	})
+	return st
 }
 
 // waitEvent polls a message's status until one of its events' details
 // contains want.
 func (e *env) waitEvent(tok, id, want string, timeout time.Duration) map[string]any {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		st := e.status(tok, id)
+	var st map[string]any
+	testwait.UntilNil(e.t, timeout, func() error {
+		st = e.status(tok, id)
 		for _, ev := range st["events"].([]any) {
 			if d, _ := ev.(map[string]any)["detail"].(string); strings.Contains(d, want) {
-				return st
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("no event of message %s mentions %q after %s: %v", id, want, timeout, st["events"])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("no event of message %s mentions %q: %v", id, want, st["events"])
+	})
+	return st
 }
 
 // waitRouteHeld polls GET /v1/routes until the caller's route is held, and
 // returns that answer.
 func (e *env) waitRouteHeld(tok string, timeout time.Duration) string {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var body string
+	testwait.UntilNil(e.t, timeout, func() error {
 		r := e.do("GET", "/v1/routes", "", tok, nil, nil)
 		if r.status != http.StatusOK {
 			e.t.Fatalf("routes: %d %s", r.status, r.body)
 		}
-		if strings.Contains(string(r.body), `"state":"held"`) {
-			return string(r.body)
+		body = string(r.body)
+		if !strings.Contains(body, `"state":"held"`) {
+			return fmt.Errorf("route not held: %s", body)
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("route not held after %s: %s", timeout, r.body)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return body
 }
 
 // assertNothingQueued checks that Redis holds no message at all.

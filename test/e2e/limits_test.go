@@ -103,7 +103,10 @@ func TestWorkerRoleServesHealthAndMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("GET %s on the worker: %v", path, err)
+		}
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET %s on the worker: %d %s", path, resp.StatusCode, b)
 		}

@@ -107,7 +107,7 @@ func TestRefusedSubmissionsQueueNothing(t *testing.T) {
 		{name: "no token", auth: "-", body: `{"to":"ops@contoso.com","text":"x"}`, status: 401, code: "unauthorized"},
 		{name: "token signed with another key", auth: foreignToken(t), body: `{"to":"ops@contoso.com","text":"x"}`,
 			status: 401, code: "unauthorized"},
-		{name: "alg none token", auth: noneToken(), body: `{"to":"ops@contoso.com","text":"x"}`, status: 401, code: "unauthorized"},
+		{name: "alg none token", auth: noneToken(t), body: `{"to":"ops@contoso.com","text":"x"}`, status: 401, code: "unauthorized"},
 		{name: "expired token", auth: expiredToken(t), body: `{"to":"ops@contoso.com","text":"x"}`, status: 401, code: "unauthorized"},
 		{name: "token of an unknown app", auth: e.token("ghost"), body: `{"to":"ops@contoso.com","text":"x"}`,
 			status: 401, code: "unauthorized"},
@@ -202,13 +202,12 @@ func TestRefusedSubmissionsQueueNothing(t *testing.T) {
 	}
 	// None of them left a goroutine behind (handlers, readers, timers).
 	http.DefaultClient.CloseIdleConnections()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > baseline+5 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines after the hostile requests, %d before", runtime.NumGoroutine(), baseline)
+	testwait.UntilNil(t, 5*time.Second, func() error {
+		if n := runtime.NumGoroutine(); n > baseline+5 {
+			return fmt.Errorf("%d goroutines after the hostile requests, %d before", n, baseline)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // nestedMIME is a raw message whose multiparts nest depth deep.
@@ -226,7 +225,10 @@ func nestedMIME(depth int) string {
 }
 
 func foreignToken(t *testing.T) string {
-	m, _ := token.New([]byte("another-key-another-key-another-key!!"), "mailgate", nil, nil)
+	m, err := token.New(token.Options{Key: []byte("another-key-another-key-another-key!!"), Issuer: "mailgate", Audience: config.DefaultAudience("mailgate", "mailgate")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, _, err := m.Issue("monitoring", token.ScopeApp, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -234,16 +236,22 @@ func foreignToken(t *testing.T) string {
 	return s
 }
 
-func noneToken() string {
-	s, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{
+func noneToken(t *testing.T) string {
+	s, err := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{
 		"iss": "mailgate", "sub": "monitoring", "jti": "0123456789abcdef0123456789abcdef", "scope": "app",
 	}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 
 func expiredToken(t *testing.T) string {
 	past := func() time.Time { return time.Now().Add(-2 * time.Hour) }
-	m, _ := token.New([]byte(signingKey), "mailgate", nil, past)
+	m, err := token.New(token.Options{Key: []byte(signingKey), Issuer: "mailgate", Audience: config.DefaultAudience("mailgate", "mailgate"), Now: past})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, _, err := m.Issue("monitoring", token.ScopeApp, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +260,10 @@ func expiredToken(t *testing.T) string {
 }
 
 func adminToken(t *testing.T) string {
-	m, _ := token.New([]byte(signingKey), "mailgate", nil, nil)
+	m, err := token.New(token.Options{Key: []byte(signingKey), Issuer: "mailgate", Audience: config.DefaultAudience("mailgate", "mailgate")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, _, err := m.Issue("ops", token.ScopeAdmin, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -334,17 +345,17 @@ func TestRedisDownGives503(t *testing.T) {
 		t.Fatalf("healthz with Redis down: %d", r.status)
 	}
 	e.redis.Restart()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.UntilNil(t, 10*time.Second, func() error {
 		r := e.do("POST", "/v1/messages", "application/json", tok, body, nil)
-		if r.status == http.StatusAccepted {
-			break
+		switch r.status {
+		case http.StatusAccepted:
+			return nil
+		case http.StatusServiceUnavailable:
+			return fmt.Errorf("after Redis came back: still %d %s", r.status, r.body)
 		}
-		if r.status != http.StatusServiceUnavailable || time.Now().After(deadline) {
-			t.Fatalf("after Redis came back: %d %s", r.status, r.body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		t.Fatalf("after Redis came back: %d %s", r.status, r.body)
+		return nil
+	})
 }
 
 // The operational endpoints answer, and the spec is served.

@@ -2,7 +2,7 @@
 // SMTP server (github.com/emersion/go-smtp) and an Entra ID token endpoint
 // (net/http over TLS), both on 127.0.0.1, that answer the way Microsoft 365
 // does. It imitates the facts in the project's notes on how Exchange Online
-// accepts mail (exchange-online.md), so tests can check that mailgate reacts
+// accepts mail (docs/exchange-online.md), so tests can check that mailgate reacts
 // correctly to each of Exchange's answers without a tenant. Where the notes
 // give no exact reply text, only the code and enhanced code are meant to
 // match.

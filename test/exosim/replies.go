@@ -9,7 +9,7 @@ import (
 )
 
 // The replies Exchange Online gives, as go-smtp errors. The codes are the
-// ones listed in exchange-online.md; texts follow Exchange where known. Each
+// ones listed in docs/exchange-online.md; texts follow Exchange where known. Each
 // is a function so that no reply value is shared and mutable.
 
 func replyMustStartTLS() *smtp.SMTPError {

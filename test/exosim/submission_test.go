@@ -189,7 +189,9 @@ func TestScriptedRecipientRefusal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.WriteString(w, message(alice))
+	if _, err := io.WriteString(w, message(alice)); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}

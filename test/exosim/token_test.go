@@ -110,7 +110,10 @@ func TestMSALShortTTLFetchesEveryTime(t *testing.T) {
 	opt.TokenTTL = 2 * time.Minute // under MSAL's five-minute refresh margin
 	sim := exosim.Start(t, opt)
 	sim.RegisterClientSecret(appID, appSecret)
-	cred, _ := confidential.NewCredFromSecret(appSecret)
+	cred, err := confidential.NewCredFromSecret(appSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
 	client := msalClient(t, sim, appID, cred)
 	for range 3 {
 		if _, err := client.AcquireTokenByCredential(context.Background(), []string{exosim.OutlookScope}); err != nil {
@@ -128,8 +131,11 @@ func TestMSALRefused(t *testing.T) {
 	sim.RegisterClientSecret(appID, appSecret)
 	otherCert, otherKey := sim.RegisterClientCert(t, "another-app")
 
-	wrongSecret, _ := confidential.NewCredFromSecret("not-the-secret")
-	_, err := msalClient(t, sim, appID, wrongSecret).AcquireTokenByCredential(context.Background(), []string{exosim.OutlookScope})
+	wrongSecret, err := confidential.NewCredFromSecret("not-the-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = msalClient(t, sim, appID, wrongSecret).AcquireTokenByCredential(context.Background(), []string{exosim.OutlookScope})
 	if err == nil || !strings.Contains(err.Error(), "invalid_client") {
 		t.Errorf("wrong secret: %v", err)
 	}

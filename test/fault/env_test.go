@@ -21,9 +21,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/token"
 	"github.com/mailgate/mailgate/test/exosim"
 	"github.com/mailgate/mailgate/test/redistest"
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 const (
@@ -96,7 +98,7 @@ func newEnv(t *testing.T, set settings) *env {
 	if err := os.WriteFile(e.cfgPath, []byte(e.config()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tm, err := token.New([]byte(signingKey), "mailgate", nil, nil)
+	tm, err := token.New(token.Options{Key: []byte(signingKey), Issuer: "mailgate", Audience: config.DefaultAudience("mailgate", "mailgate")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +235,9 @@ func (p *proc) cleanup() {
 	select {
 	case <-p.exited:
 	default:
-		_ = p.cmd.Process.Kill()
+		if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			p.t.Errorf("kill %s: %v", p.name, err)
+		}
 		<-p.exited
 	}
 	if p.log.contains("WARNING: DATA RACE") {
@@ -455,11 +459,14 @@ func (e *env) submit(p *proc, n int) answer { return e.submitWith(p, n, nil) }
 
 // submitWith posts one JSON message with extra request headers.
 func (e *env) submitWith(p *proc, n int, header map[string]string) answer {
-	body, _ := json.Marshal(map[string]any{
+	body, err := json.Marshal(map[string]any{
 		"to":      "ops@contoso.com",
 		"subject": fmt.Sprintf("fault %d", n),
 		"text":    fmt.Sprintf("message %d of a fault test", n),
 	})
+	if err != nil {
+		return answer{err: err}
+	}
 	req, err := http.NewRequest(http.MethodPost, p.base+"/v1/messages", bytes.NewReader(body))
 	if err != nil {
 		return answer{err: err}
@@ -487,7 +494,13 @@ func (e *env) do(req *http.Request) answer {
 		ID   string `json:"id"`
 		Code string `json:"code"`
 	}
-	_ = json.Unmarshal(b, &doc)
+	// Only JSON answers (messages, problems) carry an id or a code; one
+	// that says it is JSON and is not is an error of its own.
+	if len(b) > 0 && strings.Contains(resp.Header.Get("Content-Type"), "json") {
+		if err := json.Unmarshal(b, &doc); err != nil {
+			a.err = fmt.Errorf("%s answer is not JSON: %w", resp.Header.Get("Content-Type"), err)
+		}
+	}
 	a.id, a.code = doc.ID, doc.Code
 	return a
 }
@@ -545,9 +558,11 @@ func (e *env) status(p *proc, id string) (msgStatus, error) {
 // returns them; it fails the test after timeout, naming what is left.
 func (e *env) waitStatuses(p *proc, ids []string, timeout time.Duration) map[string]msgStatus {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
 	out := make(map[string]msgStatus, len(ids))
-	for {
+	// Every round asks for each unfinished message: poll at a calmer rhythm
+	// than testwait's default so that thousands of ids do not flood the
+	// process under test.
+	testwait.UntilNilEvery(e.t, timeout, 50*time.Millisecond, func() error {
 		var pending []string
 		for _, id := range ids {
 			if st, ok := out[id]; ok && (st.Status == "sent" || st.Status == "failed") {
@@ -562,14 +577,12 @@ func (e *env) waitStatuses(p *proc, ids []string, timeout time.Duration) map[str
 				pending = append(pending, id+"="+st.Status)
 			}
 		}
-		if len(pending) == 0 {
-			return out
+		if len(pending) > 0 {
+			return fmt.Errorf("%d of %d messages not finished: %v", len(pending), len(ids), head(pending, 10))
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("%d of %d messages not finished after %v: %v", len(pending), len(ids), timeout, head(pending, 10))
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
+		return nil
+	})
+	return out
 }
 
 // deliveries counts what the simulator accepted, per mailgate id (the
@@ -608,27 +621,23 @@ func messageIDLocal(t *testing.T, data []byte) string {
 // waitDelivered polls the simulator until every id arrived at least once.
 func (e *env) waitDelivered(ids []string, timeout time.Duration) map[string]int {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := e.deliveries()
-		missing := 0
-		var some []string
+	var got map[string]int
+	var missing []string
+	if testwait.PollEvery(timeout, 50*time.Millisecond, func() bool {
+		got, missing = e.deliveries(), nil
 		for _, id := range ids {
 			if got[id] == 0 {
-				missing++
-				some = append(some, id)
+				missing = append(missing, id)
 			}
 		}
-		if missing == 0 {
-			return got
-		}
-		if time.Now().After(deadline) {
-			e.explainStall(some[0])
-			e.t.Fatalf("%d of %d accepted messages never reached the SMTP server within %v (lost?): %v",
-				missing, len(ids), timeout, head(some, 10))
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
+		return len(missing) == 0
+	}) {
+		return got
 	}
+	e.explainStall(missing[0])
+	e.t.Fatalf("%d of %d accepted messages never reached the SMTP server within %v (lost?): %v",
+		len(missing), len(ids), timeout, head(missing, 10))
+	return nil
 }
 
 // explainStall logs what Redis holds about a message that does not move and

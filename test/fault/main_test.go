@@ -40,7 +40,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "fault:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	defer func() {
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "fault: remove the built binary:", err)
+		}
+	}()
 	if err := build(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "fault:", err)
 		return 1

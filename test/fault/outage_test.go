@@ -1,10 +1,13 @@
 package fault
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 // nextAttemptIn finds the wait a deferral announced.
@@ -26,9 +29,9 @@ func TestSMTPOutage(t *testing.T) {
 
 	// The outage lasts until every message was deferred wantDeferrals
 	// times: long enough for the backoff to reach its maximum.
-	deadline := time.Now().Add(30 * time.Second)
 	var sts map[string]msgStatus
-	for {
+	// The gaps measured below allow for this polling rhythm.
+	testwait.UntilNilEvery(t, 30*time.Second, 50*time.Millisecond, func() error {
 		sts = map[string]msgStatus{}
 		short := 0
 		for _, id := range ids {
@@ -44,14 +47,11 @@ func TestSMTPOutage(t *testing.T) {
 				short++
 			}
 		}
-		if short == 0 {
-			break
+		if short > 0 {
+			return fmt.Errorf("%d messages not yet deferred %d times", short, wantDeferrals)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d messages not yet deferred %d times after 30s", short, wantDeferrals)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
+		return nil
+	})
 	e.fwd.Up()
 	outage := time.Since(downAt)
 

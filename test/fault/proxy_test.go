@@ -2,11 +2,14 @@ package fault
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 // forwarder stands between mailgate and the simulator on a fixed loopback
@@ -95,18 +98,14 @@ func (f *forwarder) Down() {
 // retry covers the moment the kernel takes to release the port.
 func (f *forwarder) Up() {
 	f.tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testwait.UntilNil(f.tb, 5*time.Second, func() error {
 		ln, err := net.Listen("tcp", f.addr)
-		if err == nil {
-			f.serve(ln)
-			return
+		if err != nil {
+			return fmt.Errorf("forwarder: listen again on %s: %w", f.addr, err)
 		}
-		if time.Now().After(deadline) {
-			f.tb.Fatalf("forwarder: listen again on %s: %v", f.addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		f.serve(ln)
+		return nil
+	})
 }
 
 func (f *forwarder) serve(ln net.Listener) {

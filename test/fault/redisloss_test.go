@@ -1,9 +1,12 @@
 package fault
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 // TestRedisLostUnderWorkers kills Redis (SIGKILL) while the workers are
@@ -41,20 +44,22 @@ func TestRedisLostUnderWorkers(t *testing.T) {
 		}
 		return len(seen)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for workersDown() < e.set.Workers {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d workers reported Redis unreachable within 20s", workersDown(), e.set.Workers)
+	testwait.UntilNil(t, 20*time.Second, func() error {
+		if n := workersDown(); n < e.set.Workers {
+			return fmt.Errorf("only %d of %d workers reported Redis unreachable", n, e.set.Workers)
 		}
-		time.Sleep(20 * time.Millisecond) // poll interval
-	}
+		return nil
+	})
 	duringOutage := len(e.sim.Messages()) - atKill
 
 	// The API says 503, not 500, while Redis is away.
 	if a := e.submit(p, -1); a.err != nil || a.status != http.StatusServiceUnavailable || a.code != "queue_unavailable" {
 		t.Errorf("submit with Redis away: %d %s %v; want 503 queue_unavailable", a.status, a.body, a.err)
 	}
-	req, _ := http.NewRequest(http.MethodGet, p.base+"/readyz", nil)
+	req, err := http.NewRequest(http.MethodGet, p.base+"/readyz", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if a := e.do(req); a.err != nil || a.status != http.StatusServiceUnavailable {
 		t.Errorf("/readyz with Redis away: %d %s %v; want 503", a.status, a.body, a.err)
 	}

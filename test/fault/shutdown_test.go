@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/test/exosim"
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 // TestGracefulShutdown sends SIGTERM while messages are being delivered.
@@ -32,9 +33,11 @@ func TestGracefulShutdown(t *testing.T) {
 	p.signal(syscall.SIGTERM)
 	// /readyz turns 503 at once and stays reachable for the drain delay.
 	var ready503 time.Duration
-	deadline := time.Now().Add(e.set.DrainDelay)
-	for ready503 == 0 && time.Now().Before(deadline) {
-		req, _ := http.NewRequest(http.MethodGet, p.base+"/readyz", nil)
+	if !testwait.Poll(e.set.DrainDelay, func() bool {
+		req, err := http.NewRequest(http.MethodGet, p.base+"/readyz", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		a := e.do(req)
 		switch {
 		case a.err != nil:
@@ -42,14 +45,12 @@ func TestGracefulShutdown(t *testing.T) {
 				time.Since(sent), e.set.DrainDelay, a.err)
 		case a.status == http.StatusServiceUnavailable:
 			ready503 = time.Since(sent)
+			return true
 		case a.status != http.StatusOK:
 			t.Fatalf("/readyz: %d %s", a.status, a.body)
 		}
-		if ready503 == 0 {
-			time.Sleep(10 * time.Millisecond) // poll interval
-		}
-	}
-	if ready503 == 0 {
+		return false
+	}) {
 		t.Fatalf("/readyz never answered 503 during the drain delay")
 	}
 	code, exited := p.wait(e.set.ShutdownTimeout + 2*time.Second + exitDelay)

@@ -74,7 +74,7 @@ func startServer(t *testing.T) *server {
 	if problems := cfg.Validate(); len(problems) > 0 {
 		t.Fatalf("test configuration is invalid:\n%v", config.Problems(problems))
 	}
-	tm, err := token.New([]byte(signingKey), "mailgate", nil, nil)
+	tm, err := gateway.Tokens(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,11 @@
 // poll a condition until a deadline, instead of sleeping a fixed time or
 // writing another hand-made loop. Timeouts are generous (shared, noisy
 // machines); polling makes the common case fast.
+//
+// Until and UntilNil fail the test, so they belong to the test's own
+// goroutine (t.Fatalf may not be called from another one). Poll and
+// PollEvery only report, for goroutines and for tests that must say more
+// than "timed out" when the deadline passes.
 package testwait
 
 import (
@@ -28,8 +33,16 @@ func Until(t testing.TB, timeout time.Duration, cond func() bool, what string, a
 // themselves ("status is deferred, want sent").
 func UntilNil(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
+	UntilNilEvery(t, timeout, Interval, f)
+}
+
+// UntilNilEvery is UntilNil polling every interval instead of Interval, for
+// conditions that are costly to evaluate (many requests to a real process)
+// or whose polling rhythm the test accounts for.
+func UntilNilEvery(t testing.TB, timeout, every time.Duration, f func() error) {
+	t.Helper()
 	var last error
-	if !Poll(timeout, func() bool { last = f(); return last == nil }) {
+	if !PollEvery(timeout, every, func() bool { last = f(); return last == nil }) {
 		t.Fatalf("timed out after %s: %v", timeout, last)
 	}
 }
@@ -38,6 +51,13 @@ func UntilNil(t testing.TB, timeout time.Duration, f func() error) {
 // passes (false). Use it where a test must decide for itself what a timeout
 // means; otherwise use Until.
 func Poll(timeout time.Duration, cond func() bool) bool {
+	return PollEvery(timeout, Interval, cond)
+}
+
+// PollEvery is Poll polling every interval instead of Interval. cond is
+// always evaluated at least once, and once more after the deadline, so a
+// condition that became true while the last interval passed is not missed.
+func PollEvery(timeout, every time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for {
 		if cond() {
@@ -46,6 +66,6 @@ func Poll(timeout time.Duration, cond func() bool) bool {
 		if time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(Interval)
+		time.Sleep(every)
 	}
 }

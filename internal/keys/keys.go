@@ -1,0 +1,135 @@
+// Package keys is the one place that names mailgate's Redis keys, the way
+// hibiken/asynq's internal/base does for asynq: every other package asks it
+// for a key instead of gluing strings, so the layout, the installation's
+// prefix (redis.key_prefix) and the Redis Cluster hash tags cannot drift
+// apart between packages.
+//
+// Every key of one route carries the hash tag {route}, and every key of one
+// mailbox of a route the tag {route:mailbox}, so each Lua script touches a
+// single slot and the layout stays valid on Redis Cluster. For prefix P,
+// route R and mailbox M (lower-cased):
+//
+//	P:{R}:msg:<id>             hash: one message (package queue)
+//	P:{R}:ev:<id>              list: the message's events
+//	P:{R}:ready                zset: ids waiting, scored by when they are due
+//	P:{R}:inflight             zset: ids taken by a worker, scored by the lease deadline
+//	P:{R}:failed               zset: failed ids, scored by when they failed
+//	P:{R}:idem:<app>:<h>       string: the id first answered for an Idempotency-Key
+//	P:{R}:health               hash: the route's hold (package routehealth)
+//	P:{R}:probe                string: the probe lock of a held route
+//	P:{R}:mailbox-wait:<M>     string: until when a mailbox's messages wait
+//	P:limits:{R:M}:conns       zset: connection leases (package limits)
+//	P:limits:{R:M}:log         zset: admitted messages and their recipients
+//	P:limits:{R:M}:rcpts       string: sum of the recipients in log
+//	rate:P:limits:{R:M}:gcra   string: redis_rate's per-minute state
+//	P:revoked:<jti>            string: a revoked token id (package token)
+//	rate:P:api:<app>           string: redis_rate's state of an app's API rate limit
+//
+// redis_rate puts its own "rate:" in front of the key it is given; the names
+// above that start with it are given to redis_rate without it. Route names
+// cannot contain ':' or braces (config checks them), nor can the prefix
+// contain braces, so every hash tag is unambiguous.
+package keys
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// DefaultPrefix is the prefix of a Space made with an empty one.
+const DefaultPrefix = "mailgate"
+
+// Space is the key space of one installation: every key under one prefix.
+// Two installations sharing one Redis with different prefixes share nothing.
+type Space struct{ prefix string }
+
+// New returns the key space under prefix (DefaultPrefix when empty).
+func New(prefix string) Space {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return Space{prefix: prefix}
+}
+
+// Prefix is the space's prefix.
+func (s Space) Prefix() string { return s.prefix }
+
+// Route returns the keys of one route.
+func (s Space) Route(route string) Route {
+	return Route{base: s.prefix + ":{" + route + "}:"}
+}
+
+// Route names the keys of one route; all of them share the hash tag {route}.
+type Route struct{ base string }
+
+// Msg is the hash of message id.
+func (r Route) Msg(id string) string { return r.base + "msg:" + id }
+
+// Events is the event list of message id.
+func (r Route) Events(id string) string { return r.base + "ev:" + id }
+
+// Ready is the zset of ids waiting to be delivered.
+func (r Route) Ready() string { return r.base + "ready" }
+
+// Inflight is the zset of ids held by a worker.
+func (r Route) Inflight() string { return r.base + "inflight" }
+
+// Failed is the zset of failed ids.
+func (r Route) Failed() string { return r.base + "failed" }
+
+// Idempotency is the record of an app's Idempotency-Key. The key is hashed,
+// so arbitrary client input never becomes part of a key name.
+func (r Route) Idempotency(app, key string) string {
+	h := sha256.Sum256([]byte(key))
+	return r.base + "idem:" + app + ":" + hex.EncodeToString(h[:16])
+}
+
+// NoIdempotency is a key of the route's slot that is never written, passed to
+// a script in place of an idempotency record when the message has none (a
+// script must declare every key it may touch, and all of one slot).
+func (r Route) NoIdempotency() string { return r.base + "idem:-" }
+
+// Health is the hash recording whether the route is held.
+func (r Route) Health() string { return r.base + "health" }
+
+// Probe is the lock that lets one worker of all instances probe a held route.
+func (r Route) Probe() string { return r.base + "probe" }
+
+// MailboxWait records until when one mailbox's messages wait.
+func (r Route) MailboxWait(mailbox string) string {
+	return r.base + "mailbox-wait:" + strings.ToLower(mailbox)
+}
+
+// Mailbox names the limit keys of one mailbox of a route; all of them share
+// the hash tag {route:mailbox}.
+type Mailbox struct {
+	Conns      string // connection leases
+	Log        string // admission log
+	Recipients string // running sum of the recipients in Log
+	// GCRA is the per-minute limit's key as given to redis_rate, which puts
+	// "rate:" in front of it.
+	GCRA string
+}
+
+// Mailbox returns the limit keys of mailbox on route. It refuses a route name
+// that would break the hash tag, and an empty mailbox.
+func (s Space) Mailbox(route, mailbox string) (Mailbox, error) {
+	if route == "" || strings.ContainsAny(route, ":{}") {
+		return Mailbox{}, fmt.Errorf("invalid route name %q", route)
+	}
+	if mailbox == "" {
+		return Mailbox{}, errors.New("empty mailbox")
+	}
+	base := s.prefix + ":limits:{" + route + ":" + strings.ToLower(mailbox) + "}:"
+	return Mailbox{Conns: base + "conns", Log: base + "log", Recipients: base + "rcpts", GCRA: base + "gcra"}, nil
+}
+
+// Revoked is the mark of a revoked token id.
+func (s Space) Revoked(jti string) string { return s.prefix + ":revoked:" + jti }
+
+// APIRate is the key of an app's API rate limit as given to redis_rate
+// (which puts "rate:" in front of it).
+func (s Space) APIRate(app string) string { return s.prefix + ":api:" + app }
