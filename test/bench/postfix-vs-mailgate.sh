@@ -4,6 +4,7 @@
 #
 #   test/bench/postfix-vs-mailgate.sh            # 20000 messages, 64 clients
 #   N=5000 C=32 BASE=<rev> test/bench/postfix-vs-mailgate.sh
+#   ROLE=api test/bench/postfix-vs-mailgate.sh   # mailgate accepts only
 #
 # What runs, one after the other, in one run:
 #   1. mailgate built from BASE (the baseline; by default the commit before
@@ -18,7 +19,9 @@
 # (test/bench/loadgen) posts N JSON submissions from C clients; Postfix's
 # load is `smtp-source -s 20 -l 2048 -m N`. "accept" is messages accepted
 # per second of the load; "e2e" is messages counted by the sink per second
-# from the load's start to the last one.
+# from the load's start to the last one. With ROLE=api mailgate runs
+# `serve --role api` (no workers in the process, nothing delivered): what
+# the door alone takes; Postfix runs as always.
 #
 # Needs root (Postfix's master runs as root; smtp-sink drops to nobody),
 # Go, redis-server, postfix, smtp-sink and smtp-source (make deps). It
@@ -29,6 +32,7 @@ N=${N:-20000}
 C=${C:-64}
 SIZE=${SIZE:-2048}
 BATCH=${BATCH:-100}
+ROLE=${ROLE:-all}
 BASE=${BASE:-269d56a} # main before issue 12 items 1-2
 ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 
@@ -100,14 +104,16 @@ apps:
       default: "Bench <bench@example.com>"
 EOF
 	waitport "$rp"
-	"$bin" serve --config "$d/config.yaml" >"$d/mailgate.log" 2>&1 &
+	"$bin" serve --config "$d/config.yaml" --role "$ROLE" >"$d/mailgate.log" 2>&1 &
 	local mg=$!
 	PIDS+=($mg)
 	waitport "$hp"
 	local tok
 	tok=$("$bin" token issue --config "$d/config.yaml" --app bench)
+	local watch=(-sink "$d/sink.out")
+	[ "$ROLE" = all ] || watch=()
 	"$T/loadgen" -url "http://127.0.0.1:$hp" -token "$tok" -n "$N" -c "$C" -size "$SIZE" \
-		-batch "$batch" -sink "$d/sink.out"
+		-batch "$batch" "${watch[@]}"
 	kill "$mg" "$sinkpid" "$redis" 2>/dev/null || true
 	wait "$mg" "$sinkpid" "$redis" 2>/dev/null || true
 }
@@ -162,7 +168,7 @@ EOF
 	PF_STARTED=
 }
 
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $N messages of ~$SIZE bytes, $C clients" >&2
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $N messages of ~$SIZE bytes, $C clients, mailgate role $ROLE" >&2
 # Each run writes its line to a file (not $(...): a subshell would keep
 # the processes it starts from cleanup).
 mailgate base "$T/mailgate-base" >"$T/base.out"
