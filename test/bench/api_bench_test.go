@@ -8,6 +8,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -213,11 +214,16 @@ func BenchmarkSubmitLargeAttachment(b *testing.B) {
 // 100 typical JSON messages against the API role, from 8 clients per CPU,
 // and, in the same run and against the same server, the same messages
 // sent one per request (POST /v1/messages) from as many clients: its
-// figure is the baseline of the x-single ratio. msgs/s counts messages,
-// not requests; allocations are per message.
+// figures are the baseline of the x-single ratios. msgs/s counts messages,
+// not requests; allocations are per request. cpu-µs/msg is this process's
+// CPU time (gateway and HTTP clients, getrusage) per message, and
+// redis-cpu-µs/msg redis-server's: on a machine shared with other work
+// they move far less than msgs/s does. redis-rtts/msg counts the gateway's
+// commands and pipelines (token check and enqueue).
 func BenchmarkSubmitBatch(b *testing.B) {
 	s := newSetup(b, 1, time.Hour)
-	r := s.build(b, gateway.RoleAPI, nil)
+	rt := &roundTrips{}
+	r := s.buildWith(b, gateway.RoleAPI, nil, rt)
 	r.start(b)
 	tok := r.appToken(b)
 	one := alertJSON(b)
@@ -232,9 +238,12 @@ func BenchmarkSubmitBatch(b *testing.B) {
 	}
 	c := apiClient()
 	rdb := s.redis.Client()
-	measure := func(b *testing.B, url string, body []byte, n int) float64 {
+	type figures struct{ rate, cpu, redisCPU float64 }
+	measure := func(b *testing.B, url string, body []byte, n int) figures {
 		b.Helper()
 		b.SetParallelism(8)
+		rt.reset()
+		cpu0, rcpu0 := processCPU(b), redisCPU(b, rdb)
 		start := time.Now()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -249,25 +258,43 @@ func BenchmarkSubmitBatch(b *testing.B) {
 				}
 			}
 		})
-		rate := float64(b.N*n) / time.Since(start).Seconds()
+		msgs := float64(b.N * n)
+		f := figures{rate: msgs / time.Since(start).Seconds(),
+			cpu:      float64((processCPU(b) - cpu0).Microseconds()) / msgs,
+			redisCPU: float64((redisCPU(b, rdb) - rcpu0).Microseconds()) / msgs}
+		trips, byCmd := rt.snapshot()
 		b.StopTimer()
+		b.ReportMetric(f.rate, "msgs/s")
+		b.ReportMetric(f.cpu, "cpu-µs/msg")
+		b.ReportMetric(f.redisCPU, "redis-cpu-µs/msg")
+		b.ReportMetric(float64(trips)/msgs, "redis-rtts/msg")
+		b.Logf("N=%d: round trips by command: %v", b.N, byCmd)
 		if err := rdb.FlushDB(b.Context()).Err(); err != nil { // keep Redis's memory flat between rounds
 			b.Fatal(err)
 		}
-		return rate
+		return f
 	}
-	var single float64
+	var single figures
 	b.Run("single", func(b *testing.B) {
 		b.ReportAllocs()
 		single = measure(b, r.base+"/v1/messages", one, 1)
-		b.ReportMetric(single, "msgs/s")
 	})
 	b.Run("batch100", func(b *testing.B) {
 		b.ReportAllocs()
-		rate := measure(b, r.base+"/v1/messages/batch", batch, per)
-		b.ReportMetric(rate, "msgs/s")
-		if single > 0 {
-			b.ReportMetric(rate/single, "x-single")
+		f := measure(b, r.base+"/v1/messages/batch", batch, per)
+		if single.rate > 0 {
+			b.ReportMetric(f.rate/single.rate, "x-single-rate")
+			b.ReportMetric(single.cpu/f.cpu, "x-single-cpu")
 		}
 	})
+}
+
+// processCPU is the CPU time this process has used, user and system.
+func processCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

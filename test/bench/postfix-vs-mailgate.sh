@@ -5,13 +5,14 @@
 #   test/bench/postfix-vs-mailgate.sh            # 20000 messages, 64 clients
 #   N=5000 C=32 BASE=<rev> test/bench/postfix-vs-mailgate.sh
 #   ROLE=api test/bench/postfix-vs-mailgate.sh   # mailgate accepts only
+#   POSTFIX=0 test/bench/postfix-vs-mailgate.sh  # mailgate only
 #
 # What runs, one after the other, in one run:
-#   1. mailgate built from BASE (the baseline; by default the commit before
-#      issue 12's accept work), role all, one process;
+#   1. mailgate built from BASE (the baseline; by default the merge base
+#      of HEAD and main), role all, one process;
 #   2. mailgate built from the working tree, the same way;
 #   3. mailgate from the working tree again, the same messages sent as
-#      batches of BATCH (POST /v1/messages/batch);
+#      batches of BATCH (POST /v1/messages/batch) from BATCH_C clients;
 #   4. Postfix (Debian's package) as its own instance from a temporary
 #      config directory, smtpd on a loopback port, relayhost an smtp-sink.
 # Each mailgate gets a fresh redis-server with AOF `everysec` and a route of
@@ -32,11 +33,15 @@ N=${N:-20000}
 C=${C:-64}
 SIZE=${SIZE:-2048}
 BATCH=${BATCH:-100}
+BATCH_C=${BATCH_C:-8} # clients sending batches: 8 × 100 messages in flight
 ROLE=${ROLE:-all}
-BASE=${BASE:-269d56a} # main before issue 12 items 1-2
+POSTFIX=${POSTFIX:-1} # 0: skip Postfix (its run takes about a minute)
+# The baseline: by default where this branch last met main (the state
+# before the change under test); give BASE=<rev> once it is merged.
+BASE=${BASE:-$(git -C "$(dirname "$0")" merge-base HEAD main)}
 ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 
-for b in redis-server postfix postconf smtp-sink smtp-source go python3 curl; do
+for b in redis-server redis-cli postfix postconf smtp-sink smtp-source go python3 curl; do
 	command -v "$b" >/dev/null || { echo "missing $b (make deps)" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] || { echo "run as root: Postfix's master needs it" >&2; exit 1; }
@@ -56,6 +61,8 @@ trap cleanup EXIT
 freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 waitport() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing listens on $1" >&2; return 1; }
 now() { date +%s.%N; }
+ticks() { awk '{print $14+$15}' /proc/"$1"/stat; } # user+system CPU of a process, in clock ticks
+rcpu() { redis-cli -p "$1" info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/{s+=$2} END{print s}'; }
 
 echo "building mailgate at $BASE (baseline) and at the working tree ..." >&2
 mkdir -p "$T/base"
@@ -112,8 +119,16 @@ EOF
 	tok=$("$bin" token issue --config "$d/config.yaml" --app bench)
 	local watch=(-sink "$d/sink.out")
 	[ "$ROLE" = all ] || watch=()
-	"$T/loadgen" -url "http://127.0.0.1:$hp" -token "$tok" -n "$N" -c "$C" -size "$SIZE" \
-		-batch "$batch" "${watch[@]}"
+	local c0 r0 line clients=$C
+	[ "$batch" = 0 ] || clients=$BATCH_C
+	c0=$(ticks "$mg"); r0=$(rcpu "$rp")
+	line=$("$T/loadgen" -url "http://127.0.0.1:$hp" -token "$tok" -n "$N" -c "$clients" -size "$SIZE" \
+		-batch "$batch" "${watch[@]}")
+	# CPU per message of the mailgate process and of redis-server: what
+	# each message costs, which moves less than the rates on a shared
+	# machine.
+	echo "$line $(python3 -c 'import sys; c0,c1,hz,r0,r1,n=map(float,sys.argv[1:]); print("cpu_us_per_msg=%.0f redis_cpu_us_per_msg=%.0f"%((c1-c0)/hz*1e6/n,(r1-r0)*1e6/n))' \
+		"$c0" "$(ticks "$mg")" "$(getconf CLK_TCK)" "$r0" "$(rcpu "$rp")" "$N")"
 	kill "$mg" "$sinkpid" "$redis" 2>/dev/null || true
 	wait "$mg" "$sinkpid" "$redis" 2>/dev/null || true
 }
@@ -180,8 +195,11 @@ echo "mailgate working tree: $new" >&2
 mailgate batch "$T/mailgate-new" "$BATCH" >"$T/batch.out"
 batch=$(cat "$T/batch.out")
 echo "mailgate working tree, batches of $BATCH: $batch" >&2
-postfix_run >"$T/pf.out"
-pf=$(cat "$T/pf.out")
+pf=""
+if [ "$POSTFIX" != 0 ]; then
+	postfix_run >"$T/pf.out"
+	pf=$(cat "$T/pf.out")
+fi
 echo "postfix $(postconf -d -h mail_version): $pf" >&2
 
 python3 - "$base" "$new" "$batch" "$pf" "$BASE" "$BATCH" <<'EOF'
@@ -192,13 +210,16 @@ rev, n = sys.argv[5], sys.argv[6]
 f = lambda d, k: float(d.get(k, "0").strip('"') or 0)
 rows = [("mailgate " + rev + " (baseline)", base), ("mailgate (this tree)", new),
         ("mailgate, batches of " + n, batch), ("postfix (smtp-source -s 20)", pf)]
-print("%-32s %12s %10s %10s %12s" % ("", "accept/s", "p50", "p99", "e2e/s"))
+print("%-32s %10s %9s %9s %9s %13s %15s" % ("", "accept/s", "p50", "p99", "e2e/s", "CPU µs/msg", "redis µs/msg"))
 for name, d in rows:
-    print("%-32s %12.0f %10s %10s %12.0f" % (name, f(d, "accept_rate"), d.get("p50", "-"), d.get("p99", "-"), f(d, "delivery_rate")))
+    print("%-32s %10.0f %9s %9s %9.0f %13s %15s" % (name, f(d, "accept_rate"), d.get("p50", "-"), d.get("p99", "-"),
+        f(d, "delivery_rate"), d.get("cpu_us_per_msg", "-"), d.get("redis_cpu_us_per_msg", "-")))
 r = lambda a, b: (a / b) if b else float("nan")
 print()
-print("this tree / baseline:  accept %.2fx  e2e %.2fx" % (r(f(new, "accept_rate"), f(base, "accept_rate")), r(f(new, "delivery_rate"), f(base, "delivery_rate"))))
+print("this tree / baseline:  accept %.2fx  e2e %.2fx  CPU per message %.2fx" % (r(f(new, "accept_rate"), f(base, "accept_rate")),
+    r(f(new, "delivery_rate"), f(base, "delivery_rate")), r(f(new, "cpu_us_per_msg"), f(base, "cpu_us_per_msg"))))
 print("this tree / postfix:   accept %.2fx  e2e %.2fx" % (r(f(new, "accept_rate"), f(pf, "accept_rate")), r(f(new, "delivery_rate"), f(pf, "delivery_rate"))))
 print("batches / postfix:     accept %.2fx  e2e %.2fx" % (r(f(batch, "accept_rate"), f(pf, "accept_rate")), r(f(batch, "delivery_rate"), f(pf, "delivery_rate"))))
-print("batches / baseline:    accept %.2fx" % r(f(batch, "accept_rate"), f(base, "accept_rate")))
+print("batches / baseline:    accept %.2fx  CPU per message %.2fx" % (r(f(batch, "accept_rate"), f(base, "accept_rate")),
+    r(f(batch, "cpu_us_per_msg"), f(base, "cpu_us_per_msg"))))
 EOF
