@@ -183,7 +183,7 @@ EOF
 	PF_STARTED=
 }
 
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $N messages of ~$SIZE bytes, $C clients, mailgate role $ROLE" >&2
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $N messages of ~$SIZE bytes, $C clients, mailgate role $ROLE" >&2
 # Each run writes its line to a file (not $(...): a subshell would keep
 # the processes it starts from cleanup).
 mailgate base "$T/mailgate-base" >"$T/base.out"
@@ -208,12 +208,12 @@ def kv(s): return dict(x.split("=", 1) for x in s.split() if "=" in x)
 base, new, batch, pf = (kv(s) for s in sys.argv[1:5])
 rev, n = sys.argv[5], sys.argv[6]
 f = lambda d, k: float(d.get(k, "0").strip('"') or 0)
-rows = [("mailgate " + rev + " (baseline)", base), ("mailgate (this tree)", new),
+rows = [("mailgate " + rev[:10] + " (baseline)", base), ("mailgate (this tree)", new),
         ("mailgate, batches of " + n, batch), ("postfix (smtp-source -s 20)", pf)]
 print("%-32s %10s %9s %9s %9s %13s %15s" % ("", "accept/s", "p50", "p99", "e2e/s", "CPU µs/msg", "redis µs/msg"))
 for name, d in rows:
-    print("%-32s %10.0f %9s %9s %9.0f %13s %15s" % (name, f(d, "accept_rate"), d.get("p50", "-"), d.get("p99", "-"),
-        f(d, "delivery_rate"), d.get("cpu_us_per_msg", "-"), d.get("redis_cpu_us_per_msg", "-")))
+    print("%-32s %10.0f %9s %9s %9s %13s %15s" % (name, f(d, "accept_rate"), d.get("p50", "-"), d.get("p99", "-"),
+        d.get("delivery_rate", "-"), d.get("cpu_us_per_msg", "-"), d.get("redis_cpu_us_per_msg", "-")))
 r = lambda a, b: (a / b) if b else float("nan")
 print()
 print("this tree / baseline:  accept %.2fx  e2e %.2fx  CPU per message %.2fx" % (r(f(new, "accept_rate"), f(base, "accept_rate")),
