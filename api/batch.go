@@ -105,13 +105,13 @@ func (s *Server) submitBatch(c *echo.Context) error {
 		return errValidation("a batch takes an idempotency_key per message, not an Idempotency-Key header",
 			FieldError{Field: "Idempotency-Key", Message: "give each message its own idempotency_key"})
 	}
-	raw, err := readSized(http.MaxBytesReader(c.Response(), c.Request().Body, limit), c.Request().ContentLength)
+	raw, err := readSized(s.limitedBody(c, limit), c.Request().ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return errBatchTooLarge(fmt.Sprintf("a batch of app %s may be at most %d bytes", app.id, limit))
 		}
-		return errInvalidBody("read body: " + err.Error())
+		return s.bodyError(err, app)
 	}
 	if !utf8.Valid(raw) {
 		return errInvalidBody("the body is not valid UTF-8")
@@ -161,6 +161,9 @@ func (s *Server) submitBatch(c *echo.Context) error {
 		switch err := o.Err; {
 		case err == nil:
 			results[i] = batchResult{ID: o.Result.ID, Status: queue.StatusQueued}
+			if !subs[j].SendAt.IsZero() {
+				results[i].Status = queue.StatusScheduled
+			}
 			stored++
 		case errors.As(err, &refused):
 			results[i].Error = refusalProblem(refused)
@@ -204,6 +207,13 @@ func (s *Server) batchSubmission(app *appPolicy, item []byte, now time.Time) (in
 	if sub.in.From == "" {
 		sub.in.From = app.defaultFrom
 	}
+	opts, err := s.submissionOptions(sub.sendAt)
+	if err != nil {
+		return intake.Submission{}, err
+	}
+	if err := s.applyTemplate(sub); err != nil {
+		return intake.Submission{}, err
+	}
 	if err := checkRecipientCount(app, len(sub.in.To)+len(sub.in.Cc)+len(sub.in.Bcc)); err != nil {
 		return intake.Submission{}, err
 	}
@@ -212,7 +222,8 @@ func (s *Server) batchSubmission(app *appPolicy, item []byte, now time.Time) (in
 	if err != nil {
 		return intake.Submission{}, composeProblem(err)
 	}
-	return intake.Submission{ID: id, Message: msg, IdempotencyKey: js.IdempotencyKey, Metadata: sub.metadata}, nil
+	return intake.Submission{ID: id, Message: msg, IdempotencyKey: js.IdempotencyKey,
+		SendAt: opts.sendAt, Metadata: sub.metadata}, nil
 }
 
 // itemProblem is the problem of one item; anything not already a problem

@@ -32,6 +32,10 @@ type jsonSubmission struct {
 	Headers     map[string]string `json:"headers"`
 	Attachments []jsonAttachment  `json:"attachments"`
 	Metadata    map[string]string `json:"metadata"`
+	// Template and Data render subject, text and html (templating.go).
+	Template string          `json:"template"`
+	Data     json.RawMessage `json:"data"`
+	SendAt   string          `json:"send_at"`
 }
 
 type jsonAttachment struct {
@@ -152,7 +156,7 @@ func (js *jsonSubmission) submission() (*submission, error) {
 	sub := &submission{in: compose.Input{
 		From: js.From, To: js.To, Cc: js.Cc, Bcc: js.Bcc, ReplyTo: js.ReplyTo,
 		Subject: js.Subject, Text: js.Text, HTML: js.HTML, Headers: js.Headers,
-	}, metadata: js.Metadata}
+	}, metadata: js.Metadata, template: js.Template, data: js.Data, sendAt: js.SendAt}
 	for i, a := range js.Attachments {
 		if a.Content.err != nil {
 			return nil, errInvalidBody("attachment content must be standard base64",
@@ -231,6 +235,8 @@ func formFields(values map[string][]string) (*submission, error) {
 			sub.in.Text, err = one()
 		case name == "html":
 			sub.in.HTML, err = one()
+		case name == "send_at":
+			sub.sendAt, err = one()
 		case name == "header":
 			// header=X-Ticket: 4711 (repeatable)
 			for _, h := range vs {
@@ -407,7 +413,7 @@ func parsePlain(c *echo.Context, body io.Reader, size int64, charset string) (*s
 	if err != nil {
 		return nil, err
 	}
-	allowed := map[string]bool{"to": true, "cc": true, "bcc": true, "from": true, "subject": true, "reply_to": true}
+	allowed := map[string]bool{"to": true, "cc": true, "bcc": true, "from": true, "subject": true, "reply_to": true, "send_at": true}
 	for k := range q {
 		if !allowed[k] {
 			return nil, errInvalidBody("unknown query parameter "+k, FieldError{Field: k, Message: "not a parameter of the text/plain one-liner"})

@@ -30,6 +30,7 @@ import (
 	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/queue"
+	"github.com/mailgate/mailgate/internal/templates"
 	"github.com/mailgate/mailgate/internal/token"
 	"github.com/mailgate/mailgate/openapi"
 )
@@ -92,6 +93,8 @@ type Server struct {
 	bodyRateGrace time.Duration
 	// maxBatchBytes caps a batch's body (batch.go).
 	maxBatchBytes int64
+	// templates are the built-in and configured mail templates (webhooks.go).
+	templates *templates.Set
 }
 
 // New builds the API. It fails when an app's policy does not compile, which
@@ -127,6 +130,9 @@ func New(o Options) (*Server, error) {
 		s.maxBatchBytes = DefaultMaxBatchBytes
 	}
 	s.intake = intake.New(intake.Options{Queue: o.Queue, Metrics: s.metrics, Log: o.Log})
+	if s.templates, err = newTemplateSet(o.Config, o.Now); err != nil {
+		return nil, err
+	}
 	e := echo.NewWithConfig(echo.Config{Logger: o.Log, HTTPErrorHandler: s.handleError, JSONSerializer: jsonSerializer{}})
 	e.Use(s.recoverPanics)
 	e.Use(s.checkOrigin)
@@ -145,8 +151,10 @@ func New(o Options) (*Server, error) {
 	v1.POST("/messages/raw", s.submitRaw)
 	v1.POST("/messages/batch", s.submitBatch)
 	v1.GET("/messages/:id", s.getMessage)
+	v1.DELETE("/messages/:id", s.cancelMessage)
 	v1.GET("/routes", s.listRoutes)
 	s.registerAdmin(v1)
+	s.registerWebhooks(v1)
 	s.e = e
 	return s, nil
 }

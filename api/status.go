@@ -28,15 +28,7 @@ func (s *Server) getMessage(c *echo.Context) error {
 	}
 	ctx, cancel := withTimeout(c.Request().Context())
 	defer cancel()
-	// The app's route first; then the others, for messages queued before
-	// the app was moved to another route.
-	routes := []string{app.route}
-	for _, r := range s.cfg.Routes {
-		if r.Name != app.route {
-			routes = append(routes, r.Name)
-		}
-	}
-	for _, route := range routes {
+	for _, route := range s.appRoutes(app) {
 		st, err := s.queue.Get(ctx, route, id)
 		if errors.Is(err, queue.ErrNotFound) {
 			continue

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
@@ -22,6 +23,9 @@ import (
 type submission struct {
 	in       compose.Input
 	metadata map[string]string
+	template string          // a template to render subject, text and html from
+	data     json.RawMessage // the template's data
+	sendAt   string          // RFC 3339, "" for now
 }
 
 func (s *Server) submit(c *echo.Context) error {
@@ -69,6 +73,13 @@ func (s *Server) submit(c *echo.Context) error {
 	if sub.in.From == "" {
 		sub.in.From = app.defaultFrom
 	}
+	opts, err := s.submissionOptions(sub.sendAt)
+	if err != nil {
+		return err
+	}
+	if err := s.applyTemplate(sub); err != nil {
+		return err
+	}
 	// The cheap policy checks come before rendering: a forged From or a
 	// recipient list of ten thousand costs nothing to refuse.
 	if p := checkRecipientCount(app, len(sub.in.To)+len(sub.in.Cc)+len(sub.in.Bcc)); p != nil {
@@ -80,7 +91,7 @@ func (s *Server) submit(c *echo.Context) error {
 	if err != nil {
 		return composeProblem(err)
 	}
-	return s.accept(c, app, id, msg, sub.metadata)
+	return s.accept(c, app, id, msg, sub.metadata, opts)
 }
 
 func (s *Server) submitRaw(c *echo.Context) error {
@@ -111,6 +122,11 @@ func (s *Server) submitRaw(c *echo.Context) error {
 	if p := checkRecipientCount(app, len(q["to"])); p != nil {
 		return p
 	}
+	opts, err := s.submissionOptions(q.Get("send_at"))
+	if err != nil {
+		return err
+	}
+	delete(q, "send_at")
 	now := s.now()
 	id := queue.NewID(now)
 	msg, err := compose.ParseRaw(raw, compose.Options{Now: now, MessageIDLocal: id,
@@ -118,14 +134,19 @@ func (s *Server) submitRaw(c *echo.Context) error {
 	if err != nil {
 		return composeProblem(err)
 	}
-	return s.accept(c, app, id, msg, nil)
+	return s.accept(c, app, id, msg, nil, opts)
 }
 
 // accept hands a rendered message to the intake, which every door shares,
-// and maps its answer to HTTP.
-func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose.Message, metadata map[string]string) error {
+// and maps its answer to HTTP. opts carries what the door adds: a send_at,
+// an idempotency key it derived itself (used when the client sent none).
+func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose.Message, metadata map[string]string, opts acceptOptions) error {
+	key, keyTTL := c.Request().Header.Get("Idempotency-Key"), time.Duration(0)
+	if key == "" {
+		key, keyTTL = opts.derivedKey, opts.derivedKeyTTL
+	}
 	res, err := s.intake.Accept(c.Request().Context(), app.Policy, intake.Submission{ID: id, Message: msg,
-		IdempotencyKey: c.Request().Header.Get("Idempotency-Key"), Metadata: metadata})
+		IdempotencyKey: key, KeyTTL: keyTTL, SendAt: opts.sendAt, Metadata: metadata})
 	var refused *apppolicy.Refusal
 	var unavailable *intake.QueueError
 	switch {
@@ -147,7 +168,11 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 		return err
 	}
 	c.Response().Header().Set("Location", "/v1/messages/"+res.ID)
-	return c.JSON(http.StatusAccepted, map[string]string{"id": res.ID, "status": queue.StatusQueued})
+	status := queue.StatusQueued
+	if !opts.sendAt.IsZero() {
+		status = queue.StatusScheduled
+	}
+	return c.JSON(http.StatusAccepted, map[string]string{"id": res.ID, "status": status})
 }
 
 // refusalProblem maps a policy refusal to its problem+json.

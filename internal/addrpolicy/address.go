@@ -140,7 +140,7 @@ func ParseMailbox(s string) (*mail.Address, error) {
 	if !utf8.ValidString(a.Name) {
 		return nil, errors.New("display name is not valid UTF-8")
 	}
-	a.Name = squeezeSpace(a.Name)
+	a.Name = SqueezeSpace(a.Name)
 	if len(a.Name) > MaxDisplayName {
 		return nil, errors.New("display name is too long")
 	}
@@ -387,11 +387,12 @@ func CleanName(s string) string {
 	}, s)
 }
 
-// squeezeSpace trims s and turns every run of spaces and tabs into one
+// SqueezeSpace trims s and turns every run of spaces and tabs into one
 // space. go-mail folds at every space, so a long run of blanks would become
 // a header line made only of whitespace, which some parsers take for the
-// blank line that ends the header (RFC 5322 section 3.2.2 forbids it).
-func squeezeSpace(s string) string {
+// blank line that ends the header (RFC 5322 section 3.2.2 forbids it). Display
+// names, subjects and extra header values all go through it.
+func SqueezeSpace(s string) string {
 	var b strings.Builder
 	space := false
 	for i := 0; i < len(s); i++ {

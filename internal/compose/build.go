@@ -16,6 +16,8 @@ import (
 	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
+
+	"github.com/mailgate/mailgate/internal/addrpolicy"
 )
 
 // Attachment is one file of a structured submission.
@@ -148,7 +150,7 @@ func build(in Input, opt Options) (*Message, error) {
 	if len(recipients) == 0 {
 		return nil, invalid("to", "at least one recipient (to, cc or bcc) is required")
 	}
-	subject := squeezeSpace(in.Subject)
+	subject := addrpolicy.SqueezeSpace(in.Subject)
 	if msg := checkHeaderValue("Subject", subject); msg != "" {
 		return nil, invalid("subject", "%s", msg)
 	}
@@ -196,7 +198,7 @@ func build(in Input, opt Options) (*Message, error) {
 	m.SetDateWithValue(now)
 	m.SetMessageIDWithValue(msgID)
 	for _, name := range headerNames {
-		m.SetGenHeader(gomail.Header(name), squeezeSpace(in.Headers[name]))
+		m.SetGenHeader(gomail.Header(name), addrpolicy.SqueezeSpace(in.Headers[name]))
 	}
 
 	switch {

@@ -133,25 +133,3 @@ func needsEncoding(s string) bool {
 	}
 	return false
 }
-
-// squeezeSpace trims s and turns every run of spaces and tabs into one
-// space. go-mail folds at every space, so a long run of blanks would become
-// a header line made only of whitespace, which some parsers take for the
-// blank line that ends the header (RFC 5322 section 3.2.2 forbids it).
-func squeezeSpace(s string) string {
-	var b strings.Builder
-	space := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == ' ' || c == '\t' {
-			space = true
-			continue
-		}
-		if space && b.Len() > 0 {
-			b.WriteByte(' ')
-		}
-		space = false
-		b.WriteByte(c)
-	}
-	return b.String()
-}

@@ -70,6 +70,8 @@ type Config struct {
 	AllowedOrigins []string `yaml:"allowed_origins"`
 	Routes         []Route  `yaml:"routes"`
 	Apps           []App    `yaml:"apps"`
+	// Templates are the named mail templates (webhooks.go).
+	Templates []Template `yaml:"templates"`
 }
 
 // Redis says where the queue lives.
@@ -139,6 +141,9 @@ type Delivery struct {
 	ProbeInterval time.Duration `yaml:"probe_interval"`
 	// HelloName is the name sent in EHLO; the host name when empty.
 	HelloName string `yaml:"hello_name"`
+	// MaxScheduleAhead is how far in the future a submission's send_at
+	// may be.
+	MaxScheduleAhead time.Duration `yaml:"max_schedule_ahead"`
 }
 
 // Shutdown tunes a graceful stop (SIGTERM).
@@ -260,6 +265,7 @@ type App struct {
 	RateLimit       AppRateLimit  `yaml:"rate_limit"`
 	MaxMessageBytes int64         `yaml:"max_message_bytes"`
 	Disabled        bool          `yaml:"disabled"`
+	Webhooks        AppWebhooks   `yaml:"webhooks"`
 }
 
 // AppFrom is the app's From-address policy.

@@ -78,6 +78,7 @@ func (c *Config) WithDefaults() *Config {
 	setDuration(&d.IdleTimeout, DefaultIdleTimeout)
 	setDuration(&d.PollInterval, DefaultPollInterval)
 	setDuration(&d.ProbeInterval, DefaultProbeInterval)
+	setDuration(&d.MaxScheduleAhead, DefaultMaxScheduleAhead)
 	setDuration(&c.Retention, DefaultRetention)
 
 	setInt64(&c.API.MaxInFlightBytes, DefaultMaxInFlightBytes)
@@ -95,6 +96,7 @@ func (c *Config) WithDefaults() *Config {
 		setInt64(&a.MaxMessageBytes, DefaultMaxMessageBytes)
 		setInt(&a.Recipients.MaxPerMessage, DefaultMaxPerMessage)
 		// RateLimit.PerMinute stays 0: no API-side limit unless asked for.
+		a.webhookDefaults()
 	}
 	return c
 }

@@ -103,6 +103,7 @@ func parse(name string, data []byte, getenv func(string) string) (*Config, []Pro
 		l.add("", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	problems := append(l.problems, c.readSecretFiles()...)
+	problems = append(problems, c.readTemplateFiles()...)
 	c.WithDefaults()
 
 	// A value that could not be read already has a problem; the
@@ -446,6 +447,11 @@ func (c *Config) readSecretFiles() []Problem {
 		{"redis.url", "redis.url_file", &c.Redis.URL, c.Redis.URLFile},
 		{"auth.signing_key", "auth.signing_key_file", &c.Auth.SigningKey, c.Auth.SigningKeyFile},
 		{"metrics.token", "metrics.token_file", &c.Metrics.Token, c.Metrics.TokenFile},
+	}
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		k := appKey(i, a) + ".webhooks"
+		secrets = append(secrets, secret{k + ".grafana_secret", k + ".grafana_secret_file", &a.Webhooks.GrafanaSecret, a.Webhooks.GrafanaSecretFile})
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]

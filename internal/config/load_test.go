@@ -59,6 +59,7 @@ func TestDefaults(t *testing.T) {
 			IdleTimeout:       30 * time.Second,
 			PollInterval:      200 * time.Millisecond,
 			ProbeInterval:     time.Minute,
+			MaxScheduleAhead:  72 * time.Hour,
 		},
 		Log: Log{Level: "info", Format: "text"},
 		API: API{MaxInFlightBytes: 256 << 20, MaxInFlightBytesPerApp: 64 << 20,
@@ -87,6 +88,8 @@ func TestDefaults(t *testing.T) {
 			From:            AppFrom{Default: "relay@contoso.com"},
 			Recipients:      AppRecipients{MaxPerMessage: 500},
 			MaxMessageBytes: 26214400,
+			Webhooks: AppWebhooks{GrafanaSignatureHeader: "X-Grafana-Alerting-Signature",
+				AlertmanagerTemplate: "alertmanager", GrafanaTemplate: "grafana"},
 		}},
 	}
 	if !reflect.DeepEqual(*c, want) {

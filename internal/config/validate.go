@@ -76,7 +76,9 @@ func (c *Config) Validate() []Problem {
 			appIdx[a.ID] = i
 		}
 		v.app(c, key, a)
+		v.webhooks(c, key, a)
 	}
+	v.templates(c)
 	return v.problems
 }
 
@@ -176,6 +178,7 @@ func (v *validator) top(c *Config) {
 		{"delivery.idle_timeout", d.IdleTimeout},
 		{"delivery.poll_interval", d.PollInterval},
 		{"delivery.probe_interval", d.ProbeInterval},
+		{"delivery.max_schedule_ahead", d.MaxScheduleAhead},
 		{"retention", c.Retention},
 	} {
 		if f.d <= 0 {

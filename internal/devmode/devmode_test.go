@@ -9,32 +9,20 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailgate/mailgate/test/syncbuf"
 
 	"github.com/mailgate/mailgate/internal/devmode"
 	"github.com/mailgate/mailgate/test/testwait"
 )
 
-// syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // The dev install's printed curl line works: the message it sends lands in
 // the outbox as an .eml file within a second or two.
 func TestDevCurlLineLandsInOutbox(t *testing.T) {
 	dir := t.TempDir()
-	var stdout, log syncBuffer
+	var stdout, log syncbuf.Buffer
 	ready := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,15 +1,15 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailgate/mailgate/test/syncbuf"
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/test/redistest"
@@ -22,7 +22,7 @@ const testKey = "gateway-test-signing-key-0123456789abcdef"
 type testBundle struct {
 	redis *redistest.Server
 	cfg   *config.Config
-	log   *syncBuffer
+	log   *syncbuf.Buffer
 }
 
 // setup starts a redis-server with args and returns a valid configuration
@@ -45,7 +45,7 @@ func setup(t *testing.T, args []string, mutate func(*config.Config)) *testBundle
 	if problems := cfg.Validate(); len(problems) > 0 {
 		t.Fatalf("test configuration is invalid:\n%v", config.Problems(problems))
 	}
-	return &testBundle{redis: srv, cfg: cfg, log: &syncBuffer{}}
+	return &testBundle{redis: srv, cfg: cfg, log: &syncbuf.Buffer{}}
 }
 
 func (b *testBundle) newGateway(role string) (*Gateway, error) {
@@ -79,23 +79,6 @@ func get(t *testing.T, c *http.Client, url string, header map[string]string) (in
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func testLogger(b *testBundle) *slog.Logger { return slog.New(slog.NewTextHandler(b.log, nil)) }

@@ -104,6 +104,12 @@ type Submission struct {
 	EnvelopeFrom   string
 	IdempotencyKey string            // "" for none
 	Metadata       map[string]string // stored with the message, shown in its status
+	// KeyTTL, when positive, is how long IdempotencyKey is kept instead of
+	// queue.IdempotencyTTL (a key the door derived itself, see
+	// queue.Message.KeyTTL).
+	KeyTTL time.Duration
+	// SendAt, when in the future, schedules the message (send_at).
+	SendAt time.Time
 }
 
 // Result is a stored message.
@@ -175,7 +181,7 @@ func checked(pol *apppolicy.Policy, s Submission) (queue.Message, error) {
 		From: from, HeaderFrom: msg.From.String(),
 		Recipients: msg.Recipients, To: msg.To, Cc: msg.Cc,
 		Subject: msg.Subject, MessageID: msg.MessageID, Body: msg.Bytes,
-		Metadata: s.Metadata, IdempotencyKey: s.IdempotencyKey,
+		Metadata: s.Metadata, IdempotencyKey: s.IdempotencyKey, KeyTTL: s.KeyTTL, SendAt: s.SendAt,
 	}, nil
 }
 

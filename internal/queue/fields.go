@@ -29,11 +29,13 @@ const (
 	fieldLastResponse = "last_response"
 	fieldDueAt        = "due_at"
 	fieldRequeuedAt   = "requeued_at"
+	fieldSendAt       = "send_at" // a scheduled message's send_at (schedule.go)
 )
 
 // luaNames puts the field names and status values into a script's text as
 // Lua string literals. No placeholder is a prefix of another.
 var luaNames = strings.NewReplacer(
+	"$F_APP", lua(fieldApp),
 	"$F_LEASE", lua(fieldLease),
 	"$F_STATUS", lua(fieldStatus),
 	"$F_UPDATED_AT", lua(fieldUpdatedAt),
@@ -46,6 +48,8 @@ var luaNames = strings.NewReplacer(
 	"$S_DEFERRED", lua(StatusDeferred),
 	"$S_SENT", lua(StatusSent),
 	"$S_FAILED", lua(StatusFailed),
+	"$S_SCHEDULED", lua(StatusScheduled),
+	"$S_CANCELLED", lua(StatusCancelled),
 )
 
 func lua(s string) string { return `"` + s + `"` }

@@ -23,6 +23,12 @@ const (
 	StatusDeferred = "deferred"
 	StatusSent     = "sent"
 	StatusFailed   = "failed"
+	// StatusScheduled is a message whose send_at is still ahead; it waits
+	// in the ready set, due at send_at, and can be cancelled until a
+	// worker takes it (schedule.go).
+	StatusScheduled = "scheduled"
+	// StatusCancelled is a scheduled message cancelled before it was due.
+	StatusCancelled = "cancelled"
 )
 
 // IdempotencyTTL is how long an Idempotency-Key is remembered per app.
@@ -84,6 +90,13 @@ type Message struct {
 	// IdempotencyKey, when set, makes a second Enqueue with the same key from
 	// the same app within IdempotencyTTL return the first id.
 	IdempotencyKey string
+	// SendAt, when after now, schedules the message: it is stored as
+	// scheduled and due at SendAt.
+	SendAt time.Time
+	// KeyTTL, when positive, replaces IdempotencyTTL for this key: a key
+	// mailgate derives itself (a webhook body's hash) must not outlive the
+	// sender's retries, or its next reminder would be taken for one.
+	KeyTTL time.Duration
 }
 
 // Response is an SMTP reply as recorded on a message.
@@ -114,6 +127,7 @@ type Status struct {
 	CreatedAt    time.Time         `json:"created_at"`
 	UpdatedAt    time.Time         `json:"updated_at"`
 	NextAttempt  *time.Time        `json:"next_attempt_at,omitempty"`
+	SendAt       *time.Time        `json:"send_at,omitempty"`
 	LastResponse *Response         `json:"last_response,omitempty"`
 	MessageID    string            `json:"message_id,omitempty"`
 	Metadata     map[string]string `json:"metadata,omitempty"`
@@ -179,7 +193,13 @@ func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool
 func (q *Queue) enqueueCall(m Message) (ks []string, args []any) {
 	now := q.now()
 	ms := now.UnixMilli()
-	event, _ := json.Marshal(Event{At: now, Status: StatusQueued})
+	status, due := StatusQueued, ms
+	ev := Event{At: now, Status: StatusQueued}
+	if m.SendAt.After(now) {
+		status, due = StatusScheduled, m.SendAt.UnixMilli()
+		ev = Event{At: now, Status: StatusScheduled, Detail: "due at " + m.SendAt.UTC().Format(time.RFC3339)}
+	}
+	event, _ := json.Marshal(ev)
 	fields := []any{
 		fieldApp, m.App,
 		fieldRoute, m.Route,
@@ -191,12 +211,15 @@ func (q *Queue) enqueueCall(m Message) (ks []string, args []any) {
 		fieldSubject, m.Subject,
 		fieldMessageID, m.MessageID,
 		fieldMetadata, mustJSON(m.Metadata),
-		fieldStatus, StatusQueued,
+		fieldStatus, status,
 		fieldAttempts, 0,
 		fieldCreatedAt, ms,
 		fieldUpdatedAt, ms,
 		fieldLease, "",
 		fieldBody, m.Body,
+	}
+	if status == StatusScheduled {
+		fields = append(fields, fieldSendAt, due, fieldDueAt, due)
 	}
 	rk := q.route(m.Route)
 	useIdem := "0"
@@ -205,7 +228,13 @@ func (q *Queue) enqueueCall(m Message) (ks []string, args []any) {
 		useIdem = "1"
 		idemKey = rk.Idempotency(m.App, m.IdempotencyKey)
 	}
-	args = append([]any{m.ID, ms, useIdem, IdempotencyTTL.Milliseconds(), event}, fields...)
+	ttl := IdempotencyTTL
+	if m.KeyTTL > 0 {
+		ttl = m.KeyTTL
+	}
+	// The ready set is ordered by due time: a scheduled message is simply
+	// due later.
+	args = append([]any{m.ID, due, useIdem, ttl.Milliseconds(), event}, fields...)
 	ks = []string{rk.Msg(m.ID), rk.Events(m.ID), rk.Ready(), idemKey}
 	return ks, args
 }
@@ -340,6 +369,9 @@ func (q *Queue) job(route, id, token string, flat []string) *Job {
 	if r := atoi(h[fieldRequeuedAt]); r > 0 {
 		j.CreatedAt = time.UnixMilli(int64(r)) // max_age counts from an operator's requeue
 	}
+	if sa := time.UnixMilli(int64(atoi(h[fieldSendAt]))); sa.After(j.CreatedAt) {
+		j.CreatedAt = sa // and from send_at for a scheduled message
+	}
 	_ = json.Unmarshal([]byte(h[fieldRcpt]), &j.Recipients)
 	return j
 }
@@ -418,7 +450,7 @@ func (q *Queue) Complete(ctx context.Context, j *Job, o Outcome) error {
 // statusFields are the fields Get reads: all but the body.
 var statusFields = []string{fieldApp, fieldRoute, fieldHeaderFrom, fieldTo, fieldCc, fieldSubject,
 	fieldStatus, fieldAttempts, fieldCreatedAt, fieldUpdatedAt, fieldLastResponse, fieldMessageID,
-	fieldMetadata, fieldDueAt}
+	fieldMetadata, fieldDueAt, fieldSendAt}
 
 // Get returns the status of message id on route.
 func (q *Queue) Get(ctx context.Context, route, id string) (*Status, error) {
@@ -459,9 +491,13 @@ func (q *Queue) Get(ctx context.Context, route, id string) (*Status, error) {
 		_ = json.Unmarshal([]byte(lr), s.LastResponse)
 	}
 	_ = json.Unmarshal([]byte(h[fieldMetadata]), &s.Metadata)
-	if due := atoi(h[fieldDueAt]); due > 0 && (s.Status == StatusDeferred || s.Status == StatusQueued) {
+	if due := atoi(h[fieldDueAt]); due > 0 && (s.Status == StatusDeferred || s.Status == StatusQueued || s.Status == StatusScheduled) {
 		t := time.UnixMilli(int64(due)).UTC()
 		s.NextAttempt = &t
+	}
+	if sa := atoi(h[fieldSendAt]); sa > 0 {
+		t := time.UnixMilli(int64(sa)).UTC()
+		s.SendAt = &t
 	}
 	for _, e := range events.Val() {
 		var ev Event

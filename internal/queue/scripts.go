@@ -3,9 +3,9 @@ package queue
 // enqueueScript stores a new message and queues it.
 //
 // KEYS[1] msg hash, KEYS[2] events list, KEYS[3] ready zset, KEYS[4] idempotency key
-// ARGV[1] id, ARGV[2] now (ms), ARGV[3] use idempotency ("1"/"0"),
-// ARGV[4] idempotency TTL (ms), ARGV[5] first event (JSON),
-// ARGV[6..] field, value pairs of the hash
+// ARGV[1] id, ARGV[2] due (ms: now, or send_at for a scheduled message),
+// ARGV[3] use idempotency ("1"/"0"), ARGV[4] idempotency TTL (ms),
+// ARGV[5] first event (JSON), ARGV[6..] field, value pairs of the hash
 // Returns {1, id} when stored now; {2, id} when this very id was stored
 // already (a retried call whose first reply was lost: a no-op); {0, first
 // id} when the idempotency key belongs to another message.

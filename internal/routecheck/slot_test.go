@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mailgate/mailgate/test/syncbuf"
 
 	"github.com/wneessen/go-mail/smtp"
 
@@ -16,24 +17,6 @@ import (
 	"github.com/mailgate/mailgate/test/redistest"
 	"github.com/mailgate/mailgate/test/testwait"
 )
-
-// syncBuffer is a bytes.Buffer a running check writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // While workers hold all three connections of the mailbox, the check takes
 // no fourth one (Exchange would answer 432 4.3.2): it waits for a worker's
@@ -83,7 +66,7 @@ func TestCheckWaitsForTheWorkersConnectionSlots(t *testing.T) {
 	}
 
 	// A worker finishing while the check waits gives it its slot.
-	var waiting syncBuffer
+	var waiting syncbuf.Buffer
 	done := make(chan bool, 1)
 	go func() {
 		done <- routecheck.Run(ctx, cfg, r, "", &waiting, routecheck.Options{Limiter: l, SlotWait: time.Minute})

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/gateway"
@@ -65,13 +66,23 @@ func TestBatchMixedAndReplayed(t *testing.T) {
 			"attachments": []map[string]string{{"filename": "a.txt", "content": "aGk="}}},
 		{"from": "ceo@contoso.com", "to": "ops@contoso.com", "text": "x", "idempotency_key": "k5"},
 		{"to": "ops@contoso.com", "subject": "six", "text": "x"},
+		{"to": "ops@contoso.com", "subject": "later", "text": "x", "idempotency_key": "k7",
+			"send_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)},
 	}
+	queued := struct {
+		ok     bool
+		status int
+		code   string
+		state  string
+	}{ok: true, state: "queued"}
 	want := []struct {
 		ok     bool
 		status int
 		code   string
-	}{{ok: true}, {status: 403, code: "recipient_not_allowed"}, {status: 422, code: "validation_failed"},
-		{status: 400, code: "invalid_body"}, {ok: true}, {status: 403, code: "from_not_allowed"}, {ok: true}}
+		state  string
+	}{queued, {status: 403, code: "recipient_not_allowed"}, {status: 422, code: "validation_failed"},
+		{status: 400, code: "invalid_body"}, queued, {status: 403, code: "from_not_allowed"}, queued,
+		{ok: true, state: "scheduled"}}
 
 	check := func(round string) []string {
 		r, a := e.batch(tok, items, nil)
@@ -82,7 +93,7 @@ func TestBatchMixedAndReplayed(t *testing.T) {
 		for i, w := range want {
 			got := a.Results[i]
 			switch {
-			case w.ok && (got.ID == "" || got.Status != "queued" || got.Error != nil):
+			case w.ok && (got.ID == "" || got.Status != w.state || got.Error != nil):
 				t.Fatalf("%s: message %d: want an id, got %+v", round, i, got)
 			case !w.ok && (got.ID != "" || got.Error == nil || got.Error.Status != w.status || got.Error.Code != w.code):
 				t.Fatalf("%s: message %d: want %d %s, got %s", round, i, w.status, w.code, r.body)
@@ -92,8 +103,8 @@ func TestBatchMixedAndReplayed(t *testing.T) {
 		return ids
 	}
 	first := check("first")
-	if n := e.queued("m365"); n != 3 {
-		t.Fatalf("%d messages queued, want the 3 valid ones", n)
+	if n := e.queued("m365"); n != 4 {
+		t.Fatalf("%d messages queued, want the 4 valid ones", n)
 	}
 	for _, i := range []int{0, 4, 6} {
 		if st := e.status(tok, first[i]); st["status"] != "queued" {
@@ -101,14 +112,14 @@ func TestBatchMixedAndReplayed(t *testing.T) {
 		}
 	}
 	again := check("replay")
-	if again[0] != first[0] || again[4] != first[4] {
+	if again[0] != first[0] || again[4] != first[4] || again[7] != first[7] {
 		t.Fatalf("replayed keys gave new ids: %v, first %v", again, first)
 	}
 	if again[6] == first[6] {
 		t.Fatal("a message without a key was taken for a replay")
 	}
-	if n := e.queued("m365"); n != 4 {
-		t.Fatalf("%d messages queued after the replay, want 4 (only the keyless one again)", n)
+	if n := e.queued("m365"); n != 5 {
+		t.Fatalf("%d messages queued after the replay, want 5 (only the keyless one again)", n)
 	}
 }
 

@@ -21,10 +21,9 @@ package fault
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/mailgate/mailgate/test/testbin"
 )
 
 // mailgateBin is the binary under test, built once by TestMain.
@@ -52,25 +51,12 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// build compiles ./cmd/mailgate of the module this package belongs to.
+// build compiles the mailgate binary under test into dir.
 func build(dir string) error {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	bin, err := testbin.BuildMailgate(dir)
 	if err != nil {
-		return fmt.Errorf("go env GOMOD: %w", err)
+		return err
 	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return fmt.Errorf("not inside a Go module (go env GOMOD = %q)", gomod)
-	}
-	mailgateBin = filepath.Join(dir, "mailgate")
-	args := []string{"build", "-o", mailgateBin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command("go", append(args, "./cmd/mailgate")...)
-	cmd.Dir = filepath.Dir(gomod)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/mailgate: %w\n%s", err, out)
-	}
+	mailgateBin = bin
 	return nil
 }

@@ -4,8 +4,6 @@ package fault
 
 import "time"
 
-const raceEnabled = true
-
 // exitDelay is what a -race binary adds to its exit: the race runtime
 // sleeps (GORACE atexit_sleep_ms, 1s by default) to catch late reports.
 const exitDelay = time.Second

@@ -1,5 +1,0 @@
-//go:build race
-
-package sendmail
-
-const raceEnabled = true
