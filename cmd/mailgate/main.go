@@ -296,9 +296,6 @@ func tokenRevoke(cfg *config.Config, tokenOrID string, stdout io.Writer) error {
 	if err := token.NewRevocations(rdb, cfg.Redis.KeyPrefix, nil).Revoke(ctx, jti, expires); err != nil {
 		return err
 	}
-	// Running instances reuse a "not revoked" answer for at most this
-	// long: once it has passed, every one of them refuses the token.
-	time.Sleep(token.RevocationCacheMaxAge)
 	fmt.Fprintf(stdout, "revoked %s\n", jti)
 	return nil
 }

@@ -119,7 +119,7 @@ func New(o Options) (*Gateway, error) {
 	g.queue = queue.New(g.rdb, queue.Options{Prefix: cfg.Redis.KeyPrefix, Retention: cfg.Retention, Now: o.Now})
 	g.health = routehealth.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
 	g.limiter = limits.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
-	tokens, err := Tokens(cfg, token.NewCachedRevocations(g.rdb, cfg.Redis.KeyPrefix, o.Now), o.Now)
+	tokens, err := Tokens(cfg, token.NewRevocations(g.rdb, cfg.Redis.KeyPrefix, o.Now), o.Now)
 	if err != nil {
 		return nil, err
 	}

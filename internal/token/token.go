@@ -230,10 +230,9 @@ func IsAuthError(err error) bool {
 // Revocations is the list of revoked token ids, in Redis so every instance
 // refuses a revoked token at once.
 type Revocations struct {
-	rdb   redis.UniversalClient
-	keys  keys.Space
-	now   func() time.Time
-	cache *revocationCache // nil: ask Redis every time (revcache.go)
+	rdb  redis.UniversalClient
+	keys keys.Space
+	now  func() time.Time
 }
 
 // NewRevocations returns the revocation list under prefix.
@@ -259,21 +258,11 @@ func (r *Revocations) Revoke(ctx context.Context, jti string, expires time.Time)
 	if err := r.rdb.Set(ctx, r.key(jti), r.now().UTC().Format(time.RFC3339), ttl).Err(); err != nil {
 		return fmt.Errorf("revoke %s: %w", jti, err)
 	}
-	if r.cache != nil {
-		r.cache.forget(jti)
-	}
 	return nil
 }
 
 // IsRevoked reports whether jti was revoked.
 func (r *Revocations) IsRevoked(ctx context.Context, jti string) (bool, error) {
-	if r.cache != nil {
-		return r.cache.isRevoked(ctx, jti, r.ask)
-	}
-	return r.ask(ctx, jti)
-}
-
-func (r *Revocations) ask(ctx context.Context, jti string) (bool, error) {
 	n, err := r.rdb.Exists(ctx, r.key(jti)).Result()
 	if err != nil {
 		return false, fmt.Errorf("ask revocation list: %w", err)
