@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -134,86 +133,4 @@ func failed(rs []EnqueueResult) []int {
 		}
 	}
 	return idx
-}
-
-// Limits of the grouping of EnqueueRetrying: pipelines in flight at once
-// (connections busy with them), and messages in one pipeline.
-const (
-	groupFlushers = 4
-	groupMax      = 128
-)
-
-// grouper sends concurrent single enqueues to Redis together. A caller
-// that finds fewer than maxFlushers pipelines in flight sends what waits
-// (itself included) as one pipeline and keeps sending until nothing
-// waits; a caller arriving while every flusher is busy only waits, and
-// goes in the next pipeline. Alone, a caller sends its own message at
-// once: grouping adds no delay, it only uses the time a round trip takes
-// anyway. Each caller still gets its own message's outcome, after its own
-// script ran.
-type grouper struct {
-	q           *Queue
-	maxFlushers int
-	maxGroup    int
-
-	mu       sync.Mutex
-	waiting  []*groupCall
-	flushers int
-}
-
-type groupCall struct {
-	ctx  context.Context
-	m    Message
-	res  EnqueueResult
-	done chan struct{}
-}
-
-func (g *grouper) enqueue(ctx context.Context, m Message) (string, bool, error) {
-	c := &groupCall{ctx: ctx, m: m, done: make(chan struct{})}
-	g.mu.Lock()
-	g.waiting = append(g.waiting, c)
-	flush := g.flushers < g.maxFlushers
-	if flush {
-		g.flushers++
-	}
-	g.mu.Unlock()
-	if flush {
-		g.flush(ctx)
-	}
-	<-c.done
-	return c.res.ID, c.res.Created, c.res.Err
-}
-
-// flush sends groups until nothing waits. The pipeline is not cancelled
-// with the flushing caller's request: it carries other callers' messages.
-func (g *grouper) flush(ctx context.Context) {
-	ctx = context.WithoutCancel(ctx)
-	for {
-		g.mu.Lock()
-		n := min(len(g.waiting), g.maxGroup)
-		if n == 0 {
-			g.flushers--
-			g.mu.Unlock()
-			return
-		}
-		group := g.waiting[:n:n]
-		g.waiting = append([]*groupCall(nil), g.waiting[n:]...)
-		g.mu.Unlock()
-
-		ms := make([]Message, len(group))
-		for i, c := range group {
-			ms[i] = c.m
-		}
-		var res []EnqueueResult
-		if len(ms) == 1 {
-			id, created, err := g.q.Enqueue(ctx, ms[0])
-			res = []EnqueueResult{{ID: id, Created: created, Err: err}}
-		} else {
-			res = g.q.EnqueueMany(ctx, ms)
-		}
-		for i, c := range group {
-			c.res = res[i]
-			close(c.done)
-		}
-	}
 }

@@ -2,10 +2,7 @@ package queue_test
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/mailgate/mailgate/internal/queue"
 )
@@ -62,42 +59,6 @@ func TestEnqueueMany(t *testing.T) {
 	}
 	if d, err := b.q.Depth(ctx, "m365"); err != nil || d.Ready != 3 {
 		t.Fatalf("ready %d (%v) after a retry, want 3", d.Ready, err)
-	}
-}
-
-// Concurrent EnqueueRetrying calls (sent together in pipelines) each get
-// their own message's id, and every message is stored once.
-func TestEnqueueRetryingConcurrent(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	ctx := context.Background()
-	const n = 200
-	ids := make([]string, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m := message(fmt.Sprintf("m%d\r\n", i))
-			m.ID = queue.NewID(b.clock.Now())
-			if i%2 == 0 {
-				m.IdempotencyKey = fmt.Sprintf("k%d", i)
-			}
-			id, created, err := b.q.EnqueueRetrying(ctx, m, time.Second)
-			if err != nil || !created || id != m.ID {
-				t.Errorf("message %d: %q %v %v, want %q", i, id, created, err, m.ID)
-			}
-			ids[i] = id
-		}()
-	}
-	wg.Wait()
-	if d, err := b.q.Depth(ctx, "m365"); err != nil || d.Ready != n {
-		t.Fatalf("ready %d (%v), want %d", d.Ready, err, n)
-	}
-	for i, id := range ids {
-		if st, err := b.q.Get(ctx, "m365", id); err != nil || st.Subject != "Disk full" {
-			t.Fatalf("message %d: %v %v", i, st, err)
-		}
 	}
 }
 

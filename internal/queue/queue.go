@@ -57,7 +57,6 @@ type Queue struct {
 	keys      keys.Space
 	retention time.Duration
 	now       func() time.Time
-	group     *grouper // EnqueueRetrying's concurrent calls, sent together
 }
 
 // New returns a Queue on rdb.
@@ -68,9 +67,7 @@ func New(rdb redis.UniversalClient, opts Options) *Queue {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	q := &Queue{rdb: rdb, keys: keys.New(opts.Prefix), retention: opts.Retention, now: opts.Now}
-	q.group = &grouper{q: q, maxFlushers: groupFlushers, maxGroup: groupMax}
-	return q
+	return &Queue{rdb: rdb, keys: keys.New(opts.Prefix), retention: opts.Retention, now: opts.Now}
 }
 
 // Message is what the API stores for a route: the final bytes and their
@@ -264,7 +261,7 @@ func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Dura
 	deadline := time.Now().Add(within)
 	wait := 50 * time.Millisecond
 	for {
-		id, created, err = q.group.enqueue(ctx, m)
+		id, created, err = q.Enqueue(ctx, m)
 		if err == nil || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
 			break
 		}
