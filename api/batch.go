@@ -158,6 +158,7 @@ func (s *Server) submitBatch(c *echo.Context) error {
 		i := pos[j]
 		var refused *apppolicy.Refusal
 		var qe *intake.QueueError
+		var full *intake.FullError
 		switch err := o.Err; {
 		case err == nil:
 			results[i] = batchResult{ID: o.Result.ID, Status: queue.StatusQueued}
@@ -167,6 +168,8 @@ func (s *Server) submitBatch(c *echo.Context) error {
 			stored++
 		case errors.As(err, &refused):
 			results[i].Error = refusalProblem(refused)
+		case errors.As(err, &full):
+			results[i].Error = fullProblem(full, app.route)
 		case errors.Is(err, intake.ErrIdempotencyKey):
 			results[i].Error = errValidation("idempotency_key must be at most 255 characters on one line",
 				FieldError{Field: "idempotency_key", Message: "too long or not one line"})

@@ -10,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/emersion/go-message/mail"
+
+	"github.com/mailgate/mailgate/internal/compose"
 )
 
 func TestParseJSON(t *testing.T) {
@@ -125,11 +129,91 @@ func TestParseMultipartFiles(t *testing.T) {
 		if len(sub.in.Attachments) != 2 || !bytes.Equal(sub.in.Attachments[0].Content, a) || !bytes.Equal(sub.in.Attachments[1].Content, b) {
 			t.Fatalf("size %d: attachments differ", size)
 		}
-		if c := sub.in.Attachments[0].Content; cap(c) > len(c)+len(c)/8 {
+		// A file keeps the room to render the message in (Owned), not more.
+		if c := sub.in.Attachments[0].Content; cap(c) > (compose.EncodedLen(len(c))+len(c)/2+64<<10)*9/8 {
 			t.Errorf("size %d: the first file keeps a buffer of %d for %d bytes", size, cap(c), len(c))
+		}
+		if !sub.in.Attachments[0].Owned || !sub.in.Attachments[1].Owned {
+			t.Errorf("size %d: the files are not Owned", size)
 		}
 		if sub.in.Text != "x" || len(sub.in.To) != 1 {
 			t.Errorf("size %d: fields = %+v", size, sub.in)
 		}
+	}
+}
+
+// TestParseJSONLargeAttachments decodes base64 where it lies in the body,
+// across the decoder's blocks, and renders the last attachment's message
+// in the body's own array; every byte reads back.
+func TestParseJSONLargeAttachments(t *testing.T) {
+	t.Parallel()
+	first := bytes.Repeat([]byte("first\x00\xff"), 3*1024/7*3+1) // not a whole number of blocks
+	last := make([]byte, 400_000)
+	for i := range last {
+		last[i] = byte(i * 7 / 3)
+	}
+	// Line breaks as JSON escapes, as some encoders write MIME base64.
+	broken := base64.StdEncoding.EncodeToString(first)
+	broken = broken[:76] + `\r\n` + broken[76:200] + `\n` + broken[200:]
+	body := `{"from":"b@contoso.com","to":"a@contoso.com","text":"x","attachments":[{"filename":"a.bin","content":"` + broken +
+		`"},{"filename":"b.bin","content":"` + base64.StdEncoding.EncodeToString(last) + `"}],"subject":"after"}`
+	sub, err := parseJSON(strings.NewReader(body), int64(len(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	atts := sub.in.Attachments
+	if len(atts) != 2 || !bytes.Equal(atts[0].Content, first) || !bytes.Equal(atts[1].Content, last) {
+		t.Fatal("attachments differ after decoding")
+	}
+	if atts[0].Owned || !atts[1].Owned {
+		t.Fatalf("Owned = %v, %v; want only the last", atts[0].Owned, atts[1].Owned)
+	}
+	if sub.in.Subject != "after" {
+		t.Errorf("subject = %q", sub.in.Subject)
+	}
+	content := atts[1].Content
+	msg, err := compose.Build(sub.in, compose.Options{MessageIDLocal: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &msg.Bytes[0] != &content[:1][0] {
+		t.Error("the message was not rendered in the body's array")
+	}
+	r, err := mail.CreateReader(bytes.NewReader(msg.Bytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [][]byte
+	for {
+		p, err := r.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := p.Header.(*mail.AttachmentHeader); ok {
+			b, err := io.ReadAll(p.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, b)
+		}
+	}
+	if len(got) != 2 || !bytes.Equal(got[0], first) || !bytes.Equal(got[1], last) {
+		t.Fatalf("%d attachments read back, not the ones sent", len(got))
+	}
+}
+
+func TestJSONContentDecodeRefusesPaddingInside(t *testing.T) {
+	t.Parallel()
+	// Padding that ends the decoder's first block, and more after it.
+	s := strings.Repeat("A", 4<<10-4) + "QQ==" + "QUFB"
+	c := jsonContent{src: []byte(s), valid: true}
+	if _, err := c.decode(); err == nil {
+		t.Fatal("padding before the end was accepted")
+	}
+	if _, err := base64.StdEncoding.DecodeString(s); err == nil {
+		t.Fatal("the standard decoder accepts it: the test is wrong")
 	}
 }

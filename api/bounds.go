@@ -57,7 +57,7 @@ func checkJSONShape(raw []byte) error {
 				// The member name (or value) last seen; only short ones
 				// can be to, cc or bcc, so nothing long is copied.
 				key = ""
-				if end-i-2 <= 3 {
+				if n := end - i - 2; n >= 0 && n <= 3 { // n < 0: unterminated, as in `{"`
 					key = string(raw[i+1 : end-1])
 				}
 			}

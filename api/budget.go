@@ -6,11 +6,11 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/mailgate/mailgate/internal/bodybudget"
 	"github.com/mailgate/mailgate/internal/config"
 )
 
@@ -18,94 +18,13 @@ import (
 // Options.MaxInFlightBytes is 0.
 const DefaultMaxInFlightBytes = config.DefaultMaxInFlightBytes
 
-// DefaultAppShare is the part of the budget one app may hold when
-// Options.MaxInFlightBytesPerApp is 0: a quarter, so that one app whose
-// clients stall (or declare large bodies and never send them) leaves three
-// quarters to everyone else.
-const DefaultAppShare = 4
-
-// bodyBudget bounds the request bodies the API holds at once, overall and
-// per app. Each submission reserves its body's size before reading it: the
-// Content-Length, or, without one, the most the handler will read. A
-// submission holds about three times its body while it is handled (the
-// body, the decoded attachments, the rendered message; package compose), so
-// the budget bounds the heap of the submissions in flight at about three
-// times it.
-//
-// A request that does not fit is refused at once rather than queued: a
-// waiting request would hold its connection and its unread body in the
-// kernel's buffers, and clients retry 503 and 429 anyway. When the whole
-// budget is full the answer is 503 (the server is busy); when the app's own
-// share is full it is 429 (the app is sending too much at once), so one app
-// cannot starve the others. A body larger than the budget (or the share) is
-// admitted when it would be the only one in flight (of the app), so a small
-// budget never refuses a message the app's limits allow.
-type bodyBudget struct {
-	max, perApp int64
-
-	mu   sync.Mutex
-	used int64
-	apps map[string]int64 // bytes in flight per app; absent when none
-
-	// observe reports an app's bytes in flight after each change (metrics).
-	observe func(app string, bytes int64)
-}
-
-// budgetRefusal says which limit refused a reservation.
-type budgetRefusal int
-
-const (
-	budgetOK       budgetRefusal = iota
-	budgetFull                   // the whole budget
-	budgetAppShare               // the app's share
-)
-
-func newBodyBudget(max, perApp int64) *bodyBudget {
+// newBodyBudget is a budget of max bytes (0: DefaultMaxInFlightBytes),
+// perApp of them for one app (0: a bodybudget.DefaultAppShare-th).
+func newBodyBudget(max, perApp int64) *bodybudget.Budget {
 	if max <= 0 {
 		max = DefaultMaxInFlightBytes
 	}
-	if perApp <= 0 {
-		perApp = max / DefaultAppShare
-	}
-	return &bodyBudget{max: max, perApp: min(perApp, max), apps: map[string]int64{},
-		observe: func(string, int64) {}}
-}
-
-// reserve takes n bytes of the budget for app if they fit and returns the
-// function that gives them back (safe to call more than once).
-func (b *bodyBudget) reserve(app string, n int64) (release func(), why budgetRefusal) {
-	n = min(max(n, 0), b.max)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.used+n > b.max {
-		return nil, budgetFull
-	}
-	mine := b.apps[app]
-	if mine > 0 && mine+n > b.perApp {
-		return nil, budgetAppShare
-	}
-	b.used += n
-	b.apps[app] = mine + n
-	b.observe(app, mine+n)
-	return sync.OnceFunc(func() {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		b.used -= n
-		left := b.apps[app] - n
-		if left == 0 {
-			delete(b.apps, app)
-		} else {
-			b.apps[app] = left
-		}
-		b.observe(app, left)
-	}), budgetOK
-}
-
-// inUse reports the bytes reserved overall and by app.
-func (b *bodyBudget) inUse(app string) (all, mine int64) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.used, b.apps[app]
+	return bodybudget.New(max, perApp)
 }
 
 // admitBody checks the request's declared size against limit, the most
@@ -119,23 +38,23 @@ func (s *Server) admitBody(c *echo.Context, app *appPolicy, limit int64) (releas
 	if n < 0 {
 		n = limit
 	}
-	release, why := s.budget.reserve(app.id, n)
+	release, why := s.budget.Reserve(app.id, n)
 	switch why {
-	case budgetFull:
+	case bodybudget.Full:
 		s.metrics.BudgetRefused(app.id, "full")
 		s.log.Warn("request refused: in-flight body budget exhausted", "app", app.id,
-			"bytes", n, "budget", s.budget.max)
+			"bytes", n, "budget", s.budget.Max())
 		p := problem(http.StatusServiceUnavailable, CodeQueueUnavailable, "Server busy",
-			fmt.Sprintf("too many large submissions are being received at once (%d bytes in flight at most); nothing was queued, try again", s.budget.max))
+			fmt.Sprintf("too many large submissions are being received at once (%d bytes in flight at most); nothing was queued, try again", s.budget.Max()))
 		p.retryAfter = time.Second
 		return nil, p
-	case budgetAppShare:
+	case bodybudget.AppShare:
 		s.metrics.BudgetRefused(app.id, "app_share")
 		s.log.Warn("request refused: the app's share of the in-flight body budget is exhausted", "app", app.id,
-			"bytes", n, "share", s.budget.perApp)
+			"bytes", n, "share", s.budget.PerApp())
 		p := problem(http.StatusTooManyRequests, CodeRateLimited, "Too many submissions in flight",
 			fmt.Sprintf("app %s is already sending %d bytes of bodies at once (at most %d); nothing was queued, try again when they are done",
-				app.id, s.budget.perApp, s.budget.perApp))
+				app.id, s.budget.PerApp(), s.budget.PerApp()))
 		p.retryAfter = time.Second
 		return nil, p
 	}

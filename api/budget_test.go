@@ -2,12 +2,10 @@ package api
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,74 +15,6 @@ import (
 	"github.com/mailgate/mailgate/internal/apppolicy"
 	"github.com/mailgate/mailgate/test/testwait"
 )
-
-func TestBodyBudgetReserve(t *testing.T) {
-	t.Parallel()
-	b := newBodyBudget(100, 100)
-	r1, why := b.reserve("a", 60)
-	if why != budgetOK {
-		t.Fatal("60 of 100 refused")
-	}
-	if _, why := b.reserve("b", 41); why != budgetFull {
-		t.Fatalf("41 more over 100: %v, want budgetFull", why)
-	}
-	r2, why := b.reserve("b", 40)
-	if why != budgetOK {
-		t.Fatal("40 more refused though they fit")
-	}
-	r1()
-	r1() // a second release gives nothing back twice
-	if _, why := b.reserve("a", 1000); why != budgetFull {
-		t.Fatal("a body larger than the budget admitted while another is in flight")
-	}
-	r2()
-	big, why := b.reserve("a", 1000)
-	if why != budgetOK {
-		t.Fatal("a body larger than the budget refused though it would be alone")
-	}
-	big()
-	if all, _ := b.inUse("a"); all != 0 {
-		t.Fatalf("%d bytes still reserved after every release", all)
-	}
-	if got := newBodyBudget(0, 0); got.max != DefaultMaxInFlightBytes || got.perApp != DefaultMaxInFlightBytes/DefaultAppShare {
-		t.Fatalf("budget 0 means %d (%d per app), want the defaults", got.max, got.perApp)
-	}
-}
-
-// One app's share of the budget is its own: past it that app is refused
-// while another app still fits, and an app alone may take a body larger
-// than its share.
-func TestBodyBudgetAppShare(t *testing.T) {
-	t.Parallel()
-	b := newBodyBudget(100, 30)
-	var seen []string
-	b.observe = func(app string, n int64) { seen = append(seen, fmt.Sprintf("%s=%d", app, n)) }
-	ra, why := b.reserve("greedy", 20)
-	if why != budgetOK {
-		t.Fatal("20 of a 30 share refused")
-	}
-	if _, why := b.reserve("greedy", 11); why != budgetAppShare {
-		t.Fatalf("greedy over its share: %v, want budgetAppShare", why)
-	}
-	rb, why := b.reserve("polite", 30)
-	if why != budgetOK {
-		t.Fatalf("another app refused while the budget has room: %v", why)
-	}
-	ra()
-	big, why := b.reserve("greedy", 50)
-	if why != budgetOK {
-		t.Fatalf("an app alone refused a body larger than its share: %v", why)
-	}
-	if all, mine := b.inUse("greedy"); all != 80 || mine != 50 {
-		t.Fatalf("in use %d (greedy %d), want 80 (50)", all, mine)
-	}
-	big()
-	rb()
-	want := []string{"greedy=20", "polite=30", "greedy=0", "greedy=50", "greedy=0", "polite=0"}
-	if !slices.Equal(seen, want) {
-		t.Fatalf("observed %v, want %v", seen, want)
-	}
-}
 
 // TestSubmitBodyBudget holds one submission in flight (its body arrives
 // slowly) and checks that a second one that does not fit the budget is
@@ -137,7 +67,7 @@ func TestSubmitBodyBudget(t *testing.T) {
 	pr, pw := io.Pipe()
 	first := make(chan answer, 1)
 	go func() { first <- send("/v1/messages", "application/json", pr, 800) }()
-	testwait.Until(t, 10*time.Second, func() bool { all, _ := s.budget.inUse("t"); return all == 800 },
+	testwait.Until(t, 10*time.Second, func() bool { all, _ := s.budget.InUse("t"); return all == 800 },
 		"the first submission to be admitted")
 
 	busy := answer{http.StatusServiceUnavailable, CodeQueueUnavailable, "1"}
@@ -170,7 +100,7 @@ func TestSubmitBodyBudget(t *testing.T) {
 	if got := send("/v1/messages", "application/json", body(800), 800); got.status != http.StatusBadRequest {
 		t.Errorf("submission of 800 bytes after the first: %+v, want it admitted (400 for its content)", got)
 	}
-	if got, _ := s.budget.inUse("t"); got != 0 {
+	if got, _ := s.budget.InUse("t"); got != 0 {
 		t.Errorf("%d bytes still reserved after every request", got)
 	}
 }

@@ -88,10 +88,11 @@ func splitAddresses(s string) []string {
 }
 
 // parseJSON decodes the body with json.Unmarshal straight from one buffer
-// of the declared size; attachments are base64-decoded as they are met
+// of the declared size (and room to render a large message in: jsonRoom);
+// attachments are base64-decoded in that buffer once it has been parsed
 // (jsonContent). See body.go for what that saves.
 func parseJSON(body io.Reader, size int64) (*submission, error) {
-	raw, err := readSized(body, size)
+	raw, err := readSized(body, jsonRoom(size))
 	if err != nil {
 		return nil, err
 	}
@@ -157,13 +158,18 @@ func (js *jsonSubmission) submission() (*submission, error) {
 		From: js.From, To: js.To, Cc: js.Cc, Bcc: js.Bcc, ReplyTo: js.ReplyTo,
 		Subject: js.Subject, Text: js.Text, HTML: js.HTML, Headers: js.Headers,
 	}, metadata: js.Metadata, template: js.Template, data: js.Data, sendAt: js.SendAt}
+	// raw is not read any more: the attachments are decoded where they
+	// are. Only the last one's array, up to the end of raw, holds no other
+	// attachment, so it alone may be rendered in.
 	for i, a := range js.Attachments {
-		if a.Content.err != nil {
+		data, err := a.Content.decode()
+		if err != nil {
 			return nil, errInvalidBody("attachment content must be standard base64",
 				FieldError{Field: fmt.Sprintf("attachments[%d].content", i), Message: "invalid base64"})
 		}
 		sub.in.Attachments = append(sub.in.Attachments, compose.Attachment{
-			Filename: a.Filename, ContentType: a.ContentType, Content: a.Content.data, ContentID: a.ContentID})
+			Filename: a.Filename, ContentType: a.ContentType, Content: data, ContentID: a.ContentID,
+			Owned: i == len(js.Attachments)-1})
 	}
 	if err := checkMetadata(sub.metadata); err != nil {
 		return nil, err
@@ -344,7 +350,9 @@ func parseMultipart(body io.Reader, size int64, boundary string) (*submission, e
 			if size >= 0 {
 				left = size - cr.n + 4<<10
 			}
-			data, err = readSized(part, left)
+			// The headroom covers the message's header and what was read
+			// before this part (text, other files), rendered.
+			data, err = readAttachment(part, left, int(cr.n)*3/2+16<<10)
 		} else {
 			data, err = io.ReadAll(part)
 		}
@@ -357,7 +365,7 @@ func parseMultipart(body io.Reader, size int64, boundary string) (*submission, e
 		}
 		switch name {
 		case "attachment", "inline":
-			a := compose.Attachment{Filename: part.FileName(), ContentType: part.Header.Get("Content-Type"), Content: data}
+			a := compose.Attachment{Filename: part.FileName(), ContentType: part.Header.Get("Content-Type"), Content: data, Owned: true}
 			if a.ContentType == "application/octet-stream" {
 				a.ContentType = "" // curl's default: let compose sniff a better one
 			}

@@ -2,7 +2,10 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +40,19 @@ func FuzzParseJSONToMIME(f *testing.F) {
 			}
 			return
 		}
+		// The attachments decode as encoding/json decodes base64 into a
+		// []byte, although they are decoded over the body.
+		var std struct {
+			Attachments []struct{ Content []byte }
+		}
+		if err := json.Unmarshal(body, &std); err != nil || len(std.Attachments) != len(sub.in.Attachments) {
+			t.Fatalf("accepted, but encoding/json reads %d attachments (%v), not %d", len(std.Attachments), err, len(sub.in.Attachments))
+		}
+		for i, a := range std.Attachments {
+			if !bytes.Equal(a.Content, sub.in.Attachments[i].Content) {
+				t.Fatalf("attachment %d decodes as %q, not %q", i, sub.in.Attachments[i].Content, a.Content)
+			}
+		}
 		if sub.in.From == "" {
 			sub.in.From = "default@contoso.com"
 		}
@@ -60,8 +76,31 @@ func FuzzParseJSONToMIME(f *testing.F) {
 				t.Fatalf("Bcc header in the output:\n%s", head)
 			}
 		}
-		if _, err := mail.CreateReader(bytes.NewReader(msg.Bytes)); err != nil {
+		r, err := mail.CreateReader(bytes.NewReader(msg.Bytes))
+		if err != nil {
 			t.Fatalf("output does not parse: %v\n%q", err, msg.Bytes)
+		}
+		// Every attachment reads back from the message, the last one too
+		// (which may have been rendered over itself).
+		var parts [][]byte
+		for {
+			p, err := r.NextPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("output part does not parse: %v\n%q", err, msg.Bytes)
+			}
+			b, err := io.ReadAll(p.Body)
+			if err != nil {
+				t.Fatalf("output part does not read: %v\n%q", err, msg.Bytes)
+			}
+			parts = append(parts, b)
+		}
+		for i, a := range std.Attachments {
+			if !slices.ContainsFunc(parts, func(p []byte) bool { return bytes.Equal(p, a.Content) }) {
+				t.Fatalf("attachment %d (%q) is not in the message:\n%q", i, a.Content, msg.Bytes)
+			}
 		}
 	})
 }

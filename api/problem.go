@@ -27,6 +27,8 @@ const (
 	CodeTooManyRecipients    = "too_many_recipients"
 	CodeRateLimited          = "rate_limited"
 	CodeQueueUnavailable     = "queue_unavailable"
+	CodeQueueFull            = "queue_full"
+	CodeAppQueueFull         = "app_queue_full"
 	CodeNotReady             = "not_ready"
 	CodeInternal             = "internal_error"
 	CodeBodyTooSlow          = "body_too_slow"

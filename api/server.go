@@ -25,6 +25,7 @@ import (
 	"github.com/labstack/echo/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mailgate/mailgate/internal/bodybudget"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/intake"
 	"github.com/mailgate/mailgate/internal/limits"
@@ -51,11 +52,11 @@ type Options struct {
 	// Metrics serves GET /metrics; nil when metrics are served on a
 	// listener of their own (metrics.listen).
 	Metrics http.Handler
-	// MaxInFlightBytes bounds the request bodies being received and
-	// handled at once; 0 means DefaultMaxInFlightBytes.
-	MaxInFlightBytes int64
-	// MaxInFlightBytesPerApp is one app's share of it; 0 means a
-	// DefaultAppShare-th of MaxInFlightBytes.
+	// Budget bounds the bodies being received and handled at once, shared
+	// with the SMTP door; nil means one of MaxInFlightBytes (0:
+	// DefaultMaxInFlightBytes), MaxInFlightBytesPerApp of them per app.
+	Budget                 *bodybudget.Budget
+	MaxInFlightBytes       int64
 	MaxInFlightBytesPerApp int64
 	// MinBodyRate is the average rate in bytes a second below which a
 	// request body is cut off after BodyRateGrace; 0 means
@@ -86,7 +87,7 @@ type Server struct {
 	e        *echo.Echo
 	draining atomic.Bool
 	metrics  *metrics.API
-	budget   *bodyBudget
+	budget   *bodybudget.Budget
 	intake   *intake.Intake
 	// minBodyRate and bodyRateGrace are the slow-body cut-off (budget.go).
 	minBodyRate   int64
@@ -121,10 +122,13 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{cfg: o.Config, apps: apps, queue: o.Queue, tokens: o.Tokens, limiter: o.Limiter,
 		health: o.Health, usage: o.Usage, now: o.Now, log: o.Log, metrics: metrics.NewAPI(o.Registry),
-		budget:      newBodyBudget(o.MaxInFlightBytes, o.MaxInFlightBytesPerApp),
+		budget:      o.Budget,
 		minBodyRate: o.MinBodyRate, bodyRateGrace: o.BodyRateGrace}
-	s.budget.observe = s.metrics.BudgetInUse
-	s.metrics.BudgetSize(s.budget.max, s.budget.perApp)
+	if s.budget == nil {
+		s.budget = newBodyBudget(o.MaxInFlightBytes, o.MaxInFlightBytesPerApp)
+	}
+	s.budget.Observe(s.metrics.BudgetInUse)
+	s.metrics.BudgetSize(s.budget.Max(), s.budget.PerApp())
 	s.maxBatchBytes = o.MaxBatchBytes
 	if s.maxBatchBytes <= 0 {
 		s.maxBatchBytes = DefaultMaxBatchBytes

@@ -81,6 +81,26 @@ type queueDepth struct {
 	Waiting int64 `json:"waiting"`
 	Sending int64 `json:"sending"`
 	Failed  int64 `json:"failed"`
+	// Bytes of the waiting and sending messages; with them Messages
+	// (waiting + sending) is what the route's queue limit bounds.
+	Bytes       int64 `json:"bytes"`
+	MaxMessages int64 `json:"max_messages"`
+	MaxBytes    int64 `json:"max_bytes"`
+	// Full is true while new submissions are refused with 503 queue_full.
+	Full bool `json:"full"`
+	// App is the calling app's share, shown to an app only.
+	App *queueShare `json:"app,omitempty"`
+}
+
+// queueShare is one app's use of its share of a route's queue.
+type queueShare struct {
+	Messages    int64 `json:"messages"`
+	Bytes       int64 `json:"bytes"`
+	MaxMessages int64 `json:"max_messages"`
+	MaxBytes    int64 `json:"max_bytes"`
+	// Full is true while the app's submissions are refused with 429
+	// app_queue_full.
+	Full bool `json:"full"`
 }
 
 // listRoutes shows an app its own route, and an admin every route.
@@ -127,7 +147,19 @@ func (s *Server) listRoutes(c *echo.Context) error {
 		if err != nil {
 			return errQueueUnavailable()
 		}
-		v.Queue = queueDepth{Waiting: d.Ready, Sending: d.InFlight, Failed: d.Failed}
+		n := d.Ready + d.InFlight
+		v.Queue = queueDepth{Waiting: d.Ready, Sending: d.InFlight, Failed: d.Failed, Bytes: d.Bytes,
+			MaxMessages: r.Queue.MaxMessages, MaxBytes: r.Queue.MaxBytes,
+			Full: queue.Full(n, d.Bytes, r.Queue.MaxMessages, r.Queue.MaxBytes)}
+		if !isAdmin(c) && app != nil {
+			m, b, err := s.queue.AppWaiting(ctx, r.Name, app.id)
+			if err != nil {
+				return errQueueUnavailable()
+			}
+			l := app.QueueLimits()
+			v.Queue.App = &queueShare{Messages: m, Bytes: b, MaxMessages: l.AppMessages, MaxBytes: l.AppBytes,
+				Full: queue.Full(m, b, l.AppMessages, l.AppBytes)}
+		}
 		out = append(out, v)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"routes": out})

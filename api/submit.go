@@ -149,9 +149,12 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 		IdempotencyKey: key, KeyTTL: keyTTL, SendAt: opts.sendAt, Metadata: metadata})
 	var refused *apppolicy.Refusal
 	var unavailable *intake.QueueError
+	var full *intake.FullError
 	switch {
 	case errors.As(err, &refused):
 		return refusalProblem(refused)
+	case errors.As(err, &full):
+		return fullProblem(full, app.route)
 	case errors.Is(err, intake.ErrIdempotencyKey):
 		return errValidation("Idempotency-Key must be at most 255 characters on one line",
 			FieldError{Field: "Idempotency-Key", Message: "too long or not one line"})
@@ -173,6 +176,25 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 		status = queue.StatusScheduled
 	}
 	return c.JSON(http.StatusAccepted, map[string]string{"id": res.ID, "status": status})
+}
+
+// fullProblem answers a submission refused for a full queue: 429 when the
+// app's own share is used up (the app is the one to slow down, other apps
+// are still served), 503 when the route's queue is (the gateway cannot take
+// more for the route, whoever asks). Nothing was stored either way.
+func fullProblem(f *intake.FullError, route string) *Problem {
+	var p *Problem
+	if f.App {
+		p = problem(http.StatusTooManyRequests, CodeAppQueueFull, "App's queue share full",
+			"this app already has as many messages or bytes waiting for route "+route+
+				" as its share allows (app queue.max_messages / queue.max_bytes); nothing was stored, retry later")
+	} else {
+		p = problem(http.StatusServiceUnavailable, CodeQueueFull, "Route queue full",
+			"route "+route+" already has as many messages or bytes waiting as it may hold "+
+				"(route queue.max_messages / queue.max_bytes); nothing was stored, retry later")
+	}
+	p.retryAfter = f.RetryAfter
+	return p
 }
 
 // refusalProblem maps a policy refusal to its problem+json.

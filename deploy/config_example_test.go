@@ -26,6 +26,7 @@ func TestConfigExampleLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	testpki.WriteSelfSigned(t, filepath.Join(dir, "relay.crt"), filepath.Join(dir, "relay.key"), "mail.contoso.com")
+	testpki.WriteSelfSigned(t, filepath.Join(dir, "smtp.crt"), filepath.Join(dir, "smtp.key"), "relay.contoso.com")
 	text := string(data)
 	for _, from := range []string{"/run/secrets/", "/etc/mailgate/"} {
 		text = strings.ReplaceAll(text, from, dir+string(filepath.Separator))
@@ -57,7 +58,7 @@ func TestConfigExampleLoads(t *testing.T) {
 	if got := c.Routes[0].Auth.OAuth.ClientSecret; got != env["M365_CLIENT_SECRET"] {
 		t.Errorf("${M365_CLIENT_SECRET} was not expanded: %q", got)
 	}
-	if len(c.Routes) != 2 || len(c.Apps) != 2 {
-		t.Errorf("want the example's 2 routes and 2 apps, have %d and %d", len(c.Routes), len(c.Apps))
+	if len(c.Routes) != 2 || len(c.Apps) != 3 {
+		t.Errorf("want the example's 2 routes and 3 apps, have %d and %d", len(c.Routes), len(c.Apps))
 	}
 }

@@ -39,6 +39,8 @@ Usage:
   mailgate token issue --config FILE --app ID [--ttl 8760h] (0: never expires)
   mailgate token issue --config FILE --admin NAME [--ttl 8760h]
   mailgate token revoke --config FILE TOKEN_OR_ID
+  mailgate smtp-password issue --config FILE --app ID
+  mailgate smtp-password revoke --config FILE PASSWORD_OR_ID
   mailgate config check --config FILE [--mx DOMAIN]
   mailgate check --config FILE --route NAME [--send-test TO]
   mailgate queue failed|requeue|delete --config FILE --route NAME [ID | --all] [--json]
@@ -73,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		err = cmdToken(rest, stdout, stderr, getenv)
 	case "queue":
 		err = cmdQueue(rest, stdout, stderr, getenv)
+	case "smtp-password":
+		err = cmdSMTPPassword(rest, stdout, stderr, getenv)
 	case "config":
 		if len(rest) == 0 || rest[0] != "check" {
 			fmt.Fprint(stderr, usage)

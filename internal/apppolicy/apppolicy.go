@@ -42,6 +42,17 @@ type Spec struct {
 	MaxRecipients int
 	MaxBytes      int64
 	PerMinute     int
+	// Queue bounds what may wait in the queue; the accept step hands it to
+	// the enqueue (package intake).
+	Queue QueueLimits
+}
+
+// QueueLimits bound what may wait in the queue for the app's route, all apps
+// together, and for the app's share of it; zero means no bound. It has the
+// fields of queue.Limits, so one converts to the other.
+type QueueLimits struct {
+	RouteMessages, RouteBytes int64
+	AppMessages, AppBytes     int64
 }
 
 // Policy is a compiled Spec. It is immutable and safe for concurrent use.
@@ -166,3 +177,6 @@ func (p *Policy) MaxBytes() int64 { return p.spec.MaxBytes }
 
 // PerMinute is rate_limit.per_minute; 0 means no limit.
 func (p *Policy) PerMinute() int { return p.spec.PerMinute }
+
+// QueueLimits are the app's and its route's queue limits.
+func (p *Policy) QueueLimits() QueueLimits { return p.spec.Queue }

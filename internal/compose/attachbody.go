@@ -12,6 +12,14 @@ import (
 // breaks its lines.
 const base64Line = 57
 
+// EncodedLen is the size n bytes of attachment take in a rendered
+// message: base64 lines of at most 76 characters, each ended by CRLF. A
+// caller that wants Build to render into an Owned attachment's array gives
+// that array this much room plus some for the rest of the message.
+func EncodedLen(n int) int {
+	return base64.StdEncoding.EncodedLen(n) + 2*((n+base64Line-1)/base64Line)
+}
+
 // attachmentBody stands in for an attachment's content while go-mail
 // renders the message: go-mail is given a random token to encode instead of
 // the content, and splice puts the content, base64-encoded, where the
@@ -20,6 +28,8 @@ const base64Line = 57
 // attachment in allocations (see the package comment).
 type attachmentBody struct {
 	content []byte
+	// owned: the message may be rendered in content's array (Attachment.Owned).
+	owned bool
 	// mark is the token's body as go-mail writes it: one base64 line and
 	// its CRLF. 24 random bytes make a line no client can predict.
 	mark []byte
@@ -32,12 +42,8 @@ func newAttachmentBody(content []byte) (*attachmentBody, []byte) {
 	return &attachmentBody{content: content, mark: append(mark, '\r', '\n')}, token
 }
 
-// encodedLen is the size of the content as go-mail would write it: base64
-// lines of at most 76 characters, each ended by CRLF.
-func (a *attachmentBody) encodedLen() int {
-	n := base64.StdEncoding.EncodedLen(len(a.content))
-	return n + 2*((len(a.content)+base64Line-1)/base64Line)
-}
+// encodedLen is the size of the content as go-mail would write it.
+func (a *attachmentBody) encodedLen() int { return EncodedLen(len(a.content)) }
 
 // appendEncoded appends the content in base64 lines to dst, which must
 // have the room (encodedLen) so that nothing is reallocated.
@@ -51,26 +57,81 @@ func (a *attachmentBody) appendEncoded(dst []byte) []byte {
 	return dst
 }
 
+// encodeInPlace is appendEncoded for content that lies in dst's own array,
+// ending exactly where its encoding will end (at len(dst)+encodedLen()).
+// Each block of input is copied out before its encoding is written: the
+// encoding of the first k lines ends 21·k bytes after their input would
+// (76+2 characters for 57 bytes), and the content starts encodedLen-len
+// bytes (at least 21 per full line) after the encoding does, so a write
+// never reaches input not yet copied.
+func (a *attachmentBody) encodeInPlace(dst []byte) []byte {
+	var block [64 * base64Line]byte
+	for c := a.content; len(c) > 0; {
+		k := copy(block[:], c)
+		c = c[k:]
+		for in := block[:k]; len(in) > 0; {
+			n := min(len(in), base64Line)
+			dst = base64.StdEncoding.AppendEncode(dst, in[:n])
+			dst = append(dst, '\r', '\n')
+			in = in[n:]
+		}
+	}
+	return dst
+}
+
 // splice returns skeleton, go-mail's rendering with tokens for bodies, with
 // each token replaced by its attachment's encoded content. bodies must be
 // in the order go-mail writes them. The result is allocated once, at its
-// final size plus room for extra more bytes.
+// final size plus room for extra more bytes, or not at all when an owned
+// attachment's array has that room: then the message is rendered in it,
+// the attachment's content moved to the end of where its encoding goes
+// and encoded forwards over itself.
 func splice(skeleton []byte, bodies []*attachmentBody, extra int) ([]byte, error) {
 	size := len(skeleton) + extra
-	for _, b := range bodies {
-		size += b.encodedLen() - len(b.mark)
-	}
-	out := make([]byte, 0, size)
-	rest := skeleton
-	for i, b := range bodies {
+	at := make([]int, len(bodies)) // where each token is in skeleton
+	for i, from := 0, 0; i < len(bodies); i++ {
+		b := bodies[i]
 		// A part's body follows the blank line that ends its header.
-		at := bytes.Index(rest, b.mark)
-		if at < 0 || !bytes.HasSuffix(rest[:at], []byte("\r\n\r\n")) {
+		k := bytes.Index(skeleton[from:], b.mark)
+		if k < 0 || !bytes.HasSuffix(skeleton[:from+k], []byte("\r\n\r\n")) {
 			return nil, fmt.Errorf("attachment %d is not where go-mail should have written it", i)
 		}
-		out = append(out, rest[:at]...)
-		out = b.appendEncoded(out)
-		rest = rest[at+len(b.mark):]
+		at[i] = from + k
+		from = at[i] + len(b.mark)
+		size += b.encodedLen() - len(b.mark)
 	}
-	return append(out, rest...), nil
+	host := -1 // the owned body whose array the message is rendered in
+	for i, b := range bodies {
+		if b.owned && cap(b.content) >= size && (host < 0 || len(b.content) > len(bodies[host].content)) {
+			host = i
+		}
+	}
+	var out []byte
+	if host < 0 {
+		out = make([]byte, 0, size)
+	} else {
+		h := bodies[host]
+		start := at[host] // where h's encoding starts in the result
+		for _, b := range bodies[:host] {
+			start += b.encodedLen() - len(b.mark)
+		}
+		buf := h.content[:cap(h.content)]
+		shift := start + h.encodedLen() - len(h.content)
+		copy(buf[shift:], h.content) // a memmove: the ranges overlap
+		h = &attachmentBody{content: buf[shift : shift+len(h.content)], mark: h.mark}
+		bodies = append([]*attachmentBody(nil), bodies...)
+		bodies[host] = h
+		out = buf[:0]
+	}
+	prev := 0
+	for i, b := range bodies {
+		out = append(out, skeleton[prev:at[i]]...)
+		if i == host {
+			out = b.encodeInPlace(out)
+		} else {
+			out = b.appendEncoded(out)
+		}
+		prev = at[i] + len(b.mark)
+	}
+	return append(out, skeleton[prev:]...), nil
 }

@@ -27,7 +27,9 @@ func randomBytes(seed uint64, n int) []byte {
 // written. A fixed boundary makes the two renderings comparable.
 func TestSpliceMatchesGoMail(t *testing.T) {
 	t.Parallel()
-	render := func(t *testing.T, contents [][]byte, spliced bool) []byte {
+	// room is the capacity given to the largest content, which is then
+	// Owned: 0 for none, else that many bytes.
+	render := func(t *testing.T, contents [][]byte, spliced bool, room int) []byte {
 		t.Helper()
 		m := gomail.NewMsg(gomail.WithNoDefaultUserAgent(), gomail.WithBoundary("b0undary"))
 		if err := m.From("a@contoso.com"); err != nil {
@@ -41,6 +43,10 @@ func TestSpliceMatchesGoMail(t *testing.T) {
 			w := bytesWriter(c)
 			if spliced {
 				b, token := newAttachmentBody(c)
+				if room > 0 && i == len(contents)-1 {
+					b.content = append(make([]byte, 0, room), c...)
+					b.owned = true
+				}
 				bodies = append(bodies, b)
 				w = bytesWriter(token)
 			}
@@ -65,21 +71,30 @@ func TestSpliceMatchesGoMail(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(out) != cap(out) {
+		if len(out) != cap(out) && room == 0 {
 			t.Errorf("spliced message is %d bytes in a buffer of %d: the size is not computed exactly", len(out), cap(out))
+		}
+		host := bodies[len(bodies)-1].content
+		inHost := len(out) > 0 && cap(host) > 0 && &out[0] == &host[:1][0]
+		if fits := room >= len(out); room > 0 && inHost != fits {
+			t.Errorf("rendered in the owned array: %v; room %d for %d bytes", inHost, room, len(out))
 		}
 		return out
 	}
 	for _, n := range attachmentSizes {
 		contents := [][]byte{randomBytes(uint64(n), n), randomBytes(uint64(n)+1, n/2), randomBytes(uint64(n)+2, n+1)}
-		want := render(t, contents, false)
-		got := render(t, contents, true)
-		// The Date header differs between the two renderings when the second
-		// turns; compare from the first boundary on.
-		at := bytes.Index(want, []byte("--b0undary"))
-		bt := bytes.Index(got, []byte("--b0undary"))
-		if at < 0 || !bytes.Equal(want[at:], got[bt:]) {
-			t.Errorf("size %d: spliced rendering differs from go-mail's\nwant %q\n got %q", n, want, got)
+		want := render(t, contents, false, 0)
+		// Spliced into a new buffer, then in the last attachment's own
+		// array: with exactly the room, and one byte short (a new buffer).
+		for _, room := range []int{0, len(want), len(want) - 1} {
+			got := render(t, contents, true, room)
+			// The Date header differs between the two renderings when the second
+			// turns; compare from the first boundary on.
+			at := bytes.Index(want, []byte("--b0undary"))
+			bt := bytes.Index(got, []byte("--b0undary"))
+			if at < 0 || !bytes.Equal(want[at:], got[bt:]) {
+				t.Errorf("size %d, room %d: spliced rendering differs from go-mail's\nwant %q\n got %q", n, room, want, got)
+			}
 		}
 	}
 }
@@ -117,5 +132,55 @@ func TestSpliceRefusesMissingToken(t *testing.T) {
 	b, _ := newAttachmentBody([]byte("x"))
 	if _, err := splice([]byte("Subject: x\r\n\r\nno token here\r\n"), []*attachmentBody{b}, 0); err == nil {
 		t.Fatal("splice found a token that is not there")
+	}
+}
+
+// TestBuildOwnedLargeAttachment renders a 3 MB attachment in its own array
+// (Owned), between two ordinary ones, and reads it back with go-message:
+// every byte comes back, and the message is in the attachment's array.
+func TestBuildOwnedLargeAttachment(t *testing.T) {
+	t.Parallel()
+	const n = 3<<20 + 5
+	content := randomBytes(7, n)
+	room := EncodedLen(n) + 8<<10
+	owned := append(make([]byte, 0, room), content...)
+	in := Input{
+		From: "a@contoso.com", To: []string{"b@contoso.com"}, Text: "see attached", HTML: "<img src=cid:logo>",
+		Attachments: []Attachment{
+			{Filename: "logo.png", ContentType: "image/png", ContentID: "logo", Content: randomBytes(8, 1000)},
+			{Filename: "dump.bin", ContentType: "application/octet-stream", Content: owned, Owned: true},
+			{Filename: "c.bin", ContentType: "application/octet-stream", Content: randomBytes(9, 58)},
+		},
+	}
+	small := [][]byte{bytes.Clone(in.Attachments[0].Content), bytes.Clone(in.Attachments[2].Content)}
+	msg, err := Build(in, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &msg.Bytes[0] != &owned[:1][0] {
+		t.Error("the message was not rendered in the owned attachment's array")
+	}
+	checkOutput(t, msg)
+	root := parseMessage(t, msg.Bytes)
+	if got, want := root.shape(), "multipart/mixed[multipart/related[multipart/alternative[text/plain,text/html],image/png],application/octet-stream,application/octet-stream]"; got != want {
+		t.Fatalf("shape %s, want %s", got, want)
+	}
+	for i, c := range []struct {
+		got, want []byte
+	}{{root.parts[0].parts[1].body, small[0]}, {root.parts[1].body, content}, {root.parts[2].body, small[1]}} {
+		if !bytes.Equal(c.got, c.want) {
+			t.Errorf("attachment %d differs after a round trip (%d bytes, want %d)", i, len(c.got), len(c.want))
+		}
+	}
+
+	// Without the room, the same message comes out in a new buffer.
+	owned = append(make([]byte, 0, n), content...)
+	in.Attachments[1].Content = owned
+	msg, err = Build(in, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root := parseMessage(t, msg.Bytes); !bytes.Equal(root.parts[1].body, content) || !bytes.Equal(owned, content) {
+		t.Error("an owned attachment without the room was not rendered as an ordinary one")
 	}
 }

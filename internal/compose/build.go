@@ -33,6 +33,13 @@ type Attachment struct {
 	// multipart/related part next to the HTML, which refers to it as
 	// "cid:<ContentID>". Without HTML it is an ordinary attachment.
 	ContentID string
+	// Owned tells Build that the caller is done with Content and that
+	// nothing else refers to its array, up to cap(Content): Build may then
+	// render the message in that array, overwriting Content, rather than
+	// allocate one of the message's size (for a large attachment, a
+	// third more than the attachment). It does when the array has the room:
+	// see EncodedLen. Message.Bytes then shares the array.
+	Owned bool
 }
 
 // Input is a structured submission (JSON, form or text/plain).
@@ -118,6 +125,7 @@ type attachment struct {
 	contentType string
 	contentID   string
 	content     []byte
+	owned       bool
 }
 
 func build(in Input, opt Options) (*Message, error) {
@@ -217,6 +225,7 @@ func build(in Input, opt Options) (*Message, error) {
 	var embedBodies, fileBodies []*attachmentBody
 	for _, a := range atts {
 		body, token := newAttachmentBody(a.content)
+		body.owned = a.owned
 		f := &gomail.File{
 			Name:        a.filename,
 			ContentType: gomail.ContentType(a.contentType),
@@ -403,7 +412,7 @@ func checkAttachments(list []Attachment) ([]attachment, *Error) {
 			len("Content-Type: ; name=\"\"")+len(ct)+enc > maxLine {
 			return nil, invalid(field+".filename", "is too long once encoded for the header")
 		}
-		out = append(out, attachment{filename: name, contentType: ct, contentID: cid, content: a.Content})
+		out = append(out, attachment{filename: name, contentType: ct, contentID: cid, content: a.Content, owned: a.Owned})
 	}
 	return out, nil
 }

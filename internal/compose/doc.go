@@ -38,7 +38,11 @@
 //     line and writes the content there, base64 in lines of 76 as go-mail
 //     would (attachbody.go, checked byte for byte against go-mail's own
 //     output in the tests), into one buffer allocated at the final size. A
-//     10 MB attachment costs the 13.7 MB message and little else. Writing
+//     10 MB attachment costs the 13.7 MB message and little else; and
+//     nothing at all when the caller hands it over (Attachment.Owned) in an
+//     array with room for the message (EncodedLen): the message is then
+//     rendered in that array, the content encoded forwards over itself. The
+//     API reads large bodies and file parts with that room. Writing
 //     the multipart/mixed level ourselves would save the token search but
 //     take the MIME tree away from go-mail, which is what it is here for.
 //

@@ -121,6 +121,31 @@ func FuzzBuild(f *testing.F) {
 		if _, err := ParseRaw(msg.Bytes, Options{EnvelopeTo: msg.Recipients, MessageIDLocal: "x"}); err != nil {
 			t.Fatalf("ParseRaw refuses Build's output: %v\n%q", err, msg.Bytes)
 		}
+
+		// Rendered in the attachments' own arrays (Owned, with room), the
+		// message is the same size and reads back the same.
+		if len(in.Attachments) > 0 {
+			owned := in
+			owned.Attachments = make([]Attachment, len(in.Attachments))
+			for i, a := range in.Attachments {
+				a.Content = append(make([]byte, 0, len(msg.Bytes)+len(a.Content)), a.Content...)
+				a.Owned = true
+				owned.Attachments[i] = a
+			}
+			again, err := Build(owned, testOptions())
+			if err != nil {
+				t.Fatalf("owned attachments refused: %v", err)
+			}
+			if len(again.Bytes) != len(msg.Bytes) {
+				t.Fatalf("owned: %d bytes, not %d", len(again.Bytes), len(msg.Bytes))
+			}
+			want, got := leaves(parseMessage(t, msg.Bytes)), leaves(parseMessage(t, again.Bytes))
+			for i := range want {
+				if len(got) != len(want) || !bytes.Equal(want[i], got[i]) {
+					t.Fatalf("owned: part %d reads back as %q, not %q", i, got[i], want[i])
+				}
+			}
+		}
 	})
 }
 
@@ -147,4 +172,16 @@ func checkOutput(t *testing.T, msg *Message) {
 	if msg.From == nil || msg.MessageID == "" {
 		t.Fatalf("From = %v, MessageID = %q", msg.From, msg.MessageID)
 	}
+}
+
+// leaves returns the decoded bodies of n's leaf parts, in order.
+func leaves(n *node) [][]byte {
+	if len(n.parts) == 0 {
+		return [][]byte{n.body}
+	}
+	var out [][]byte
+	for _, p := range n.parts {
+		out = append(out, leaves(p)...)
+	}
+	return out
 }

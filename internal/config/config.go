@@ -72,6 +72,7 @@ type Config struct {
 	Apps           []App    `yaml:"apps"`
 	// Templates are the named mail templates (webhooks.go).
 	Templates []Template `yaml:"templates"`
+	SMTP      SMTP       `yaml:"smtp"` // smtp.go
 }
 
 // Redis says where the queue lives.
@@ -212,6 +213,18 @@ type Route struct {
 	// AcceptedDomains of the tenant, for connector routes.
 	AcceptedDomains []string `yaml:"accepted_domains"`
 	Limits          Limits   `yaml:"limits"`
+	// Queue bounds what may wait for this route in Redis, all apps
+	// together; beyond it submissions get 503 queue_full.
+	Queue QueueLimit `yaml:"queue"`
+}
+
+// QueueLimit bounds what may wait in the queue (queued, deferred or being
+// delivered; failed messages do not count): how many messages and how many
+// bytes of them. A message is always taken into an empty queue, even one
+// bigger than max_bytes.
+type QueueLimit struct {
+	MaxMessages int64 `yaml:"max_messages"`
+	MaxBytes    int64 `yaml:"max_bytes"`
 }
 
 // RouteTLS configures TLS towards the route's server.
@@ -265,7 +278,11 @@ type App struct {
 	RateLimit       AppRateLimit  `yaml:"rate_limit"`
 	MaxMessageBytes int64         `yaml:"max_message_bytes"`
 	Disabled        bool          `yaml:"disabled"`
+	SMTP            AppSMTP       `yaml:"smtp"` // smtp.go
 	Webhooks        AppWebhooks   `yaml:"webhooks"`
+	// Queue is the app's share of its route's queue limit; beyond it the
+	// app's submissions get 429 app_queue_full while other apps go on.
+	Queue QueueLimit `yaml:"queue"`
 }
 
 // AppFrom is the app's From-address policy.

@@ -48,6 +48,14 @@ const (
 	// as smtp-auth ones unless told otherwise.
 	DefaultMaxConnections = 3
 
+	// What may wait for one route in Redis (Route.Queue): far more than a
+	// working route holds (it delivers within minutes), and about a
+	// weekend of a held smtp-auth mailbox's 30 a minute, yet small enough
+	// that a route which keeps receiving and cannot deliver fills neither
+	// Redis's memory nor its disk.
+	DefaultQueueMaxMessages = 100000
+	DefaultQueueMaxBytes    = 1 << 30 // 1 GiB
+
 	DefaultMaxMessageBytes = 25 << 20 // 26214400 (25 MiB), below Exchange Online's default message size limit of 35 MB
 	DefaultMaxPerMessage   = 500      // Exchange Online's default recipients per message
 )
@@ -88,8 +96,13 @@ func (c *Config) WithDefaults() *Config {
 	setString(&c.Log.Level, DefaultLogLevel)
 	setString(&c.Log.Format, DefaultLogFormat)
 
+	c.SMTP.withDefaults()
 	for i := range c.Routes {
 		c.Routes[i].withDefaults()
+	}
+	sharing := map[string]int{}
+	for _, a := range c.Apps {
+		sharing[a.Route]++
 	}
 	for i := range c.Apps {
 		a := &c.Apps[i]
@@ -97,11 +110,24 @@ func (c *Config) WithDefaults() *Config {
 		setInt(&a.Recipients.MaxPerMessage, DefaultMaxPerMessage)
 		// RateLimit.PerMinute stays 0: no API-side limit unless asked for.
 		a.webhookDefaults()
+		// An app's share of its route's queue: all of it when it is the
+		// route's only app, half when others share the route, so that one
+		// app that floods it cannot shut the others out.
+		if r := c.Route(a.Route); r != nil {
+			share := int64(1)
+			if sharing[a.Route] > 1 {
+				share = 2
+			}
+			setInt64(&a.Queue.MaxMessages, r.Queue.MaxMessages/share)
+			setInt64(&a.Queue.MaxBytes, r.Queue.MaxBytes/share)
+		}
 	}
 	return c
 }
 
 func (r *Route) withDefaults() {
+	setInt64(&r.Queue.MaxMessages, DefaultQueueMaxMessages)
+	setInt64(&r.Queue.MaxBytes, DefaultQueueMaxBytes)
 	switch r.Type {
 	case RouteSMTPAuth:
 		setString(&r.Host, Office365Host)

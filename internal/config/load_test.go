@@ -81,6 +81,7 @@ func TestDefaults(t *testing.T) {
 				},
 			},
 			Limits: Limits{MessagesPerMinute: 30, MaxConnections: 3, RecipientsPerDay: 10000},
+			Queue:  QueueLimit{MaxMessages: 100000, MaxBytes: 1 << 30},
 		}},
 		Apps: []App{{
 			ID:              "app",
@@ -90,10 +91,38 @@ func TestDefaults(t *testing.T) {
 			MaxMessageBytes: 26214400,
 			Webhooks: AppWebhooks{GrafanaSignatureHeader: "X-Grafana-Alerting-Signature",
 				AlertmanagerTemplate: "alertmanager", GrafanaTemplate: "grafana"},
+			Queue: QueueLimit{MaxMessages: 100000, MaxBytes: 1 << 30}, // alone on its route: all of it
 		}},
+		SMTP: SMTP{MaxMessageBytes: 36700160, MaxRecipients: 100, MaxConnections: 1000, MaxConnectionsPerIP: 100,
+			ReadTimeout: 5 * time.Minute, WriteTimeout: time.Minute, DataTimeout: 10 * time.Minute},
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
+	}
+}
+
+// An app's share of its route's queue: all of it alone, half when shared;
+// what the file says is kept.
+func TestAppQueueShareDefaults(t *testing.T) {
+	t.Parallel()
+	c := &Config{
+		Routes: []Route{{Name: "a", Type: RouteSMTP}, {Name: "b", Type: RouteSMTP, Queue: QueueLimit{MaxMessages: 10, MaxBytes: 1000}}},
+		Apps: []App{{ID: "alone", Route: "a", From: AppFrom{Default: "a@contoso.com"}}, {ID: "one", Route: "b", From: AppFrom{Default: "b@contoso.com"}},
+			{ID: "two", Route: "b", From: AppFrom{Default: "c@contoso.com"}, Queue: QueueLimit{MaxBytes: 900}}},
+	}
+	c.WithDefaults()
+	want := []QueueLimit{{DefaultQueueMaxMessages, DefaultQueueMaxBytes}, {5, 500}, {5, 900}}
+	for i, w := range want {
+		if c.Apps[i].Queue != w {
+			t.Errorf("apps[%s].queue = %+v, want %+v", c.Apps[i].ID, c.Apps[i].Queue, w)
+		}
+	}
+	pols, err := c.Policies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pols["two"].QueueLimits(); got.RouteMessages != 10 || got.RouteBytes != 1000 || got.AppMessages != 5 || got.AppBytes != 900 {
+		t.Errorf("policy of two: queue limits %+v", got)
 	}
 }
 
@@ -150,7 +179,7 @@ func TestRouteDefaults(t *testing.T) {
 			want: Route{Type: RouteSMTP, Host: "localhost", Port: 25, TLS: RouteTLS{Mode: "none"}, Limits: Limits{MaxConnections: 3}},
 		},
 		{
-			name: "unknown type gets nothing",
+			name: "unknown type gets only the queue limit",
 			in:   Route{Type: "exchange"},
 			want: Route{Type: "exchange"},
 		},
@@ -162,8 +191,10 @@ func TestRouteDefaults(t *testing.T) {
 			if got := c.WithDefaults(); got != c {
 				t.Error("WithDefaults did not return its receiver")
 			}
-			if !reflect.DeepEqual(c.Routes[0], tt.want) {
-				t.Errorf("\n got %+v\nwant %+v", c.Routes[0], tt.want)
+			want := tt.want
+			want.Queue = QueueLimit{MaxMessages: DefaultQueueMaxMessages, MaxBytes: DefaultQueueMaxBytes}
+			if !reflect.DeepEqual(c.Routes[0], want) {
+				t.Errorf("\n got %+v\nwant %+v", c.Routes[0], want)
 			}
 		})
 	}

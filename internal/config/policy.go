@@ -101,7 +101,8 @@ func (r *Route) refusal() string {
 func (a *App) PolicySpec() apppolicy.Spec {
 	return apppolicy.Spec{App: a.ID, Route: a.Route, Disabled: a.Disabled,
 		DefaultFrom: a.From.Default, FromAllowed: a.From.Allowed, Recipients: a.Recipients.Allowed,
-		MaxRecipients: a.Recipients.MaxPerMessage, MaxBytes: a.MaxMessageBytes, PerMinute: a.RateLimit.PerMinute}
+		MaxRecipients: a.Recipients.MaxPerMessage, MaxBytes: a.MaxMessageBytes, PerMinute: a.RateLimit.PerMinute,
+		Queue: apppolicy.QueueLimits{AppMessages: a.Queue.MaxMessages, AppBytes: a.Queue.MaxBytes}}
 }
 
 // Policies compiles the policy of every app, by id. Validate has reported
@@ -109,7 +110,11 @@ func (a *App) PolicySpec() apppolicy.Spec {
 func (c *Config) Policies() (map[string]*apppolicy.Policy, error) {
 	out := make(map[string]*apppolicy.Policy, len(c.Apps))
 	for i := range c.Apps {
-		p, err := apppolicy.Compile(c.Apps[i].PolicySpec())
+		spec := c.Apps[i].PolicySpec()
+		if r := c.Route(c.Apps[i].Route); r != nil {
+			spec.Queue.RouteMessages, spec.Queue.RouteBytes = r.Queue.MaxMessages, r.Queue.MaxBytes
+		}
+		p, err := apppolicy.Compile(spec)
 		if err != nil {
 			return nil, fmt.Errorf("apps[%s]: %w", c.Apps[i].ID, err)
 		}

@@ -79,6 +79,7 @@ func (c *Config) Validate() []Problem {
 		v.webhooks(c, key, a)
 	}
 	v.templates(c)
+	v.smtp(c)
 	return v.problems
 }
 
@@ -232,6 +233,7 @@ func (v *validator) route(key string, r *Route) {
 		v.add(key+".name", "%q: use only letters, digits, '_', '.' and '-'", r.Name)
 	}
 
+	v.queueLimit(key, r.Queue)
 	exchange := r.Type == RouteSMTPAuth || r.Type == RouteConnector
 	switch r.Type {
 	case RouteSMTPAuth, RouteConnector, RouteSMTP:
@@ -540,6 +542,17 @@ func (v *validator) plainSMTP(key string, r *Route) {
 	v.credentials(key, r)
 }
 
+// queueLimit checks a route's or an app's queue limit. Zero means the
+// default (WithDefaults); there is no unlimited, since Redis is not.
+func (v *validator) queueLimit(key string, q QueueLimit) {
+	if q.MaxMessages < 0 {
+		v.add(key+".queue.max_messages", "must be positive (0 or absent means the default), got %d", q.MaxMessages)
+	}
+	if q.MaxBytes < 0 {
+		v.add(key+".queue.max_bytes", "must be positive (0 or absent means the default), got %d", q.MaxBytes)
+	}
+}
+
 func (v *validator) app(c *Config, key string, a *App) {
 	switch {
 	case a.ID == "":
@@ -578,6 +591,7 @@ func (v *validator) app(c *Config, key string, a *App) {
 	case r != nil && (r.Type == RouteSMTPAuth || r.Type == RouteConnector) && n > exchangeMaxMessageBytes:
 		v.add(key+".max_message_bytes", "%d is above the largest message Exchange Online accepts (150 MB; 35 MB unless raised)", n)
 	}
+	v.queueLimit(key, a.Queue)
 	if a.RateLimit.PerMinute < 0 {
 		v.add(key+".rate_limit.per_minute", "must not be negative (0 means no limit), got %d", a.RateLimit.PerMinute)
 	}

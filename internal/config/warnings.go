@@ -30,5 +30,5 @@ func (c *Config) Warnings() []Problem {
 		}
 		w = append(w, Problem{Key: key, Message: msg})
 	}
-	return w
+	return append(w, c.smtpWarnings()...)
 }

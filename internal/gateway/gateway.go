@@ -27,14 +27,18 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mailgate/mailgate/api"
+	"github.com/mailgate/mailgate/internal/bodybudget"
 	"github.com/mailgate/mailgate/internal/certreload"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/delivery"
 	"github.com/mailgate/mailgate/internal/eviction"
+	"github.com/mailgate/mailgate/internal/intake"
 	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/queue"
 	"github.com/mailgate/mailgate/internal/routehealth"
+	"github.com/mailgate/mailgate/internal/smtpd"
+	"github.com/mailgate/mailgate/internal/smtppass"
 	"github.com/mailgate/mailgate/internal/token"
 )
 
@@ -81,7 +85,10 @@ type Gateway struct {
 	oauthMetrics    *metrics.OAuth
 	tokens          *token.Manager
 	api             *api.Server
-	listener        net.Listener
+	smtp            *smtpd.Server // nil unless smtp.listen is set (roles api and all)
+	// bodies bounds the message bodies both doors hold in memory at once.
+	bodies   *bodybudget.Budget
+	listener net.Listener
 	// metricsLn serves /metrics alone, when metrics.listen is set.
 	metricsLn net.Listener
 	// tlsConfig, when tls.cert_file is set, makes both listeners HTTPS.
@@ -158,9 +165,9 @@ func New(o Options) (*Gateway, error) {
 				break
 			}
 		}
+		g.bodies = bodybudget.New(cfg.API.MaxInFlightBytes, cfg.API.MaxInFlightBytesPerApp)
 		g.api, err = api.New(api.Options{Config: cfg, Queue: g.queue, Tokens: tokens, Limiter: limiter,
-			Health: g.health, Usage: g.usage, Now: o.Now, Log: o.Log, Registry: reg,
-			MaxInFlightBytes: cfg.API.MaxInFlightBytes, MaxInFlightBytesPerApp: cfg.API.MaxInFlightBytesPerApp,
+			Health: g.health, Usage: g.usage, Now: o.Now, Log: o.Log, Registry: reg, Budget: g.bodies,
 			MinBodyRate: cfg.API.MinBodyRate, BodyRateGrace: cfg.API.BodyRateGrace, Metrics: apiMetrics})
 		if err != nil {
 			return nil, err
@@ -169,6 +176,13 @@ func New(o Options) (*Gateway, error) {
 		if g.listener == nil {
 			if g.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
 				return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+			}
+		}
+		if cfg.SMTP.Listen != "" {
+			if err := g.buildSMTP(); err != nil {
+				g.closeListeners()
+				g.closeRedis()
+				return nil, err
 			}
 		}
 	}
@@ -203,6 +217,21 @@ func New(o Options) (*Gateway, error) {
 		}
 	}
 	return g, nil
+}
+
+// buildSMTP prepares the SMTP door, with the API's token manager and the
+// queue, and opens its listeners.
+func (g *Gateway) buildSMTP() error {
+	policies, err := g.cfg.Policies()
+	if err != nil {
+		return err
+	}
+	door := smtpd.NewIntakeDoor(policies, intake.New(intake.Options{Queue: g.queue, Log: g.log.With("door", "smtp")}))
+	g.smtp, err = smtpd.New(smtpd.Options{Config: g.cfg, Door: door, Tokens: g.tokens,
+		Passwords: smtppass.NewVerifier(smtppass.New(g.rdb, g.cfg.Redis.KeyPrefix, g.opts.Now), 0),
+		Metrics:   metrics.NewSMTP(g.registry), Log: g.log.With("door", "smtp"), Now: g.opts.Now, NewID: queue.NewID,
+		Budget: g.bodies})
+	return err
 }
 
 // checkEviction refuses to start on a Redis that may evict keys, unless
@@ -289,7 +318,11 @@ func (g *Gateway) depth(ctx context.Context, route string) (metrics.Depth, error
 	if err != nil {
 		return metrics.Depth{}, err
 	}
-	d := metrics.Depth{Waiting: b.Ready, Sending: b.InFlight, Failed: b.Failed, Held: held}
+	d := metrics.Depth{Waiting: b.Ready, Sending: b.InFlight, Failed: b.Failed, Held: held, Bytes: b.Bytes}
+	if r := g.cfg.Route(route); r != nil {
+		d.MaxMessages, d.MaxBytes = r.Queue.MaxMessages, r.Queue.MaxBytes
+		d.Full = queue.Full(b.Ready+b.InFlight, b.Bytes, d.MaxMessages, d.MaxBytes)
+	}
 	if b.HasDue {
 		d.Lag = g.opts.Now().Sub(b.OldestDue)
 	}
@@ -384,6 +417,23 @@ func (g *Gateway) Addr() string {
 	return g.listener.Addr().String()
 }
 
+// SMTPAddr is the SMTP door's plain listener ("" when it is off);
+// SMTPTLSAddr its implicit-TLS one.
+func (g *Gateway) SMTPAddr() string {
+	if g.smtp == nil {
+		return ""
+	}
+	return g.smtp.Addr()
+}
+
+// SMTPTLSAddr is the SMTP door's implicit-TLS listener, "" without one.
+func (g *Gateway) SMTPTLSAddr() string {
+	if g.smtp == nil {
+		return ""
+	}
+	return g.smtp.TLSAddr()
+}
+
 // Queue is the gateway's queue (benchmarks enqueue through it).
 func (g *Gateway) Queue() *queue.Queue { return g.queue }
 
@@ -402,7 +452,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 	var srv *http.Server
 	var draining atomic.Bool
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	if g.listener != nil {
 		handler := g.opsHandler(&draining)
 		if g.api != nil {
@@ -416,6 +466,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 		} else {
 			g.log.Info("health and metrics listening", "addr", g.Addr(), "https", g.tlsConfig != nil)
 		}
+	}
+	if g.smtp != nil {
+		go func() {
+			if err := g.smtp.Serve(); err != nil {
+				serveErr <- fmt.Errorf("SMTP door: %w", err)
+			}
+		}()
+		g.log.Info("SMTP listening", "addr", g.smtp.Addr(), "tls_addr", g.smtp.TLSAddr())
 	}
 	// Logged at every start, so that a risk accepted for a test or an
 	// emergency stays in sight for as long as it is configured.
@@ -442,7 +500,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		if !errors.Is(err, http.ErrServerClosed) {
-			runErr = fmt.Errorf("API server: %w", err)
+			runErr = err
 		}
 	}
 
@@ -457,6 +515,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		sleepCtx(deadline, g.opts.DrainDelay)
 		if err := srv.Shutdown(deadline); err != nil {
 			g.log.Warn("API did not finish its requests in time", "err", err)
+		}
+	}
+	if g.smtp != nil {
+		if err := g.smtp.Shutdown(deadline); err != nil {
+			g.log.Warn("SMTP transactions did not end in time and were cut", "err", err)
 		}
 	}
 	if metricsSrv != nil {

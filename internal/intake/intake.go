@@ -19,9 +19,11 @@
 //		EnvelopeFrom: mailFrom /* "" outside SMTP */, IdempotencyKey: key})
 //	var refused *apppolicy.Refusal
 //	var unavailable *intake.QueueError
+//	var full *intake.FullError
 //	switch {
 //	case errors.As(err, &refused):     // 403/413/422; SMTP 550 5.7.1, 552 5.3.4
 //	case errors.Is(err, intake.ErrIdempotencyKey): // the key is not acceptable
+//	case errors.As(err, &full):        // 503 queue_full or 429 app_queue_full with Retry-After; SMTP 452 4.3.1
 //	case errors.As(err, &unavailable): // 503; SMTP 451 4.3.0: try again later
 //	case err == nil:                   // stored as res.ID (res.Created false: a replay)
 //	}
@@ -129,6 +131,25 @@ type QueueError struct {
 func (e *QueueError) Error() string { return fmt.Sprintf("queue message %s: %v", e.ID, e.Err) }
 func (e *QueueError) Unwrap() error { return e.Err }
 
+// QueueFullRetryAfter is the Retry-After of a refusal for a full queue: a
+// queue drains at its route's sending rate, so a minute frees room for a
+// few dozen messages of an smtp-auth mailbox.
+const QueueFullRetryAfter = time.Minute
+
+// FullError is a message refused because its route's queue (App false) or
+// the app's share of it (App true) holds as much as its limit allows
+// (route.queue and app.queue in the configuration). Nothing was stored; the
+// same message may be submitted again after RetryAfter.
+type FullError struct {
+	ID         string // the id it would have had
+	App        bool
+	RetryAfter time.Duration
+	Err        error // queue.ErrRouteFull or queue.ErrAppFull
+}
+
+func (e *FullError) Error() string { return fmt.Sprintf("queue message %s: %v", e.ID, e.Err) }
+func (e *FullError) Unwrap() error { return e.Err }
+
 // Check runs the policy checks of Accept without storing anything: every
 // sender address of the message and the envelope sender, the recipient
 // count, the recipients and the size. The result is nil or a refusal.
@@ -152,8 +173,9 @@ func Check(pol *apppolicy.Policy, msg *compose.Message, envelopeFrom string) *ap
 	return pol.CheckSize(int64(len(msg.Bytes)))
 }
 
-// Accept checks s against pol and stores it. The error is a
-// *apppolicy.Refusal, ErrIdempotencyKey or a *QueueError.
+// Accept checks s against pol and stores it, within pol's queue limits. The
+// error is a *apppolicy.Refusal, ErrIdempotencyKey, a *FullError or a
+// *QueueError.
 func (in *Intake) Accept(ctx context.Context, pol *apppolicy.Policy, s Submission) (Result, error) {
 	qm, err := checked(pol, s)
 	if err != nil {
@@ -182,11 +204,21 @@ func checked(pol *apppolicy.Policy, s Submission) (queue.Message, error) {
 		Recipients: msg.Recipients, To: msg.To, Cc: msg.Cc,
 		Subject: msg.Subject, MessageID: msg.MessageID, Body: msg.Bytes,
 		Metadata: s.Metadata, IdempotencyKey: s.IdempotencyKey, KeyTTL: s.KeyTTL, SendAt: s.SendAt,
+		Limits: queue.Limits(pol.QueueLimits()),
 	}, nil
 }
 
 // outcome counts and logs what storing s gave, and returns Accept's answer.
 func (in *Intake) outcome(pol *apppolicy.Policy, s Submission, stored string, created bool, err error) (Result, error) {
+	if full := errors.Is(err, queue.ErrRouteFull); full || errors.Is(err, queue.ErrAppFull) {
+		result := "app_queue_full"
+		if full {
+			result = "queue_full"
+		}
+		in.log.Warn("queue full: message refused", "app", pol.App(), "route", pol.Route(), "id", s.ID, "limit", result)
+		in.count(pol.App(), result, 0)
+		return Result{}, &FullError{ID: s.ID, App: !full, RetryAfter: QueueFullRetryAfter, Err: err}
+	}
 	if err != nil {
 		in.log.Error("could not queue a message", "app", pol.App(), "id", s.ID, "err", err)
 		in.count(pol.App(), "queue_unavailable", 0)

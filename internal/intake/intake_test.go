@@ -112,3 +112,48 @@ func TestAccept(t *testing.T) {
 		t.Errorf("Redis down: %v, want a *QueueError for %s", err, down)
 	}
 }
+
+// The policy's queue limits reach the enqueue: over the route's limit a
+// *FullError for the route, over the app's share one for the app, nothing
+// stored either way.
+func TestAcceptWithinQueueLimits(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	q := queue.New(srv.Client(), queue.Options{})
+	in := New(Options{Queue: q})
+	ctx := context.Background()
+	limited := func(l apppolicy.QueueLimits) *apppolicy.Policy {
+		p, err := apppolicy.Compile(apppolicy.Spec{App: "mon", Route: "m365", DefaultFrom: "alerts@alerts.contoso.com",
+			MaxRecipients: 5, MaxBytes: 10_000, Queue: l})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	submit := func(pol *apppolicy.Policy) (string, error) {
+		id := queue.NewID(time.Now())
+		_, err := in.Accept(ctx, pol, Submission{ID: id, Message: raw(t, id, "From: alerts@alerts.contoso.com\r\n")})
+		return id, err
+	}
+	if _, err := submit(limited(apppolicy.QueueLimits{RouteMessages: 1})); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name  string
+		pol   *apppolicy.Policy
+		app   bool
+		cause error
+	}{
+		{"route full", limited(apppolicy.QueueLimits{RouteMessages: 1}), false, queue.ErrRouteFull},
+		{"app's share full", limited(apppolicy.QueueLimits{RouteMessages: 10, AppBytes: 10}), true, queue.ErrAppFull},
+	} {
+		id, err := submit(tt.pol)
+		var full *FullError
+		if !errors.As(err, &full) || full.App != tt.app || full.ID != id || full.RetryAfter != QueueFullRetryAfter || !errors.Is(err, tt.cause) {
+			t.Errorf("%s: %v, want a *FullError (app %v) for %s", tt.name, err, tt.app, id)
+		}
+		if ok, _ := q.Exists(ctx, "m365", id); ok {
+			t.Errorf("%s: the refused message was stored", tt.name)
+		}
+	}
+}

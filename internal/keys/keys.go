@@ -14,6 +14,7 @@
 //	P:{R}:ready                zset: ids waiting, scored by when they are due
 //	P:{R}:inflight             zset: ids taken by a worker, scored by the lease deadline
 //	P:{R}:failed               zset: failed ids, scored by when they failed
+//	P:{R}:waiting              hash: bytes (and messages, bytes per app) waiting or in flight
 //	P:{R}:idem:<app>:<h>       string: the id first answered for an Idempotency-Key
 //	P:{R}:health               hash: the route's hold (package routehealth)
 //	P:{R}:probe                string: the probe lock of a held route
@@ -23,6 +24,7 @@
 //	P:limits:{R:M}:rcpts       string: sum of the recipients in log
 //	rate:P:limits:{R:M}:gcra   string: redis_rate's per-minute state
 //	P:revoked:<jti>            string: a revoked token id (package token)
+//	P:smtp-password:<id>       hash: a short SMTP password's app and hash (package smtppass)
 //	rate:P:api:<app>           string: redis_rate's state of an app's API rate limit
 //
 // redis_rate puts its own "rate:" in front of the key it is given; the names
@@ -80,6 +82,13 @@ func (r Route) Inflight() string { return r.base + "inflight" }
 // Failed is the zset of failed ids.
 func (r Route) Failed() string { return r.base + "failed" }
 
+// Waiting is the hash of the route's waiting counters (package queue,
+// fields.go names its fields): the bytes of the messages waiting or in
+// flight, and per app their count and bytes. The app's counters live in the
+// route's hash, not in a key of the app, so the enqueue script that checks
+// them stays within the route's slot.
+func (r Route) Waiting() string { return r.base + "waiting" }
+
 // Idempotency is the record of an app's Idempotency-Key. The key is hashed,
 // so arbitrary client input never becomes part of a key name.
 func (r Route) Idempotency(app, key string) string {
@@ -129,6 +138,9 @@ func (s Space) Mailbox(route, mailbox string) (Mailbox, error) {
 
 // Revoked is the mark of a revoked token id.
 func (s Space) Revoked(jti string) string { return s.prefix + ":revoked:" + jti }
+
+// SMTPPassword is the record of the short SMTP password with id.
+func (s Space) SMTPPassword(id string) string { return s.prefix + ":smtp-password:" + id }
 
 // APIRate is the key of an app's API rate limit as given to redis_rate
 // (which puts "rate:" in front of it).

@@ -12,7 +12,7 @@ func TestLayout(t *testing.T) {
 	a, b := New("a"), New("b")
 	r := a.Route("m365")
 	for _, k := range []string{r.Msg("x"), r.Events("x"), r.Ready(), r.Inflight(), r.Failed(),
-		r.Idempotency("app", "k"), r.NoIdempotency(), r.Health(), r.Probe(), r.MailboxWait("X@Y")} {
+		r.Idempotency("app", "k"), r.NoIdempotency(), r.Health(), r.Probe(), r.MailboxWait("X@Y"), r.Waiting()} {
 		if !strings.HasPrefix(k, "a:{m365}:") {
 			t.Errorf("route key %q lacks a:{m365}:", k)
 		}
@@ -29,7 +29,8 @@ func TestLayout(t *testing.T) {
 			t.Errorf("mailbox key %q", k)
 		}
 	}
-	if a.APIRate("app") == b.APIRate("app") || a.Revoked("j") == b.Revoked("j") {
+	if a.APIRate("app") == b.APIRate("app") || a.Revoked("j") == b.Revoked("j") ||
+		a.SMTPPassword("p") == b.SMTPPassword("p") {
 		t.Error("two prefixes share a key")
 	}
 	if New("").Prefix() != DefaultPrefix {

@@ -59,6 +59,12 @@ type Depth struct {
 	// or its workers cannot keep up, and stays 0 while messages merely wait
 	// out a backoff.
 	Lag time.Duration
+	// Bytes of the waiting and sending messages, and the route's queue
+	// limits (route queue.max_messages, queue.max_bytes) they are held to.
+	Bytes, MaxMessages, MaxBytes int64
+	// Full is true while the route's queue refuses new messages (503
+	// queue_full; queue.Full).
+	Full bool
 }
 
 // QueueCollector reports every route's queue depth and hold state at
@@ -69,6 +75,9 @@ type QueueCollector struct {
 	depth  *prometheus.Desc
 	held   *prometheus.Desc
 	lag    *prometheus.Desc
+	bytes  *prometheus.Desc
+	limit  *prometheus.Desc
+	full   *prometheus.Desc
 	up     *prometheus.Desc
 }
 
@@ -85,6 +94,15 @@ func NewQueueCollector(routes []string, read func(ctx context.Context, route str
 		lag: prometheus.NewDesc("mailgate_queue_lag_seconds",
 			"Seconds the earliest-due waiting message of a route has been due without being taken (0 when none is due): how far delivery lags behind.",
 			[]string{"route"}, nil),
+		bytes: prometheus.NewDesc("mailgate_queue_bytes",
+			"Bytes of a route's waiting and sending messages, which its queue.max_bytes bounds.",
+			[]string{"route"}, nil),
+		limit: prometheus.NewDesc("mailgate_queue_limit",
+			"A route's queue limit: how many messages (unit messages, queue.max_messages) or bytes (unit bytes, queue.max_bytes) may be waiting and sending at once.",
+			[]string{"route", "unit"}, nil),
+		full: prometheus.NewDesc("mailgate_queue_full",
+			"1 while a route's queue is at its limit and submissions for it get 503 queue_full, else 0.",
+			[]string{"route"}, nil),
 		up: prometheus.NewDesc("mailgate_queue_up",
 			"1 when the queue in Redis could be read at this scrape, else 0.", nil, nil),
 	}
@@ -95,6 +113,9 @@ func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.depth
 	ch <- c.held
 	ch <- c.lag
+	ch <- c.bytes
+	ch <- c.limit
+	ch <- c.full
 	ch <- c.up
 }
 
@@ -118,6 +139,18 @@ func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, held, r)
 		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, max(d.Lag, 0).Seconds(), r)
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(d.Bytes), r)
+		if d.MaxMessages > 0 {
+			ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(d.MaxMessages), r, "messages")
+		}
+		if d.MaxBytes > 0 {
+			ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(d.MaxBytes), r, "bytes")
+		}
+		full := 0.0
+		if d.Full {
+			full = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.full, prometheus.GaugeValue, full, r)
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up)
 }
@@ -139,7 +172,7 @@ func NewAPI(reg prometheus.Registerer) *API {
 	a := &API{
 		submissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailgate_submissions_total",
-			Help: "Submissions that reached the queue step, by app and result (accepted, idempotent_replay, queue_unavailable).",
+			Help: "Submissions that reached the queue step, by app and result (accepted, idempotent_replay, queue_unavailable, queue_full: the route's queue is at its limit, app_queue_full: the app's share of it is).",
 		}, []string{"app", "result"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailgate_submitted_bytes_total",

@@ -18,10 +18,11 @@ func TestQueueCollector(t *testing.T) {
 	read := func(_ context.Context, route string) (metrics.Depth, error) {
 		switch route {
 		case "m365":
-			return metrics.Depth{Waiting: 3, Sending: 1, Held: true, Lag: 90 * time.Second}, nil
+			return metrics.Depth{Waiting: 3, Sending: 1, Held: true, Lag: 90 * time.Second,
+				Bytes: 4000, MaxMessages: 4, MaxBytes: 1 << 20, Full: true}, nil
 		case "relay":
 			// A clock a little behind Redis's scores: never a negative lag.
-			return metrics.Depth{Waiting: 1, Lag: -time.Second}, nil
+			return metrics.Depth{Waiting: 1, Lag: -time.Second, Bytes: 10, MaxMessages: 100, MaxBytes: 10}, nil
 		}
 		return metrics.Depth{}, errors.New("connection refused")
 	}
@@ -32,6 +33,20 @@ func TestQueueCollector(t *testing.T) {
 # TYPE mailgate_queue_lag_seconds gauge
 mailgate_queue_lag_seconds{route="m365"} 90
 mailgate_queue_lag_seconds{route="relay"} 0
+# HELP mailgate_queue_bytes Bytes of a route's waiting and sending messages, which its queue.max_bytes bounds.
+# TYPE mailgate_queue_bytes gauge
+mailgate_queue_bytes{route="m365"} 4000
+mailgate_queue_bytes{route="relay"} 10
+# HELP mailgate_queue_full 1 while a route's queue is at its limit and submissions for it get 503 queue_full, else 0.
+# TYPE mailgate_queue_full gauge
+mailgate_queue_full{route="m365"} 1
+mailgate_queue_full{route="relay"} 0
+# HELP mailgate_queue_limit A route's queue limit: how many messages (unit messages, queue.max_messages) or bytes (unit bytes, queue.max_bytes) may be waiting and sending at once.
+# TYPE mailgate_queue_limit gauge
+mailgate_queue_limit{route="m365",unit="bytes"} 1.048576e+06
+mailgate_queue_limit{route="m365",unit="messages"} 4
+mailgate_queue_limit{route="relay",unit="bytes"} 10
+mailgate_queue_limit{route="relay",unit="messages"} 100
 # HELP mailgate_queue_up 1 when the queue in Redis could be read at this scrape, else 0.
 # TYPE mailgate_queue_up gauge
 mailgate_queue_up 1
@@ -41,7 +56,8 @@ mailgate_route_held{route="m365"} 1
 mailgate_route_held{route="relay"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"mailgate_queue_lag_seconds", "mailgate_queue_up", "mailgate_route_held"); err != nil {
+		"mailgate_queue_lag_seconds", "mailgate_queue_up", "mailgate_route_held",
+		"mailgate_queue_bytes", "mailgate_queue_full", "mailgate_queue_limit"); err != nil {
 		t.Error(err)
 	}
 

@@ -24,8 +24,10 @@ import (
 // that to the worker as the start of max_age instead.
 //
 // The failed set is only a list of ids; a hash that expired leaves its id
-// behind. ListFailed and the bulk operations remove such ids when they meet
-// them, so they never show and never count twice.
+// behind. Depth prunes the ids whose retention has ended (PruneFailed), so
+// the failed count of the metrics and of GET /v1/routes stays true, and
+// ListFailed and the bulk operations remove any other id whose message is
+// gone when they meet it, so it never shows and never counts twice.
 
 // ErrInFlight means the message is being delivered right now and cannot be
 // changed until its attempt is recorded.
@@ -37,12 +39,15 @@ const BulkBatch = 100
 
 // requeueScript queues a failed message again.
 //
-// KEYS[1] msg hash, KEYS[2] events list, KEYS[3] failed zset, KEYS[4] ready zset
+// KEYS[1] msg hash, KEYS[2] events list, KEYS[3] failed zset, KEYS[4] ready zset,
+// KEYS[5] waiting counters hash
 // ARGV[1] id, ARGV[2] now (ms), ARGV[3] event (JSON)
+// It counts the message as waiting again, but does not check the limits: an
+// operator's requeue is a decision, and the message is in Redis already.
 // Returns 1 when requeued; 0 when there is no failed message with that id
 // (its id, if still in the failed set, is removed); -1 when it is failed but
 // its body is gone, so it cannot be sent again (it stays listed).
-var requeueScript = script(`
+var requeueScript = script(countLua + `
 local st = redis.call("HGET", KEYS[1], $F_STATUS)
 if st ~= $S_FAILED then
   redis.call("ZREM", KEYS[3], ARGV[1])
@@ -57,6 +62,9 @@ redis.call("HDEL", KEYS[1], $F_DUE_AT)
 redis.call("RPUSH", KEYS[2], ARGV[3])
 redis.call("LTRIM", KEYS[2], -200, -1)
 redis.call("ZADD", KEYS[4], ARGV[2], ARGV[1])
+if redis.call("HEXISTS", KEYS[1], $F_WAITING_BYTES) == 0 then
+  count(KEYS[1], KEYS[5], redis.call("HGET", KEYS[1], $F_APP), redis.call("HSTRLEN", KEYS[1], $F_BODY))
+end
 return 1
 `)
 
@@ -64,11 +72,12 @@ return 1
 // and its entries in ready and failed.
 //
 // KEYS[1] msg hash, KEYS[2] events list, KEYS[3] ready zset,
-// KEYS[4] inflight zset, KEYS[5] failed zset
+// KEYS[4] inflight zset, KEYS[5] failed zset, KEYS[6] waiting counters hash
 // ARGV[1] id, ARGV[2] "1" to delete only a failed message, else "0"
+// A message that was waiting leaves the waiting counters.
 // Returns 1 when deleted; 0 when there is no such message (or, with
 // ARGV[2] "1", it is no longer failed); -1 when a worker holds it.
-var deleteScript = script(`
+var deleteScript = script(uncountLua + `
 local st = redis.call("HGET", KEYS[1], $F_STATUS)
 if not st then
   redis.call("DEL", KEYS[2])
@@ -78,6 +87,7 @@ if not st then
 end
 if st == $S_SENDING or redis.call("ZSCORE", KEYS[4], ARGV[1]) then return -1 end
 if ARGV[2] == "1" and st ~= $S_FAILED then return 0 end
+uncount(KEYS[1], KEYS[6])
 redis.call("DEL", KEYS[1], KEYS[2])
 redis.call("ZREM", KEYS[3], ARGV[1])
 redis.call("ZREM", KEYS[5], ARGV[1])
@@ -215,7 +225,7 @@ func (q *Queue) requeueArgs(route, id string) ([]string, []any) {
 	now := q.now()
 	event, _ := json.Marshal(Event{At: now, Status: StatusQueued, Detail: "requeued by an operator"})
 	rk := q.route(route)
-	return []string{rk.Msg(id), rk.Events(id), rk.Failed(), rk.Ready()},
+	return []string{rk.Msg(id), rk.Events(id), rk.Failed(), rk.Ready(), rk.Waiting()},
 		[]any{id, now.UnixMilli(), event}
 }
 
@@ -246,7 +256,7 @@ func (q *Queue) deleteArgs(route, id string, onlyFailed bool) ([]string, []any) 
 		flag = "1"
 	}
 	rk := q.route(route)
-	return []string{rk.Msg(id), rk.Events(id), rk.Ready(), rk.Inflight(), rk.Failed()}, []any{id, flag}
+	return []string{rk.Msg(id), rk.Events(id), rk.Ready(), rk.Inflight(), rk.Failed(), rk.Waiting()}, []any{id, flag}
 }
 
 // RequeueAll requeues every message of route that had failed when it was
@@ -295,6 +305,29 @@ func (q *Queue) bulk(ctx context.Context, route, what string, script *redis.Scri
 				n++
 			}
 		}
+	}
+	return n, nil
+}
+
+// PruneBatch is how many expired ids PruneFailed removes at most per call.
+const PruneBatch = 500
+
+// PruneFailed removes from route's failed set up to PruneBatch ids whose
+// retention has ended, and returns how many it removed. Depth calls it, so
+// whatever reads the depth (the metrics, GET /v1/routes) keeps the set
+// pruned with bounded work per read.
+//
+// A message's hash expires one retention after it failed, and its score is
+// when it failed, so the ids scored before now - retention are exactly the
+// expired ones while the retention stays the same. After the retention is
+// shortened, the hashes of earlier failures live on for their old TTL
+// unlisted; after it is lengthened, their ids linger until ListFailed meets
+// them or the new retention passes.
+func (q *Queue) PruneFailed(ctx context.Context, route string) (int, error) {
+	cutoff := q.now().Add(-q.retention).UnixMilli()
+	n, err := pruneFailedScript.Run(ctx, q.rdb, []string{q.route(route).Failed()}, cutoff, PruneBatch).Int()
+	if err != nil {
+		return 0, fmt.Errorf("prune failed of %s: %w", route, err)
 	}
 	return n, nil
 }

@@ -66,7 +66,7 @@ func TestRequeueGivesTheMessageBackWithItsBodyAndHistory(t *testing.T) {
 			t.Fatalf("TTL of %s after requeue = %v, want none", k, ttl)
 		}
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d != (queue.Depth{Ready: 1}) {
+	if d, _ := b.q.Depth(ctx, "m365"); d != (queue.Depth{Ready: 1, Bytes: 7}) {
 		t.Fatalf("depth after requeue = %+v", d)
 	}
 
@@ -115,7 +115,7 @@ func TestRequeueRefusesWhatIsNotAFailedMessage(t *testing.T) {
 			t.Errorf("%s: Requeue = %v, want ErrNotFound", tt.name, err)
 		}
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d != (queue.Depth{Ready: 1}) {
+	if d, _ := b.q.Depth(ctx, "m365"); d != (queue.Depth{Ready: 1, Bytes: 1}) {
 		t.Fatalf("depth = %+v", d)
 	}
 }
@@ -174,7 +174,7 @@ func TestBulkRequeueAndDelete(t *testing.T) {
 	if err != nil || n != len(failed) {
 		t.Fatalf("RequeueAll = %d, %v; want %d", n, err, len(failed))
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d != (queue.Depth{Ready: int64(len(failed) + 1)}) {
+	if d, _ := b.q.Depth(ctx, "m365"); d != (queue.Depth{Ready: int64(len(failed) + 1), Bytes: int64(len(failed) + len("stays"))}) {
 		t.Fatalf("depth after RequeueAll = %+v", d)
 	}
 	if n, err := b.q.RequeueAll(ctx, "m365"); err != nil || n != 0 {
@@ -202,7 +202,7 @@ func TestBulkRequeueAndDelete(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Fatalf("DeleteAll = %d, %v; want 3", n, err)
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d != (queue.Depth{Ready: 1}) {
+	if d, _ := b.q.Depth(ctx, "m365"); d != (queue.Depth{Ready: 1, Bytes: int64(len("stays"))}) {
 		t.Fatalf("depth after DeleteAll = %+v", d)
 	}
 	if st, err := b.q.Get(ctx, "m365", stays); err != nil || st.Status != queue.StatusQueued {

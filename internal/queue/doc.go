@@ -14,6 +14,7 @@
 //	P:{R}:inflight       zset: ids taken by a worker, scored by the lease deadline (ms)
 //	P:{R}:failed         zset: failed ids (dead letters), scored by when they failed
 //	P:{R}:idem:<app>:<h> string: the id first answered for an Idempotency-Key
+//	P:{R}:waiting        hash: bytes, and per app messages and bytes, that wait
 //
 // Every script names every key it touches in KEYS, as Redis Cluster
 // requires; the field names and status values the scripts use are the Go
@@ -39,5 +40,41 @@
 //
 // Finished messages (sent or failed) expire after the retention period; the
 // body of a sent message is dropped at once, a failed one keeps it so an
-// operator can re-queue it.
+// operator can re-queue it. The failed set, which only lists ids, is pruned
+// of the expired ones whenever the depth is read (admin.go).
+//
+// # Limits
+//
+// So that Redis cannot grow without bound, a route and each app's share of
+// it have a limit on what waits: messages queued, scheduled, deferred or
+// being delivered, in count and bytes (Limits). Failed messages do not
+// count: they no longer wait, and the retention bounds them. The enqueue
+// script checks the limits and stores the message in one step, so
+// concurrent submissions from every instance cannot overshoot; a refused
+// message leaves nothing behind.
+//
+// The route's message count is not a counter at all: it is ZCARD ready +
+// ZCARD inflight, true by construction. Bytes, and an app's messages and
+// bytes, cannot be read off a zset, so they are counters in the route's
+// waiting hash (the app's too, so the script stays in the route's slot).
+// A counter is only ever changed by the script that moves a message in or
+// out of ready ∪ inflight, in the same atomic step: enqueue (a scheduled
+// message too: it waits in ready for its time) and requeue add it; complete
+// (sent or failed, including max_age), delete and cancel take it away;
+// claim, reclaim and deferrals move it between ready and inflight and leave
+// the counters alone. A worker killed mid-delivery leaves its message in
+// inflight, still counted, until reclaim hands it back; a Redis restart
+// replays whole scripts from the AOF, counters and message together.
+//
+// Two guards keep a counter from drifting upwards even so (a message whose
+// hash vanished outside mailgate, a future script that forgets the
+// counters), because a counter stuck high would keep a route "full" for
+// ever. First, a counted message carries its size in its waiting_bytes
+// field and the decrement removes it, so no message is taken away twice
+// and one never counted is never taken away. Second, the enqueue script
+// clears the counters whenever ready and inflight are both empty, when
+// nothing can be waiting: any error lasts at most until the route drains,
+// and a route refusing new messages does drain. A periodic recount was the
+// alternative; it cannot be atomic without a script reading every message
+// of the route, and it would race with the scripts it corrects.
 package queue

@@ -30,6 +30,20 @@ const (
 	fieldDueAt        = "due_at"
 	fieldRequeuedAt   = "requeued_at"
 	fieldSendAt       = "send_at" // a scheduled message's send_at (schedule.go)
+	// fieldWaitingBytes holds the message's size while it counts in the
+	// route's waiting counters, and is removed when it stops counting: its
+	// presence makes every decrement happen once (see doc.go, "Limits").
+	fieldWaitingBytes = "waiting_bytes"
+)
+
+// Fields of a route's waiting counters (keys.Route.Waiting). An app's fields
+// are waitingApp + app + waitingAppMessages or waitingAppBytes; the two
+// suffixes end differently, so no field of one app is a field of another.
+const (
+	waitingBytes       = "bytes"
+	waitingApp         = "app:"
+	waitingAppMessages = ":messages"
+	waitingAppBytes    = ":bytes"
 )
 
 // luaNames puts the field names and status values into a script's text as
@@ -43,6 +57,11 @@ var luaNames = strings.NewReplacer(
 	"$F_BODY", lua(fieldBody),
 	"$F_DUE_AT", lua(fieldDueAt),
 	"$F_REQUEUED_AT", lua(fieldRequeuedAt),
+	"$F_WAITING_BYTES", lua(fieldWaitingBytes),
+	"$W_BYTES", lua(waitingBytes),
+	"$W_APP_MESSAGES", lua(waitingAppMessages),
+	"$W_APP_BYTES", lua(waitingAppBytes),
+	"$W_APPPFX", lua(waitingApp),
 	"$S_QUEUED", lua(StatusQueued),
 	"$S_SENDING", lua(StatusSending),
 	"$S_DEFERRED", lua(StatusDeferred),

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,8 +27,10 @@ type EnqueueResult struct {
 
 // EnqueueMany stores every message of ms, each atomically as Enqueue does,
 // in one round trip to Redis, and returns one result per message in
-// order. Messages without an ID get one. A message with an error was not
-// stored, or its reply was lost: EnqueueManyRetrying settles that.
+// order. Messages without an ID get one. A message with ErrRouteFull or
+// ErrAppFull was refused for its queue's limits (nothing stored); with
+// another error it was not stored, or its reply was lost:
+// EnqueueManyRetrying settles that.
 func (q *Queue) EnqueueMany(ctx context.Context, ms []Message) []EnqueueResult {
 	out := make([]EnqueueResult, len(ms))
 	if len(ms) == 0 {
@@ -125,10 +128,13 @@ func (q *Queue) EnqueueManyRetrying(ctx context.Context, ms []Message, within ti
 	return out
 }
 
+// failed are the messages to try again: those Redis failed on. A full
+// queue (ErrRouteFull, ErrAppFull) is an answer, not a failure: nothing was
+// stored and trying again at once would not change it.
 func failed(rs []EnqueueResult) []int {
 	var idx []int
 	for i, r := range rs {
-		if r.Err != nil {
+		if r.Err != nil && !errors.Is(r.Err, ErrRouteFull) && !errors.Is(r.Err, ErrAppFull) {
 			idx = append(idx, i)
 		}
 	}

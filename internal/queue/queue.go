@@ -41,6 +41,31 @@ var ErrNotFound = errors.New("message not found")
 // to another worker; the caller's outcome was not recorded.
 var ErrLeaseLost = errors.New("lease lost: the message was taken over by another worker")
 
+// ErrRouteFull means the route's queue holds as many messages or bytes as
+// its limit allows (Limits); nothing was stored.
+var ErrRouteFull = errors.New("the route's queue is full")
+
+// ErrAppFull means the app's share of the route's queue is used up
+// (Limits); nothing was stored.
+var ErrAppFull = errors.New("the app's share of the route's queue is full")
+
+// Limits bound what may wait (queued, deferred or being delivered) on a
+// route; zero means no bound. doc.go ("Limits") says how they are kept.
+type Limits struct {
+	// RouteMessages and RouteBytes bound the route, all apps together.
+	RouteMessages, RouteBytes int64
+	// AppMessages and AppBytes bound the submitting app's share of it.
+	AppMessages, AppBytes int64
+}
+
+// Full tells whether a queue holding messages and bytes refuses the next
+// message under a limit of maxMessages and maxBytes (zero: none), as the
+// enqueue script decides: an empty queue takes any message, so a bytes limit
+// is reached only by the bytes already there.
+func Full(messages, bytes, maxMessages, maxBytes int64) bool {
+	return messages > 0 && ((maxMessages > 0 && messages >= maxMessages) || (maxBytes > 0 && bytes >= maxBytes))
+}
+
 // Options configure a Queue.
 type Options struct {
 	// Prefix namespaces every key ("mailgate" by default).
@@ -94,6 +119,8 @@ type Message struct {
 	// mailgate derives itself (a webhook body's hash) must not outlive the
 	// sender's retries, or its next reminder would be taken for one.
 	KeyTTL time.Duration
+	// Limits are checked atomically with the enqueue.
+	Limits Limits
 }
 
 // Response is an SMTP reply as recorded on a message.
@@ -176,6 +203,7 @@ func (q *Queue) route(route string) keys.Route { return q.keys.Route(route) }
 // already used, and the id is then the first message's. Enqueue is
 // idempotent by id: called again with the same m.ID it changes nothing and
 // reports created, so a call whose reply was lost can safely be repeated.
+// Over m.Limits it stores nothing and returns ErrRouteFull or ErrAppFull.
 func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool, err error) {
 	if m.ID == "" {
 		m.ID = NewID(q.now())
@@ -230,9 +258,11 @@ func (q *Queue) enqueueCall(m Message) (ks []string, args []any) {
 		ttl = m.KeyTTL
 	}
 	// The ready set is ordered by due time: a scheduled message is simply
-	// due later.
-	args = append([]any{m.ID, due, useIdem, ttl.Milliseconds(), event}, fields...)
-	ks = []string{rk.Msg(m.ID), rk.Events(m.ID), rk.Ready(), idemKey}
+	// due later, and waits like any other (it counts against the limits).
+	l := m.Limits
+	args = append([]any{m.ID, due, useIdem, ttl.Milliseconds(), event, m.App, len(m.Body),
+		l.RouteMessages, l.RouteBytes, l.AppMessages, l.AppBytes}, fields...)
+	ks = []string{rk.Msg(m.ID), rk.Events(m.ID), rk.Ready(), idemKey, rk.Inflight(), rk.Waiting()}
 	return ks, args
 }
 
@@ -243,6 +273,12 @@ func enqueueReply(id string, res []any, err error) (string, bool, error) {
 	}
 	if len(res) != 2 {
 		return "", false, fmt.Errorf("enqueue %s: unexpected reply %v", id, res)
+	}
+	switch res[0] {
+	case int64(-1):
+		return "", false, ErrRouteFull
+	case int64(-2):
+		return "", false, ErrAppFull
 	}
 	got, _ := res[1].(string)
 	return got, res[0] != int64(0), nil
@@ -262,6 +298,9 @@ func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Dura
 	wait := 50 * time.Millisecond
 	for {
 		id, created, err = q.Enqueue(ctx, m)
+		if errors.Is(err, ErrRouteFull) || errors.Is(err, ErrAppFull) {
+			return "", false, err // an answer, not a failure: nothing was stored
+		}
 		if err == nil || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
 			break
 		}
@@ -433,7 +472,7 @@ func (q *Queue) Complete(ctx context.Context, j *Job, o Outcome) error {
 	args := append([]any{j.ID, j.Lease, status, now.UnixMilli(), o.Due.UnixMilli(),
 		q.retention.Milliseconds(), inc, event}, fields...)
 	rk := q.route(j.Route)
-	keys := []string{rk.Inflight(), rk.Msg(j.ID), rk.Events(j.ID), rk.Ready(), rk.Failed()}
+	keys := []string{rk.Inflight(), rk.Msg(j.ID), rk.Events(j.ID), rk.Ready(), rk.Failed(), rk.Waiting()}
 	ok, err := completeScript.Run(ctx, q.rdb, keys, args...).Int()
 	if err != nil {
 		return fmt.Errorf("complete %s as %s: %w", j.ID, o.Status, err)
@@ -507,15 +546,40 @@ func (q *Queue) Get(ctx context.Context, route, id string) (*Status, error) {
 }
 
 // Depth is how many messages of a route wait, are being delivered, and
-// have failed (and are kept for an operator).
+// have failed (and are kept for an operator), and the bytes of those that
+// wait or are being delivered, which Limits.RouteBytes bounds.
 type Depth struct {
 	Ready, InFlight, Failed int64
+	Bytes                   int64
 }
 
-// Depth counts route's messages by state.
+// Depth counts route's messages by state. Like Backlog, it first prunes the
+// failed set of expired ids (PruneFailed), so the failed count is true.
 func (q *Queue) Depth(ctx context.Context, route string) (Depth, error) {
 	b, err := q.Backlog(ctx, route)
 	return b.Depth, err
+}
+
+// AppWaiting returns how many messages of app wait or are being delivered on
+// route, and their bytes: what Limits.AppMessages and AppBytes bound.
+func (q *Queue) AppWaiting(ctx context.Context, route, app string) (messages, bytes int64, err error) {
+	rk := q.route(route)
+	pipe := q.rdb.Pipeline()
+	r := pipe.ZCard(ctx, rk.Ready())
+	i := pipe.ZCard(ctx, rk.Inflight())
+	vals := pipe.HMGet(ctx, rk.Waiting(), waitingApp+app+waitingAppMessages, waitingApp+app+waitingAppBytes)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return 0, 0, fmt.Errorf("waiting of %s on %s: %w", app, route, err)
+	}
+	if r.Val()+i.Val() == 0 {
+		return 0, 0, nil
+	}
+	v := vals.Val()
+	s0, _ := v[0].(string)
+	s1, _ := v[1].(string)
+	m, _ := strconv.ParseInt(s0, 10, 64)
+	b, _ := strconv.ParseInt(s1, 10, 64)
+	return m, b, nil
 }
 
 // Exists reports whether message id is stored on route.

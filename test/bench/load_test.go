@@ -35,6 +35,7 @@ var (
 	loadURL     = flag.String("load.url", "", "base URL of a running mailgate to load instead of starting one (e.g. http://127.0.0.1:8080)")
 	loadToken   = flag.String("load.token", "", "app token for -load.url")
 	loadTo      = flag.String("load.to", "ops@contoso.com", "recipient, for -load.url (the app's policy must allow it)")
+	loadPID     = flag.Int("load.pid", 0, "process id of the mailgate behind -load.url, whose peak RSS is then reported too")
 	loadTimeout = flag.Duration("load.timeout", 5*time.Minute, "how long to wait for every accepted message to be delivered")
 )
 
@@ -231,7 +232,10 @@ func TestLoad(t *testing.T) {
 	row("delivery throughput", fmt.Sprintf("%.0f msgs/s (first submission to last delivery: %v)",
 		float64(len(accepted))/deliverWall.Seconds(), deliverWall.Round(time.Millisecond)))
 	row("peak Go heap (this process)", mb(peakHeap))
-	row("peak RSS (VmHWM, this process)", procStatus("VmHWM"))
+	row("peak RSS (VmHWM, this process)", procStatus("self", "VmHWM"))
+	if *loadPID > 0 {
+		row(fmt.Sprintf("peak RSS of mailgate (VmHWM, pid %d)", *loadPID), procStatus(strconv.Itoa(*loadPID), "VmHWM"))
+	}
 	if s != nil {
 		row("redis-server peak memory", redisPeak(t, s))
 	}
@@ -370,9 +374,10 @@ func statusText(m map[string]int) string {
 
 func mb(b uint64) string { return fmt.Sprintf("%.0f MB", float64(b)/(1<<20)) }
 
-// procStatus reads one field of /proc/self/status ("" off Linux).
-func procStatus(field string) string {
-	f, err := os.Open("/proc/self/status")
+// procStatus reads one field of /proc/<pid>/status (pid "self": this
+// process), "n/a" off Linux.
+func procStatus(pid, field string) string {
+	f, err := os.Open("/proc/" + pid + "/status")
 	if err != nil {
 		return "n/a"
 	}

@@ -45,6 +45,8 @@ type env struct {
 	base     string // the API's base URL, when the API runs
 	// workerBase is the last worker-role gateway's health/metrics address.
 	workerBase string
+	// smtpAddr and smtpsAddr are the SMTP door's listeners, when configured.
+	smtpAddr, smtpsAddr string
 
 	mu       sync.Mutex
 	outcomes []outcome
@@ -151,6 +153,7 @@ func (e *env) start(role string) (stop func()) {
 	}
 	if role != gateway.RoleWorker {
 		e.base = "http://" + g.Addr()
+		e.smtpAddr, e.smtpsAddr = g.SMTPAddr(), g.SMTPTLSAddr()
 	} else {
 		e.workerBase = "http://" + g.Addr() // health and metrics only
 	}

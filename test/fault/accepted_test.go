@@ -112,6 +112,7 @@ func TestAcceptedMeansKept(t *testing.T) {
 			t.Errorf("message %s was delivered %d times although its outcome was recorded", id, got[id])
 		}
 	}
+	e.waitCountsDrained(10 * time.Second)
 	keys := make([]string, 0, len(other))
 	for k := range other {
 		keys = append(keys, k)

@@ -66,6 +66,7 @@ func TestCrashRecovery(t *testing.T) {
 	if ready, inflight, failed := mustDepth(e); ready+inflight+failed != 0 {
 		t.Errorf("queue not empty afterwards: ready=%d inflight=%d failed=%d", ready, inflight, failed)
 	}
+	e.waitCountsDrained(10 * time.Second)
 	t.Logf("fault: SIGKILL mid-batch: requests=%d delivered-before-kill=%d inflight-at-kill=%d (with their 250: %d) "+
 		"delivered=%d lost=%d duplicates=%d (workers=%d) recovered-in=%v",
 		total, atKill, inflight, len(mayRepeat), c.delivered, c.lost, c.duplicates, e.set.Workers,

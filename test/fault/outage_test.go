@@ -178,6 +178,7 @@ func TestSMTPOutageMaxAge(t *testing.T) {
 	if n := len(e.sim.Messages()); n != 0 {
 		t.Errorf("the simulator received %d messages while it was unreachable", n)
 	}
+	e.waitCountsDrained(10 * time.Second) // failed messages no longer wait
 	_, _, failed := mustDepth(e)
 	t.Logf("fault: SMTP server refused past max_age %v: requests=%d failed=%d (dead letters kept: %d) delivered=0",
 		e.set.MaxAge, total, len(sts), failed)

@@ -94,6 +94,7 @@ func TestRedisLostUnderWorkers(t *testing.T) {
 	if ready, inflight, failed := mustDepth(e); ready+inflight+failed != 0 {
 		t.Errorf("queue not empty afterwards: ready=%d inflight=%d failed=%d", ready, inflight, failed)
 	}
+	e.waitCountsDrained(10 * time.Second)
 	t.Logf("fault: redis killed under the workers for %v: requests=%d delivered-before-kill=%d delivered-during-outage=%d "+
 		"outcomes-not-recorded=%d delivered=%d lost=%d duplicates=%d",
 		down.Round(10*time.Millisecond), total, atKill, duringOutage, len(unrecorded), c.delivered, c.lost, c.duplicates)

@@ -61,6 +61,7 @@ func TestEnqueueReplyLost(t *testing.T) {
 			"yet it was stored (%d messages in Redis, %d answered 202) and delivered (%d arrivals under an id never answered): "+
 			"a client that retries, as the 503 invites, sends it twice", plain.body, stored, len(known), c.unaccepted)
 	}
+	e.waitCountsDrained(10 * time.Second) // a retried enqueue counted once
 	t.Logf("fault: enqueue reply lost: answered without key=%d with key=%d, retry with key=%d (same id: %v); "+
 		"stored=%d delivered=%d delivered-after-503=%d duplicates=%d",
 		plain.status, keyed.status, retry.status, keyed.status != http.StatusAccepted || retry.id == keyed.id,

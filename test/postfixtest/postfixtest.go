@@ -191,7 +191,8 @@ func write(t testing.TB, path, text string) {
 }
 
 // masterCF runs smtpd on one loopback address and the services a queue
-// needs; nothing is chrooted, so no copy of /etc is needed.
+// needs (tlsmgr for an smtp client that must use TLS); nothing is
+// chrooted, so no copy of /etc is needed.
 const masterCF = `%s:%d inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -211,4 +212,5 @@ discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 `

@@ -1,0 +1,185 @@
+package smtpd
+
+import (
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailgate/mailgate/internal/metrics"
+)
+
+// limitListener admits connections within smtp.max_connections overall and
+// smtp.max_connections_per_ip per client address. A connection over a limit
+// is answered 421 4.7.0 and closed by the listener itself, so it never
+// reaches go-smtp and costs no session; everyone else is served as usual.
+type limitListener struct {
+	net.Listener
+	*counts
+	tls      bool // an implicit-TLS listener (for the log line)
+	log      *slog.Logger
+	metrics  *metrics.SMTP
+	now      func() time.Time
+	hostname string
+}
+
+// counts are the open connections of all of a server's listeners: the
+// limits are the server's, whichever port a client uses.
+type counts struct {
+	total, perIP int
+
+	mu    sync.Mutex
+	open  int
+	byIP  map[netip.Addr]int
+	conns map[*trackedConn]struct{}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteIP(c)
+		l.mu.Lock()
+		over := ""
+		switch {
+		case l.open >= l.total:
+			over = "refused_total"
+		case l.byIP[ip] >= l.perIP:
+			over = "refused_per_ip"
+		default:
+			l.open++
+			l.byIP[ip]++
+		}
+		l.mu.Unlock()
+		if over != "" {
+			l.metrics.Connection(over)
+			go l.refuse(c, ip, over)
+			continue
+		}
+		l.metrics.Connection("served")
+		tc := &trackedConn{Conn: c, l: l, rec: &record{ip: ip, start: l.now(), implicitTLS: l.tls}}
+		l.mu.Lock()
+		l.conns[tc] = struct{}{}
+		l.mu.Unlock()
+		return tc, nil
+	}
+}
+
+// refuse answers a connection over a limit. RFC 5321 section 3.1 lets a
+// server answer 421 instead of its greeting; 4.7.0 says it is a policy
+// decision, and the client retries later. On an implicit-TLS listener the
+// handshake has not happened, so the reply cannot be read: the connection
+// is only closed.
+func (l *limitListener) refuse(c net.Conn, ip netip.Addr, why string) {
+	defer c.Close()
+	msg := "421 4.7.0 " + l.hostname + " too many connections from your address, try again later\r\n"
+	if why == "refused_total" {
+		msg = "421 4.7.0 " + l.hostname + " too many connections, try again later\r\n"
+	}
+	if !l.tls {
+		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second)) // a socket deadline: wall clock
+		_, _ = c.Write([]byte(msg))
+	}
+	l.log.Warn("SMTP connection refused", "ip", ip.String(), "reason", strings.TrimPrefix(why, "refused_"),
+		"max_connections", l.total, "max_connections_per_ip", l.perIP)
+}
+
+func (l *limitListener) release(tc *trackedConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.conns[tc]; !ok {
+		return
+	}
+	delete(l.conns, tc)
+	l.open--
+	if l.byIP[tc.rec.ip]--; l.byIP[tc.rec.ip] <= 0 {
+		delete(l.byIP, tc.rec.ip)
+	}
+}
+
+// trackedConn is one served connection; it carries the record that its
+// closing logs as one line.
+type trackedConn struct {
+	net.Conn
+	l    *limitListener
+	rec  *record
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		c.l.release(c)
+		c.l.metrics.Closed()
+		c.rec.log(c.l.log, c.l.now())
+	})
+	return err
+}
+
+func remoteIP(c net.Conn) netip.Addr {
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// record is what happened on one connection, for its log line: who the
+// client was, what it tried and why anything was refused. An administrator
+// moving devices from an old relay reads it to see why one fails.
+type record struct {
+	ip          netip.Addr
+	start       time.Time
+	implicitTLS bool
+	busy        atomic.Bool // inside a transaction (MAIL to the end of DATA)
+
+	mu        sync.Mutex
+	helo      string
+	tls       bool
+	auth      string // "" | token | password | network
+	app       string
+	queued    []string
+	refusals  []string
+	lastError string
+}
+
+func (r *record) set(f func(r *record)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(r)
+}
+
+// refused notes one refusal: the command, the reply and the reason.
+func (r *record) refused(what string) {
+	r.set(func(r *record) {
+		if len(r.refusals) < 20 {
+			r.refusals = append(r.refusals, what)
+		}
+	})
+}
+
+func (r *record) log(l *slog.Logger, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	auth := r.auth
+	if auth == "" {
+		auth = "none"
+	}
+	args := []any{"ip", r.ip.String(), "helo", r.helo, "tls", r.tls || r.implicitTLS, "auth", auth,
+		"app", r.app, "queued", len(r.queued), "duration", now.Sub(r.start).Round(time.Millisecond).String()}
+	if len(r.queued) > 0 {
+		args = append(args, "ids", strings.Join(r.queued, ","))
+	}
+	if len(r.refusals) > 0 {
+		args = append(args, "refused", strings.Join(r.refusals, "; "))
+	}
+	if len(r.refusals) > 0 && len(r.queued) == 0 {
+		l.Warn("SMTP connection closed", args...)
+		return
+	}
+	l.Info("SMTP connection closed", args...)
+}

@@ -1,0 +1,230 @@
+package smtpd
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailgate/mailgate/internal/bodybudget"
+	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/token"
+	"github.com/mailgate/mailgate/test/syncbuf"
+	"github.com/mailgate/mailgate/test/testwait"
+)
+
+// fakeDoor stands in for the accept step: this file tests the
+// conversation and its log line, not policy or storage.
+type fakeDoor struct{ accepted []Submission }
+
+func (d *fakeDoor) App(id string) (App, bool) {
+	return App{ID: id, MaxBytes: 1 << 10}, id == "scanner"
+}
+func (d *fakeDoor) CheckSender(app, addr string) error {
+	if !strings.HasSuffix(addr, "@contoso.com") {
+		return policyRefusal("Sender <%s> not allowed", addr)
+	}
+	return nil
+}
+func (d *fakeDoor) CheckRecipient(string, string, int) error { return nil }
+func (d *fakeDoor) CheckSize(string, int64) error            { return nil }
+func (d *fakeDoor) Accept(_ context.Context, s Submission) (string, error) {
+	d.accepted = append(d.accepted, s)
+	return s.ID, nil
+}
+
+func startServer(t *testing.T) (*Server, *syncbuf.Buffer) {
+	t.Helper()
+	return startServerWith(t, nil)
+}
+
+// startServerWith is startServer with a change to the options first.
+func startServerWith(t *testing.T, change func(*Options)) (*Server, *syncbuf.Buffer) {
+	t.Helper()
+	cfg := &config.Config{Apps: []config.App{{ID: "scanner", SMTP: config.AppSMTP{Networks: []string{"127.0.0.1/32"}}}}}
+	cfg.SMTP.Listen = "127.0.0.1:0"
+	cfg.SMTP.Hostname = "mailgate.test"
+	cfg.WithDefaults()
+	tokens, err := token.New(token.Options{Key: []byte(strings.Repeat("k", 32)), Issuer: "mailgate", Audience: "mailgate.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncbuf.Buffer
+	o := Options{Config: cfg, Door: &fakeDoor{}, Tokens: tokens, Log: slog.New(slog.NewTextHandler(&logs, nil)),
+		NewID: func(time.Time) string { return "id0001" }}
+	if change != nil {
+		change(&o)
+	}
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	return s, &logs
+}
+
+func converse(t *testing.T, addr, local string, lines ...string) []string {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	tp := textproto.NewConn(conn)
+	var replies []string
+	read := func() {
+		code, msg, err := tp.ReadResponse(0)
+		if err != nil && code == 0 {
+			t.Fatalf("read: %v", err)
+		}
+		replies = append(replies, strings.TrimSpace(strings.SplitN(msg, "\n", 2)[0]))
+		replies[len(replies)-1] = strconv.Itoa(code) + " " + replies[len(replies)-1]
+	}
+	read()
+	for _, l := range lines {
+		if err := tp.PrintfLine("%s", l); err != nil {
+			t.Fatal(err)
+		}
+		read()
+	}
+	return replies
+}
+
+// Each connection ends with one log line saying who the client was and
+// why anything was refused: what an administrator reads when a device
+// that used the old relay fails.
+func TestConnectionLogLine(t *testing.T) {
+	t.Parallel()
+	s, logs := startServer(t)
+	replies := converse(t, s.Addr(), "127.0.0.2", "EHLO printer.lan", "MAIL FROM:<scan@contoso.com>", "QUIT")
+	if !strings.HasPrefix(replies[2], "530 5.7.0 ") {
+		t.Fatalf("replies: %q", replies)
+	}
+	testwait.Until(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "SMTP connection closed") },
+		"the connection's log line")
+	line := logs.String()
+	for _, want := range []string{"level=WARN", "ip=127.0.0.2", "helo=printer.lan", "tls=false", "auth=none", "queued=0",
+		`refused="MAIL FROM:<scan@contoso.com> 530 5.7.0 not authenticated and 127.0.0.2 is in no app's smtp.networks"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("log line lacks %s:\n%s", want, line)
+		}
+	}
+	if n := strings.Count(line, "SMTP connection closed"); n != 1 {
+		t.Errorf("%d log lines for one connection:\n%s", n, line)
+	}
+}
+
+func TestConnectionLogLineQueued(t *testing.T) {
+	t.Parallel()
+	s, logs := startServer(t)
+	replies := converse(t, s.Addr(), "127.0.0.1", "EHLO scanner.lan", "MAIL FROM:<evil@example.com>",
+		"MAIL FROM:<scan@contoso.com>", "RCPT TO:<a@contoso.com>", "DATA", "Subject: x\r\n\r\nhi\r\n.", "QUIT")
+	if !strings.HasPrefix(replies[2], "550 5.7.1 ") || replies[6] != "250 2.0.0 OK queued as id0001" {
+		t.Fatalf("replies: %q", replies)
+	}
+	testwait.Until(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "SMTP connection closed") },
+		"the connection's log line")
+	for _, want := range []string{"level=INFO", "auth=network", "app=scanner", "queued=1", "ids=id0001",
+		`refused="MAIL FROM:<evil@example.com> 550 5.7.1 Sender <evil@example.com> not allowed"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log line lacks %s:\n%s", want, logs.String())
+		}
+	}
+}
+
+var _ smtp.Session = (*session)(nil)
+
+// A stop lets a transaction under way finish (its client gets its 250),
+// and does not wait for idle connections, which it closes.
+func TestShutdownFinishesTransactions(t *testing.T) {
+	t.Parallel()
+	s, _ := startServer(t)
+	dial := func() *textproto.Conn {
+		conn, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+		tp := textproto.NewConn(conn)
+		if _, _, err := tp.ReadResponse(220); err != nil {
+			t.Fatal(err)
+		}
+		return tp
+	}
+	cmd := func(tp *textproto.Conn, line string, code int) string {
+		t.Helper()
+		if err := tp.PrintfLine("%s", line); err != nil {
+			t.Fatal(err)
+		}
+		_, msg, err := tp.ReadResponse(code)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		return msg
+	}
+	idle, busy := dial(), dial()
+	cmd(idle, "EHLO idle.lan", 250)
+	cmd(busy, "EHLO busy.lan", 250)
+	cmd(busy, "MAIL FROM:<scan@contoso.com>", 250)
+	cmd(busy, "RCPT TO:<a@contoso.com>", 250)
+	cmd(busy, "DATA", 354)
+
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		stopped <- s.Shutdown(ctx)
+	}()
+	if _, err := idle.ReadLine(); err == nil {
+		t.Fatal("the idle connection was not closed")
+	}
+	if msg := cmd(busy, "Subject: x\r\n\r\nhi\r\n.", 250); !strings.HasPrefix(msg, "2.0.0 OK queued as ") {
+		t.Fatalf("the transaction under way: %s", msg)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// A message the shared body budget cannot hold is refused for now (452
+// 4.3.1) and nothing is accepted; a message that fits goes through, and the
+// budget is given back after each.
+func TestBodyBudgetRefusesWhatDoesNotFit(t *testing.T) {
+	t.Parallel()
+	budget := bodybudget.New(600, 600)
+	// Another door's request holds half of it.
+	release, why := budget.Reserve("other", 300)
+	if why != bodybudget.OK {
+		t.Fatal(why)
+	}
+	defer release()
+	door := &fakeDoor{}
+	s, _ := startServerWith(t, func(o *Options) { o.Budget = budget; o.Door = door })
+	big := "Subject: big\r\n\r\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789\r\n", 12) + "."
+	replies := converse(t, s.Addr(), "127.0.0.1", "EHLO scanner.lan", "MAIL FROM:<scan@contoso.com>",
+		"RCPT TO:<a@contoso.com>", "DATA", big,
+		"MAIL FROM:<scan@contoso.com>", "RCPT TO:<a@contoso.com>", "DATA", "Subject: small\r\n\r\nhi\r\n.", "QUIT")
+	if !strings.HasPrefix(replies[5], "452 4.3.1 ") || replies[9] != "250 2.0.0 OK queued as id0001" {
+		t.Fatalf("replies: %q", replies)
+	}
+	if len(door.accepted) != 1 || !strings.Contains(string(door.accepted[0].Raw), "Subject: small") {
+		t.Fatalf("accepted %d messages, want only the small one", len(door.accepted))
+	}
+	if all, mine := budget.InUse("scanner"); all != 300 || mine != 0 {
+		t.Fatalf("%d bytes of the budget held after the messages (%d by the door's app), want only the other's 300", all, mine)
+	}
+}
