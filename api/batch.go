@@ -27,11 +27,13 @@ import (
 // result per item, in order: the id, or the problem that refused it. A
 // refused item never keeps the others out.
 //
-// Redis failing is reported per item too: an item whose result has an id
-// is stored, one whose result is queue_unavailable is not (as far as Redis
-// could be asked after the retries), and sending it again with the same
-// idempotency_key is safe. When nothing was stored because of Redis, the
-// status is 503 with the same body; otherwise it is 200.
+// Redis failing: when no message of the batch was stored and Redis is why,
+// the answer is 503 queue_unavailable for the whole batch, as for a single
+// submission (nothing stored, send it again). When Redis failed halfway
+// (a pipeline cut short), the answer is 200 and each result says what
+// became of its message: an id means stored, queue_unavailable means not
+// (as far as Redis could be asked after the retries), and sending that
+// message again with the same idempotency_key is safe.
 
 // MaxBatchMessages is the most items a batch may hold.
 const MaxBatchMessages = 500
@@ -184,14 +186,17 @@ func (s *Server) submitBatch(c *echo.Context) error {
 			results[i].Error = s.itemProblem(app, err)
 		}
 	}
-	status := http.StatusOK
 	if unavailable > 0 && stored == 0 {
-		// Nothing of this batch is in the queue because of Redis: the
-		// request as a whole failed, and every item says so.
-		status = http.StatusServiceUnavailable
-		c.Response().Header().Set("Retry-After", "1")
+		// Nothing of this batch is in the queue, and Redis is why: the
+		// request failed as a whole, as a single submission's would.
+		p := errQueueUnavailable()
+		p.Detail = fmt.Sprintf("Redis failed while the batch was being stored and did not recover within %s; "+
+			"none of its %d messages was stored. Send the batch again, with the same idempotency keys, "+
+			"to be sure each is sent once", s.intake.RetryFor(), len(results))
+		p.retryAfter = time.Second
+		return p
 	}
-	return c.JSON(status, map[string][]batchResult{"results": results})
+	return c.JSON(http.StatusOK, map[string][]batchResult{"results": results})
 }
 
 // batchSubmission decodes and renders one item.
