@@ -191,13 +191,14 @@ func cmdServe(args []string, stderr io.Writer, getenv func(string) string) error
 func cmdDev(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("dev", stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "API address")
+	smtpListen := fs.String("smtp-listen", "127.0.0.1:2525", "the SMTP door's address (\"\" for none)")
 	dir := fs.String("dir", "mailgate-dev", "where captured mail is written (DIR/outbox)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return devmode.Run(ctx, devmode.Options{Listen: *listen, Dir: *dir, Stdout: stdout, Log: stderr})
+	return devmode.Run(ctx, devmode.Options{Listen: *listen, SMTPListen: *smtpListen, Dir: *dir, Stdout: stdout, Log: stderr})
 }
 
 func cmdToken(args []string, stdout, stderr io.Writer, getenv func(string) string) error {

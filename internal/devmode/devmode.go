@@ -30,10 +30,13 @@ import (
 
 // Options configure the dev install.
 type Options struct {
-	Listen string    // API address
-	Dir    string    // captured mail goes to Dir/outbox
-	Stdout io.Writer // the banner
-	Log    io.Writer // the log
+	Listen string // API address
+	// SMTPListen is the SMTP door's address ("" for none). Local clients
+	// need no AUTH there: the demo app's smtp.networks is the loopback.
+	SMTPListen string
+	Dir        string    // captured mail goes to Dir/outbox
+	Stdout     io.Writer // the banner
+	Log        io.Writer // the log
 	// Ready, when set, receives the API address and a demo token once
 	// everything listens.
 	Ready func(addr, token string)
@@ -80,7 +83,7 @@ func Run(ctx context.Context, o Options) error {
 	go func() { _ = capture.Serve(smtpLn) }()
 	defer capture.Close()
 
-	cfg := devConfig(o.Listen, mr.Addr(), smtpLn.Addr().(*net.TCPAddr))
+	cfg := devConfig(o.Listen, o.SMTPListen, mr.Addr(), smtpLn.Addr().(*net.TCPAddr))
 	if problems := cfg.Validate(); len(problems) > 0 {
 		return fmt.Errorf("dev configuration is invalid (a bug): %v", config.Problems(problems))
 	}
@@ -100,7 +103,11 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	addr := apiLn.Addr().String()
-	fmt.Fprintf(o.Stdout, banner, addr, tok, addr, tok, addr, tok, outbox)
+	fmt.Fprintf(o.Stdout, banner, addr, tok, addr, tok, addr, tok)
+	if a := g.SMTPAddr(); a != "" {
+		fmt.Fprintf(o.Stdout, smtpBanner, a)
+	}
+	fmt.Fprintf(o.Stdout, bannerEnd, outbox)
 	if o.Ready != nil {
 		o.Ready(addr, tok)
 	}
@@ -124,13 +131,23 @@ Send a message:
 Then read its status with the id it returns:
 
   curl -sS http://%s/v1/messages/ID -H 'Authorization: Bearer %s'
+`
 
+// smtpBanner shows the SMTP door, which a device or a local MTA would use.
+const smtpBanner = `
+Or over SMTP, as a device or a relay would (no AUTH needed from this host):
+
+  printf 'Subject: Hello over SMTP\r\n\r\nIt works.\r\n' | curl -sS smtp://%s \
+    --mail-from demo@example.com --mail-rcpt you@example.com -T -
+`
+
+const bannerEnd = `
 Captured mail is written to %s as .eml files.
 Press Ctrl-C to stop.
 
 `
 
-func devConfig(listen, redisAddr string, smtpAddr *net.TCPAddr) *config.Config {
+func devConfig(listen, smtpListen, redisAddr string, smtpAddr *net.TCPAddr) *config.Config {
 	cfg := &config.Config{
 		Listen: listen,
 		Redis:  config.Redis{URL: "redis://" + redisAddr + "/0"},
@@ -148,8 +165,11 @@ func devConfig(listen, redisAddr string, smtpAddr *net.TCPAddr) *config.Config {
 		Apps: []config.App{{
 			ID: DemoApp, Route: "dev-capture",
 			From: config.AppFrom{Default: "mailgate demo <demo@example.com>", Allowed: []string{"*@example.com"}},
+			SMTP: config.AppSMTP{Networks: []string{"127.0.0.1/32", "::1/128"}},
 		}},
 	}
+	cfg.SMTP.Listen = smtpListen
+	cfg.SMTP.Hostname = "mailgate-dev.localhost"
 	cfg.WithDefaults()
 	return cfg
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailgate/mailgate/test/syncbuf"
+	"github.com/mailgate/mailgate/test/testbin"
 
 	"github.com/mailgate/mailgate/internal/devmode"
 	"github.com/mailgate/mailgate/test/testwait"
@@ -27,7 +29,7 @@ func TestDevCurlLineLandsInOutbox(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- devmode.Run(ctx, devmode.Options{Listen: "127.0.0.1:0", Dir: dir, Stdout: &stdout, Log: &log,
+		done <- devmode.Run(ctx, devmode.Options{Listen: "127.0.0.1:0", SMTPListen: "127.0.0.1:0", Dir: dir, Stdout: &stdout, Log: &log,
 			Ready: func(string, string) { close(ready) }})
 	}()
 	t.Cleanup(func() {
@@ -88,7 +90,42 @@ func TestDevCurlLineLandsInOutbox(t *testing.T) {
 	if !bytes.Contains(b, []byte("Subject: Hello from mailgate")) || !bytes.Contains(b, []byte("It works.")) {
 		t.Fatalf("captured message:\n%s", b)
 	}
-	if !strings.Contains(log.String(), "msg=captured") {
-		t.Errorf("no log line for the captured message:\n%s", log.String())
+	// The capture server writes the file, then logs it.
+	testwait.Until(t, 5*time.Second, func() bool { return strings.Contains(log.String(), "msg=captured") },
+		"a log line for the captured message")
+
+	// The SMTP line works too, run by a shell exactly as printed, with the
+	// real curl: the message lands in the outbox as a second file.
+	curl := testbin.Path(t, "curl", "curl")
+	sm := regexp.MustCompile(`(?m)^  (printf .* \| curl -sS smtp://\S+ \\\n\s+--mail-from \S+ --mail-rcpt \S+ -T -)$`).FindStringSubmatch(banner)
+	if sm == nil {
+		t.Fatalf("no SMTP line in the banner:\n%s", banner)
+	}
+	cmd := exec.Command("bash", "-c", strings.Replace(sm[1], "curl ", curl+" ", 1))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the printed SMTP line failed: %v\n%s", err, out)
+	}
+	testwait.UntilNil(t, 10*time.Second, func() error {
+		var err error
+		if files, err = filepath.Glob(filepath.Join(outbox, "*.eml")); err != nil {
+			t.Fatal(err)
+		}
+		if len(files) != 2 {
+			return fmt.Errorf("%d .eml files in %s, want 2\nlog:\n%s", len(files), outbox, log.String())
+		}
+		return nil
+	})
+	var smtpMail []byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte("Subject: Hello over SMTP")) {
+			smtpMail = b
+		}
+	}
+	if !bytes.Contains(smtpMail, []byte("It works.")) || !bytes.Contains(smtpMail, []byte("Received: from ")) {
+		t.Fatalf("the message sent over SMTP was not captured as sent:\n%s", smtpMail)
 	}
 }
