@@ -41,7 +41,7 @@ POSTFIX=${POSTFIX:-1} # 0: skip Postfix (its run takes about a minute)
 BASE=${BASE:-$(git -C "$(dirname "$0")" merge-base HEAD main)}
 ROOT=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 
-for b in redis-server redis-cli postfix postconf smtp-sink smtp-source go python3 curl; do
+for b in redis-server redis-cli postfix postconf smtp-sink smtp-source script go python3; do
 	command -v "$b" >/dev/null || { echo "missing $b (make deps)" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] || { echo "run as root: Postfix's master needs it" >&2; exit 1; }
