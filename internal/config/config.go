@@ -119,7 +119,9 @@ func (a *Auth) PreviousKeys() [][]byte {
 
 // Delivery tunes the workers.
 type Delivery struct {
-	// MaxAge is how long a message may stay undelivered before it fails.
+	// MaxAge is how long a message may stay undelivered before it fails,
+	// whether it is being retried or waits untried on a held route or a
+	// waiting mailbox.
 	MaxAge time.Duration `yaml:"max_age"`
 	// BackoffInitial and BackoffMax bound the exponential backoff (with jitter)
 	// between attempts of a deferred message.
@@ -134,7 +136,9 @@ type Delivery struct {
 	// IdleTimeout is how long a worker keeps an idle SMTP connection open for
 	// the next message before it says QUIT.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// PollInterval is how often an idle worker looks for due messages.
+	// PollInterval is how soon an idle worker first looks for due messages
+	// again; it then waits longer each round, up to a second, or until the
+	// first waiting mailbox may send or this instance queues a message.
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// ProbeInterval is how often a held route is probed (connect, STARTTLS,
 	// AUTH) to find out whether it works again; one probe per interval

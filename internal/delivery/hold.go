@@ -39,9 +39,11 @@ func (w *Worker) mailboxOnly(se *StepError) bool {
 // handBack returns a message to the queue untouched — no attempt counted —
 // because its route cannot deliver anything right now.
 func (w *Worker) handBack(reason string) queue.Outcome {
-	return queue.Outcome{Status: queue.StatusQueued, Due: w.now(),
-		Detail: "route " + w.route.Name + " is held, the message waits: " + reason}
+	return queue.Outcome{Status: queue.StatusQueued, Due: w.now(), Detail: heldPrefix(w.route.Name) + reason}
 }
+
+// heldPrefix starts the detail of a message handed back by a held route.
+func heldPrefix(route string) string { return "route " + route + " is held, the message waits: " }
 
 // applyHold records a hold decided for job in the shared route state.
 func (w *Worker) applyHold(ctx context.Context, job *queue.Job, h *holdAction) {

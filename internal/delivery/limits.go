@@ -22,6 +22,12 @@ func (w *Worker) admit(ctx context.Context, job *queue.Job) (time.Duration, erro
 	if w.limiter == nil {
 		return 0, nil
 	}
+	if p := w.pre; p != nil {
+		w.pre = nil
+		if p.id == job.ID {
+			return p.wait, p.err
+		}
+	}
 	return w.limiter.AdmitMessage(ctx, w.route.Name, mailbox.Limits(w.route, mailbox.Of(w.route, job.From)), len(job.Recipients), w.routeLimits())
 }
 
@@ -35,7 +41,7 @@ func (w *Worker) waitOutcome(wait time.Duration, why string) queue.Outcome {
 	}
 	// Waits are routine under load: logged at debug, and no event per wait.
 	w.log.Debug("message handed back: a limit says wait", "why", why, "due", due)
-	return queue.Outcome{Status: queue.StatusQueued, Due: due}
+	return queue.Outcome{Status: queue.StatusQueued, Due: due, LaneWaits: true}
 }
 
 // tooManyForADay fails a message that could never be sent: it has more

@@ -43,7 +43,7 @@ func (w *Worker) decide(job *queue.Job, res Result, err error) (queue.Outcome, *
 				// is often enabled mailbox by mailbox): only its messages
 				// wait, and it is tried again once per probe interval.
 				until := w.now().Add(w.policy.ProbeInterval)
-				o := queue.Outcome{Status: queue.StatusQueued, Due: until, Response: resp,
+				o := queue.Outcome{Status: queue.StatusQueued, Due: until, Response: resp, LaneWaits: true,
 					Detail: "mailbox " + mailbox.Of(w.route, job.From) + " cannot authenticate, its messages wait: " + detail}
 				return o, &holdAction{mailbox: true, until: until, reason: detail}
 			}
@@ -53,7 +53,7 @@ func (w *Worker) decide(job *queue.Job, res Result, err error) (queue.Outcome, *
 		case smtpreply.WaitMailbox:
 			if w.policy.HoldRoutes {
 				until := w.now().Add(w.policy.QuotaWait)
-				o := queue.Outcome{Status: queue.StatusQueued, Due: until, Response: resp,
+				o := queue.Outcome{Status: queue.StatusQueued, Due: until, Response: resp, LaneWaits: true,
 					Detail: detail + "; waiting until " + until.UTC().Format(time.RFC3339)}
 				return o, &holdAction{mailbox: true, until: until, reason: detail}
 			}

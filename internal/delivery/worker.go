@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailgate/mailgate/internal/config"
@@ -66,6 +67,10 @@ type Worker struct {
 	// say wait.
 	pauseUntil time.Time
 	lastActive time.Time
+	// lastSweep is when this worker last tried the max_age sweep.
+	lastSweep time.Time
+	// pre is the admission of the batch's next message, already asked.
+	pre *preAdmission
 	// redisIsDown is set while Redis cannot be reached, so an outage is
 	// logged once, not every second.
 	redisIsDown bool
@@ -133,12 +138,18 @@ func NewWorker(o WorkerOptions) *Worker {
 // Run delivers until ctx is cancelled. A message being delivered when ctx
 // ends is finished (within the SMTP timeouts) and its outcome recorded; no
 // new one is taken.
+//
+// An idle worker does not poll: it waits until the first lane of the route
+// may send, or until this process queues a message for the route, and at
+// most maxIdleWait (a message queued by another instance is found then).
 func (w *Worker) Run(ctx context.Context) {
 	defer w.closeConn()
+	idle := w.policy.PollInterval
 	for ctx.Err() == nil {
 		if w.holds.routeHeld(ctx) {
 			w.closeConn()
 			w.probe(ctx)
+			w.expireWaiting(ctx)
 			sleep(ctx, min(w.policy.ProbeInterval, time.Second))
 			continue
 		}
@@ -160,7 +171,8 @@ func (w *Worker) Run(ctx context.Context) {
 				continue
 			}
 		}
-		job, err := w.queue.Claim(ctx, w.route.Name, w.policy.Lease)
+		w.expireWaiting(ctx) // at most once a minute or so, busy or idle
+		jobs, next, err := w.queue.ClaimBatch(ctx, w.route.Name, w.policy.Lease, w.claimOptions())
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -170,26 +182,147 @@ func (w *Worker) Run(ctx context.Context) {
 			continue
 		}
 		w.redisUp()
-		if job == nil {
+		if len(jobs) == 0 {
 			if (w.conn != nil || w.slot.held()) && w.now().Sub(w.lastActive) >= w.policy.IdleTimeout {
 				w.closeConn()
 			}
-			sleep(ctx, w.policy.PollInterval)
+			wait := idle
+			if !next.IsZero() {
+				wait = min(wait, max(next.Sub(w.now()), time.Millisecond))
+			}
+			w.queue.Wait(ctx, w.route.Name, wait)
+			// Each idle round waits longer, up to maxIdleWait: an idle
+			// worker costs Redis about one claim a second.
+			idle = min(2*idle, max(w.policy.PollInterval, maxIdleWait))
 			continue
 		}
+		idle = w.policy.PollInterval
 		// The delivery and its record run to the end even when ctx is
 		// cancelled: a graceful stop must not abandon a message mid-DATA.
-		w.process(context.WithoutCancel(ctx), job)
+		w.processBatch(ctx, jobs)
 	}
 }
 
-func (w *Worker) process(ctx context.Context, job *queue.Job) {
-	log := w.log.With("id", job.ID, "app", job.App, "attempt", job.Attempts+1)
-	stop := w.keepLease(job)
+// maxIdleWait is the longest an idle worker waits before it looks at the
+// queue again, and so the longest a message queued by another instance
+// waits for an idle worker.
+const maxIdleWait = time.Second
+
+// claimBatch is how many messages a worker takes at once when its route's
+// per-minute limit would admit them promptly: they go out over one
+// connection, and one round trip to Redis claims them all.
+const claimBatch = 8
+
+// promptly is how soon a batch must fit into the per-minute limit to be
+// claimed at once; a slower limit (Exchange's 30 a minute) gets one message
+// per claim, since the next would only have to wait.
+const promptly = 250 * time.Millisecond
+
+func (w *Worker) claimOptions() queue.ClaimOptions {
+	l := w.route.Limits
+	if w.limiter == nil || l.MessagesPerMinute <= 0 {
+		return queue.ClaimOptions{Max: claimBatch}
+	}
+	spacing := limits.Spacing(l.MessagesPerMinute)
+	if spacing*claimBatch <= promptly {
+		return queue.ClaimOptions{Max: claimBatch}
+	}
+	o := queue.ClaimOptions{Max: 1}
+	if !mailbox.Fixed(w.route) {
+		// Each lane is one mailbox: its next message cannot be admitted
+		// before the limit's spacing anyway.
+		o.Pace = spacing
+	}
+	return o
+}
+
+// processBatch delivers claimed jobs in order. When one of them makes its
+// mailbox wait, the rest (all of the same lane) wait with it untouched; on
+// shutdown the ones not started are handed back.
+func (w *Worker) processBatch(ctx context.Context, jobs []*queue.Job) {
+	leases := w.keepLeases(jobs)
+	defer leases.stop()
+	defer func() { w.pre = nil }()
+	var wait *queue.Outcome
+	for i, job := range jobs {
+		leases.done(i)
+		var next *queue.Job
+		if i+1 < len(jobs) {
+			next = jobs[i+1]
+		}
+		switch {
+		case wait != nil:
+			o := *wait
+			o.Detail = ""
+			w.finish(context.WithoutCancel(ctx), job, o)
+		case ctx.Err() != nil:
+			w.finish(context.WithoutCancel(ctx), job, queue.Outcome{Status: queue.StatusQueued, Due: w.now()})
+		default:
+			o := w.process(context.WithoutCancel(ctx), job, next)
+			if o.LaneWaits {
+				wait = &o
+			}
+		}
+	}
+}
+
+// process delivers job and records the outcome. When next is the message
+// the worker sends after it, over the same connection, the outcome goes to
+// Redis in one round trip with next's admission (recordWithNext).
+func (w *Worker) process(ctx context.Context, job, next *queue.Job) queue.Outcome {
 	o := w.deliver(ctx, job)
-	stop()
 	w.lastActive = w.now()
-	if err := w.record(ctx, job, o); err != nil {
+	o = w.expireIfWaiting(job, o)
+	if next != nil && w.limiter != nil && o.Status == queue.StatusSent && w.conn != nil {
+		w.recordWithNext(ctx, job, o, next)
+	} else {
+		w.finish(ctx, job, o)
+	}
+	return o
+}
+
+// preAdmission is the admission of the next message of a batch, taken in
+// the round trip that recorded the previous one's outcome.
+type preAdmission struct {
+	id   string
+	wait time.Duration
+	err  error
+}
+
+// recordWithNext records job's outcome and asks next's admission in one
+// pipeline. Should the admission be wasted (next is handed back for another
+// reason before its attempt) the limit counted one message too many: the
+// safe side.
+func (w *Worker) recordWithNext(ctx context.Context, job *queue.Job, o queue.Outcome, next *queue.Job) {
+	pipe := w.queue.Pipeline()
+	rec := w.queue.CompleteIn(ctx, pipe, job, o)
+	adm := w.limiter.AdmitMessageIn(ctx, pipe, w.route.Name, mailbox.Limits(w.route, mailbox.Of(w.route, next.From)),
+		len(next.Recipients), w.routeLimits())
+	_, _ = pipe.Exec(ctx) // each reply is read below
+	err := rec()
+	if err != nil && !errors.Is(err, queue.ErrLeaseLost) {
+		// Not recorded (NOSCRIPT after a Redis restart, a dropped
+		// connection): the retrying path has the last word.
+		err = w.record(ctx, job, o)
+	} else if err == nil {
+		w.redisUp()
+	}
+	if wait, aerr := adm(); aerr == nil {
+		w.pre = &preAdmission{id: next.ID, wait: wait}
+	}
+	w.report(job, o, err)
+}
+
+// finish records o for job and reports it.
+func (w *Worker) finish(ctx context.Context, job *queue.Job, o queue.Outcome) {
+	w.report(job, o, w.record(ctx, job, o))
+}
+
+// report logs and counts an outcome, and calls the Done hook once it was
+// recorded (err nil).
+func (w *Worker) report(job *queue.Job, o queue.Outcome, err error) {
+	log := w.log.With("id", job.ID, "app", job.App, "attempt", job.Attempts+1)
+	if err != nil {
 		log.Error("could not record the outcome; the message will be delivered again after its lease expires",
 			"status", o.Status, "err", err)
 		return
@@ -212,7 +345,7 @@ func (w *Worker) process(ctx context.Context, job *queue.Job) {
 // then attempts the delivery.
 func (w *Worker) deliver(ctx context.Context, job *queue.Job) queue.Outcome {
 	if until, reason := w.holds.mailboxWait(ctx, mailbox.Of(w.route, job.From)); !until.IsZero() {
-		return queue.Outcome{Status: queue.StatusQueued, Due: until, Detail: "waiting: " + reason}
+		return queue.Outcome{Status: queue.StatusQueued, Due: until, Detail: "waiting: " + reason, LaneWaits: true}
 	}
 	switch {
 	case w.slot.wasLost():
@@ -290,16 +423,31 @@ func (w *Worker) redisUp() {
 	}
 }
 
-// keepLease extends the job's lease while the attempt runs, so only a dead
-// worker's messages are taken over.
-func (w *Worker) keepLease(job *queue.Job) (stop func()) {
-	return renewEvery(w.policy.Lease/3, func(ctx context.Context) bool {
-		if errors.Is(w.queue.Extend(ctx, job, w.policy.Lease), queue.ErrLeaseLost) {
-			w.log.Warn("lease lost while delivering", "id", job.ID)
-			return true
+// batchLeases extends the leases of a claimed batch while its jobs wait
+// for their turn or are delivered, so only a dead worker's messages are
+// taken over.
+type batchLeases struct {
+	stop  func()
+	first atomic.Int64 // index of the first job not recorded yet
+}
+
+// done says the jobs before i are recorded: their leases are not extended
+// any more (job i is being delivered, and its lease still is).
+func (b *batchLeases) done(i int) { b.first.Store(int64(i)) }
+
+func (w *Worker) keepLeases(jobs []*queue.Job) *batchLeases {
+	b := &batchLeases{}
+	lost := make([]bool, len(jobs))
+	b.stop = renewEvery(w.policy.Lease/3, func(ctx context.Context) bool {
+		for i := int(b.first.Load()); i < len(jobs); i++ {
+			if !lost[i] && errors.Is(w.queue.Extend(ctx, jobs[i], w.policy.Lease), queue.ErrLeaseLost) {
+				lost[i] = true
+				w.log.Warn("lease lost while delivering", "id", jobs[i].ID)
+			}
 		}
 		return false
 	})
+	return b
 }
 
 // attempt sends job over the worker's connection, opening one when needed.

@@ -417,6 +417,45 @@ func (g *Gateway) Addr() string {
 	return g.listener.Addr().String()
 }
 
+// migrateLanes puts messages queued by an older mailgate, which knew no
+// lanes, where the workers' claims find them (queue.Migrate). A route whose
+// migration fails (Redis away) is tried again in the background until it
+// works; its other messages are delivered meanwhile.
+func (g *Gateway) migrateLanes(ctx context.Context, wg *sync.WaitGroup) {
+	for i := range g.cfg.Routes {
+		route := g.cfg.Routes[i].Name
+		try := func() bool {
+			n, err := g.queue.Migrate(ctx, route)
+			if err != nil {
+				g.log.Warn("cannot move older queued messages into lanes yet; retrying", "route", route, "err", err)
+				return false
+			}
+			if n > 0 {
+				g.log.Info("moved messages queued by an older version into lanes", "route", route, "count", n)
+			}
+			return true
+		}
+		if try() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				t := time.NewTimer(5 * time.Second)
+				select {
+				case <-ctx.Done():
+				case <-t.C:
+				}
+				t.Stop()
+				if ctx.Err() == nil && try() {
+					return
+				}
+			}
+		}()
+	}
+}
+
 // SMTPAddr is the SMTP door's plain listener ("" when it is off);
 // SMTPTLSAddr its implicit-TLS one.
 func (g *Gateway) SMTPAddr() string {
@@ -445,6 +484,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	workCtx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWorkers()
 	var wg sync.WaitGroup
+	if len(g.workers) > 0 {
+		g.migrateLanes(workCtx, &wg)
+	}
 	for _, w := range g.workers {
 		wg.Add(1)
 		go func() { defer wg.Done(); w.Run(workCtx) }()

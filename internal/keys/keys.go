@@ -19,6 +19,10 @@
 //	P:{R}:health               hash: the route's hold (package routehealth)
 //	P:{R}:probe                string: the probe lock of a held route
 //	P:{R}:mailbox-wait:<M>     string: until when a mailbox's messages wait
+//	P:{R}:lane:<L>             zset: the ready ids of one sending mailbox (lane), scored by due
+//	P:{R}:lanes                zset: lanes with ready ids, scored by when the lane may send next
+//	P:{R}:lane-wait            hash: lane → the time (ms) before which it may not send
+//	P:{R}:expire-lock          string: the lock of the max_age sweep of waiting messages
 //	P:limits:{R:M}:conns       zset: connection leases (package limits)
 //	P:limits:{R:M}:log         zset: admitted messages and their recipients
 //	P:limits:{R:M}:rcpts       string: sum of the recipients in log
@@ -81,6 +85,28 @@ func (r Route) Inflight() string { return r.base + "inflight" }
 
 // Failed is the zset of failed ids.
 func (r Route) Failed() string { return r.base + "failed" }
+
+// Base is the start every key of the route shares, hash tag included. The
+// queue's claim script derives the keys of the lane and the message it
+// picks from it (it cannot know them in advance); they share the route's
+// hash tag, so the script stays on one slot.
+func (r Route) Base() string { return r.base }
+
+// Lane is the zset of the ready ids of one lane: the messages sent as one
+// mailbox (package queue). lane is lower-cased by the caller.
+func (r Route) Lane(lane string) string { return r.base + "lane:" + lane }
+
+// Lanes is the zset of the route's lanes that hold ready ids, scored by when
+// each may send next.
+func (r Route) Lanes() string { return r.base + "lanes" }
+
+// LaneWait is the hash of the lanes told to wait: lane → time (ms) before
+// which none of its messages is claimed.
+func (r Route) LaneWait() string { return r.base + "lane-wait" }
+
+// ExpireLock lets one worker of all instances sweep the route's waiting
+// messages past delivery.max_age.
+func (r Route) ExpireLock() string { return r.base + "expire-lock" }
 
 // Waiting is the hash of the route's waiting counters (package queue,
 // fields.go names its fields): the bytes of the messages waiting or in

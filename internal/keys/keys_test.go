@@ -12,7 +12,8 @@ func TestLayout(t *testing.T) {
 	a, b := New("a"), New("b")
 	r := a.Route("m365")
 	for _, k := range []string{r.Msg("x"), r.Events("x"), r.Ready(), r.Inflight(), r.Failed(),
-		r.Idempotency("app", "k"), r.NoIdempotency(), r.Health(), r.Probe(), r.MailboxWait("X@Y"), r.Waiting()} {
+		r.Idempotency("app", "k"), r.NoIdempotency(), r.Health(), r.Probe(), r.MailboxWait("X@Y"), r.Waiting(),
+		r.Lane("x@y"), r.Lanes(), r.LaneWait(), r.ExpireLock(), r.Base()} {
 		if !strings.HasPrefix(k, "a:{m365}:") {
 			t.Errorf("route key %q lacks a:{m365}:", k)
 		}

@@ -12,8 +12,7 @@
 // and docs/exchange-online.md, "Per-mailbox limits of SMTP AUTH". Those limits
 // belong to the mailbox, not to a process: two or ten mailgate instances must
 // together stay below them, so the state lives in Redis and every decision is
-// taken by one atomic Lua script or by one call of
-// github.com/go-redis/redis_rate.
+// taken by one atomic Lua script.
 //
 // A message that is over a limit is not failed and does not use up a
 // delivery attempt: every check answers how long to wait, and the caller hands
@@ -63,8 +62,9 @@
 //
 // # Messages per minute: GCRA, spaced evenly
 //
-// The per-minute limit uses redis_rate, a well-kept GCRA implementation (one
-// Lua script, one string per key), with burst 1. Burst 1 spaces admissions
+// The per-minute limit is the GCRA of github.com/go-redis/redis_rate, a
+// well-kept implementation (one string per key), with burst 1, run inside
+// the admit script. Burst 1 spaces admissions
 // evenly instead of letting 30 go at once: a burst of n followed by the
 // refill rate can put up to 2n-1 messages into one rolling minute, while
 // evenly spaced admissions can never exceed n. redis_rate reads the Redis
@@ -110,19 +110,18 @@
 //
 // # Order inside AdmitMessage
 //
-// A message refused by one limit must not use up the other's budget. Both
-// budgets cannot be taken in one script without copying redis_rate's GCRA, so
-// AdmitMessage (1) checks the daily log without recording, (2) asks the GCRA,
-// which consumes a slot only when it admits, and (3) records the recipients
-// with a check-and-add script. A message over the daily limit is therefore
-// refused before it touches the per-minute budget: that matters, because once
-// the daily budget is spent every queued message comes back and would
-// otherwise burn a 2 s slot each. A message refused by the GCRA records no
-// recipients. Only when another instance takes the last recipients between
-// (1) and (3) is the step-3 refusal paid with one GCRA slot, an error on the
-// safe side. The opposite order (record, then undo when the GCRA refuses)
-// would cost a round trip on every GCRA refusal, the common case, and would
-// leave recipients counted for a day when a process dies before the undo.
+// A message refused by one limit must not use up the other's budget.
+// AdmitMessage runs one script (admitScript) that (1) checks the daily log
+// without recording, (2) runs the GCRA, which consumes a slot only when it
+// admits, and (3) records the recipients. A message over the daily limit is
+// therefore refused before it touches the per-minute budget: that matters,
+// because once the daily budget is spent every queued message comes back
+// and would otherwise burn a 2 s slot each. A message refused by the GCRA
+// records no recipients. Being one script, nothing runs between the steps,
+// and the whole admission is one round trip. The GCRA in it is redis_rate's
+// own algorithm (allowN with burst 1), on the same key with the same stored
+// value and the same clock (Redis's TIME), so the state written by earlier
+// versions, which called redis_rate, carries over.
 //
 // The log doubles as the admission history for [Limiter.Usage] (messages in
 // the last minute), so it is kept whenever either message limit is set; with

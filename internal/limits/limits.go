@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mailgate/mailgate/internal/keys"
@@ -57,7 +56,6 @@ type Usage struct {
 // use.
 type Limiter struct {
 	rdb   redis.UniversalClient
-	rate  *redis_rate.Limiter
 	space keys.Space
 	now   func() time.Time
 }
@@ -69,7 +67,7 @@ func New(rdb redis.UniversalClient, prefix string, now func() time.Time) *Limite
 	if now == nil {
 		now = time.Now
 	}
-	return &Limiter{rdb: rdb, rate: redis_rate.NewLimiter(rdb), space: keys.New(prefix), now: now}
+	return &Limiter{rdb: rdb, space: keys.New(prefix), now: now}
 }
 
 func (l *Limiter) keys(route, mailbox string) (keys.Mailbox, error) {
@@ -93,53 +91,75 @@ func (l *Limiter) AdmitMessage(ctx context.Context, route, mailbox string, recip
 }
 
 func (l *Limiter) admit(ctx context.Context, route, mailbox string, recipients int, lim Limits) (time.Duration, error) {
+	keys, args, done, err := l.admitArgs(route, mailbox, recipients, lim)
+	if err != nil || keys == nil {
+		return 0, err
+	}
+	return done(admitScript.Run(ctx, l.rdb, keys, args...).Int64())
+}
+
+// AdmitMessageIn is AdmitMessage queued on pipe, so a worker can send it
+// together with the previous message's outcome in one round trip; the
+// returned func gives AdmitMessage's answer once pipe was executed. A reply
+// of NOSCRIPT (Redis lost its script cache) means nothing was counted: it
+// is an error, and AdmitMessage may be called instead.
+func (l *Limiter) AdmitMessageIn(ctx context.Context, pipe redis.Pipeliner, route, mailbox string, recipients int, lim Limits) func() (time.Duration, error) {
+	keys, args, done, err := l.admitArgs(route, mailbox, recipients, lim)
+	if err != nil || keys == nil {
+		return func() (time.Duration, error) {
+			if err != nil {
+				return 0, fmt.Errorf("admit message from %s on route %s: %w", mailbox, route, err)
+			}
+			return 0, nil
+		}
+	}
+	cmd := admitScript.EvalSha(ctx, pipe, keys, args...)
+	return func() (time.Duration, error) {
+		wait, err := done(cmd.Int64())
+		if err != nil {
+			return 0, fmt.Errorf("admit message from %s on route %s: %w", mailbox, route, err)
+		}
+		return wait, nil
+	}
+}
+
+// admitArgs prepares admitScript; keys is nil when no script needs to run
+// (no message limit: admitted at once).
+func (l *Limiter) admitArgs(route, mailbox string, recipients int, lim Limits) (keys []string, args []any,
+	done func(int64, error) (time.Duration, error), err error) {
 	if recipients < 1 {
-		return 0, fmt.Errorf("%d recipients", recipients)
+		return nil, nil, nil, fmt.Errorf("%d recipients", recipients)
 	}
 	if lim.RecipientsPerDay > 0 && recipients > lim.RecipientsPerDay {
-		return 0, fmt.Errorf("%w: %d recipients, %d a day", ErrTooManyRecipients, recipients, lim.RecipientsPerDay)
+		return nil, nil, nil, fmt.Errorf("%w: %d recipients, %d a day", ErrTooManyRecipients, recipients, lim.RecipientsPerDay)
 	}
 	if lim.MessagesPerMinute <= 0 && lim.RecipientsPerDay <= 0 {
-		return 0, nil
+		return nil, nil, nil, nil
 	}
 	k, err := l.keys(route, mailbox)
 	if err != nil {
-		return 0, err
+		return nil, nil, nil, err
 	}
-	// 1. Over the daily limit: refuse before the GCRA spends a slot.
-	if lim.RecipientsPerDay > 0 && lim.MessagesPerMinute > 0 {
-		wait, err := l.recipients(ctx, k, recipients, lim.RecipientsPerDay, "")
-		if err != nil || wait > 0 {
-			return wait, err
-		}
-	}
-	// 2. The per-minute GCRA, which consumes a slot only when it admits.
-	if lim.MessagesPerMinute > 0 {
-		res, err := l.rate.Allow(ctx, k.GCRA, redis_rate.Limit{Rate: lim.MessagesPerMinute, Period: messageWindow, Burst: 1})
+	// One script: the daily check, the GCRA, the recording (see the
+	// package comment, "Order inside AdmitMessage").
+	keys = []string{k.Log, k.Recipients, gcraPrefix + k.GCRA}
+	args = []any{l.now().UnixMilli(), recipientWindow.Milliseconds(), recipients, lim.RecipientsPerDay, rand.Text(),
+		max(lim.MessagesPerMinute, 0), messageWindow.Seconds()}
+	done = func(ms int64, err error) (time.Duration, error) {
 		if err != nil {
-			return 0, fmt.Errorf("messages per minute: %w", err)
+			return 0, fmt.Errorf("admit: %w", err)
 		}
-		if res.Allowed == 0 {
-			return ceilMS(res.RetryAfter), nil
+		if ms < 0 {
+			return 0, fmt.Errorf("%w: %d recipients, %d a day", ErrTooManyRecipients, recipients, lim.RecipientsPerDay)
 		}
+		return time.Duration(ms) * time.Millisecond, nil
 	}
-	// 3. Record the recipients, checking again: another instance may have
-	// taken the last of them since step 1 (the GCRA slot is then lost).
-	return l.recipients(ctx, k, recipients, lim.RecipientsPerDay, rand.Text())
+	return keys, args, done, nil
 }
 
-// recipients runs recipientsScript; id "" only checks.
-func (l *Limiter) recipients(ctx context.Context, k keys.Mailbox, n, limit int, id string) (time.Duration, error) {
-	ms, err := recipientsScript.Run(ctx, l.rdb, []string{k.Log, k.Recipients},
-		l.now().UnixMilli(), recipientWindow.Milliseconds(), n, limit, id).Int64()
-	if err != nil {
-		return 0, fmt.Errorf("recipients per day: %w", err)
-	}
-	if ms < 0 {
-		return 0, fmt.Errorf("%w: %d recipients, %d a day", ErrTooManyRecipients, n, limit)
-	}
-	return time.Duration(ms) * time.Millisecond, nil
-}
+// gcraPrefix is what redis_rate puts in front of the key it is given; the
+// admit script uses the same key, so the GCRA state is redis_rate's.
+const gcraPrefix = "rate:"
 
 // Usage reads what mailbox is using now. It changes nothing, so expired
 // leases and log entries that no write has removed yet are left out by time.
@@ -167,4 +187,15 @@ func ceilMS(d time.Duration) time.Duration {
 		return time.Millisecond
 	}
 	return (d + time.Millisecond - 1).Truncate(time.Millisecond)
+}
+
+// Spacing is the time between two admissions of a mailbox allowed
+// perMinute messages a minute, rounded up to whole milliseconds: the queue
+// keeps a mailbox's messages back that long after one was taken, so the
+// workers seldom take one the limit would hand back.
+func Spacing(perMinute int) time.Duration {
+	if perMinute <= 0 {
+		return 0
+	}
+	return ceilMS(messageWindow / time.Duration(perMinute))
 }

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/mailgate/mailgate/internal/keys"
 	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/test/redistest"
 	"github.com/mailgate/mailgate/test/testclock"
@@ -335,5 +337,37 @@ func TestRecipientSumHealsFromLog(t *testing.T) {
 	}
 	if u, err := b.a.Usage(ctx, route, mailbox); err != nil || u.RecipientsLastDay != 5 {
 		t.Fatalf("Usage = %+v, %v; want 5 recipients", u, err)
+	}
+}
+
+// The admit script's GCRA is redis_rate's: the state one writes, the other
+// honours, so a mailbox's pace survives an upgrade and a mixed fleet.
+func TestGCRACompatibleWithRedisRate(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	lim := limits.Limits{MessagesPerMinute: 30}
+	k, err := keys.New("").Mailbox(route, mailbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := redis_rate.NewLimiter(b.rdb)
+	rl := redis_rate.Limit{Rate: 30, Period: limits.MessageWindow, Burst: 1}
+	if res, err := rr.Allow(ctx, k.GCRA, rl); err != nil || res.Allowed != 1 {
+		t.Fatalf("redis_rate: %+v %v", res, err)
+	}
+	spacing := limits.MessageWindow / 30
+	wait, err := b.a.AdmitMessage(ctx, route, mailbox, 1, lim)
+	if err != nil || wait <= spacing-time.Second || wait > spacing+time.Millisecond {
+		t.Fatalf("after redis_rate admitted one: wait %v, %v; want about %v", wait, err, spacing)
+	}
+	other := "other@contoso.com"
+	if wait, err := b.a.AdmitMessage(ctx, route, other, 1, lim); err != nil || wait != 0 {
+		t.Fatalf("first admission: %v, %v", wait, err)
+	}
+	k2, _ := keys.New("").Mailbox(route, other)
+	res, err := rr.Allow(ctx, k2.GCRA, rl)
+	if err != nil || res.Allowed != 0 || res.RetryAfter <= spacing-time.Second || res.RetryAfter > spacing {
+		t.Fatalf("redis_rate after the script admitted one: %+v %v; want a refusal for about %v", res, err, spacing)
 	}
 }

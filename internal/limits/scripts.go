@@ -42,7 +42,7 @@ redis.call("PEXPIRE", KEYS[1], math.max(tonumber(last[2]) - tonumber(ARGV[1]), 1
 return 1
 `)
 
-// recipientsScript checks, and optionally records, a message's recipients
+// recipientsLua checks, and optionally records, a message's recipients
 // against the rolling window. Log members are "<recipients>:<id>", scored by
 // the admission time; an entry leaves the window when its time is at or
 // before now - window. Both keys expire one window after the last entry was
@@ -52,12 +52,15 @@ return 1
 //
 // KEYS[1] log zset, KEYS[2] running sum (string)
 // ARGV[1] now (ms), ARGV[2] window (ms), ARGV[3] recipients of the message,
-// ARGV[4] limit (0 = no limit), ARGV[5] entry id ("" = check only, record
-// nothing)
-// Returns 0 when the recipients fit (recorded unless ARGV[5] is ""), the
+// ARGV[4] limit (0 = no limit); the function's record_id is the entry id
+// ("" = check only, record nothing)
+// Returns 0 when the recipients fit (recorded unless record_id is ""), the
 // milliseconds until enough old entries leave the window when they do not,
 // or -1 when the message alone is over the limit.
-var recipientsScript = redis.NewScript(`
+//
+// It is a Lua function of the entry id (record_id: "" = check only), run
+// by admitScript.
+const recipientsLua = `local function recipients(record_id)` + "\n" + `
 local function count(member) return tonumber(string.match(member, "^(%d+):")) end
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -117,12 +120,59 @@ if limit > 0 and sum + n > limit then
   if wait then return wait end
 end
 
-if ARGV[5] ~= "" then
-  redis.call("ZADD", KEYS[1], now, ARGV[3] .. ":" .. ARGV[5])
+if record_id ~= "" then
+  redis.call("ZADD", KEYS[1], now, ARGV[3] .. ":" .. record_id)
   redis.call("SET", KEYS[2], sum + n, "PX", window)
   redis.call("PEXPIRE", KEYS[1], window)
 end
 return 0
+end
+`
+
+// admitScript takes a message's whole admission in one round trip: the
+// daily recipients checked without recording, the per-minute GCRA, and the
+// recipients recorded, in that order (see "Order inside AdmitMessage").
+// Being one script, nothing can come between the steps.
+//
+// The GCRA is redis_rate's (v10, allowN, burst 1, cost 1: the same key,
+// stored value and clock, Redis's TIME), so a mailbox's state carries over
+// between versions and instances of mailgate that use either.
+//
+// KEYS[1] log zset, KEYS[2] running sum (string), KEYS[3] GCRA key (with
+// redis_rate's "rate:" prefix)
+// ARGV[1..5] as recipientsScript (ARGV[4] 0 = no daily limit), ARGV[6]
+// messages per period (0 = no per-minute limit), ARGV[7] period (s)
+// Returns 0 when admitted (and counted against both limits), the
+// milliseconds to wait when not, or -1 when the message alone is over the
+// daily limit.
+var admitScript = redis.NewScript(`
+redis.replicate_commands()
+` + recipientsLua + `
+local rate = tonumber(ARGV[6])
+if tonumber(ARGV[4]) > 0 and rate > 0 then
+  local wait = recipients("")
+  if wait ~= 0 then return wait end
+end
+if rate > 0 then
+  local emission_interval = tonumber(ARGV[7]) / rate
+  local jan_1_2017 = 1483228800
+  local t = redis.call("TIME")
+  local now = (t[1] - jan_1_2017) + (t[2] / 1000000)
+  local tat = redis.call("GET", KEYS[3])
+  if not tat then tat = now else tat = tonumber(tat) end
+  tat = math.max(tat, now)
+  local new_tat = tat + emission_interval
+  local allow_at = new_tat - emission_interval
+  local diff = now - allow_at
+  if diff < 0 then
+    return math.max(math.ceil(-diff * 1000), 1)
+  end
+  local reset_after = new_tat - now
+  if reset_after > 0 then
+    redis.call("SET", KEYS[3], new_tat, "EX", math.ceil(reset_after))
+  end
+end
+return recipients(ARGV[5])
 `)
 
 // usageScript reads a mailbox's current usage without changing anything.

@@ -40,14 +40,16 @@ const BulkBatch = 100
 // requeueScript queues a failed message again.
 //
 // KEYS[1] msg hash, KEYS[2] events list, KEYS[3] failed zset, KEYS[4] ready zset,
-// KEYS[5] waiting counters hash
-// ARGV[1] id, ARGV[2] now (ms), ARGV[3] event (JSON)
+// KEYS[5] lanes zset, KEYS[6] lane-wait hash, KEYS[7] waiting counters hash
+// ARGV[1] id, ARGV[2] now (ms), ARGV[3] event (JSON), ARGV[4] lane key prefix
 // It counts the message as waiting again, but does not check the limits: an
 // operator's requeue is a decision, and the message is in Redis already.
 // Returns 1 when requeued; 0 when there is no failed message with that id
 // (its id, if still in the failed set, is removed); -1 when it is failed but
 // its body is gone, so it cannot be sent again (it stays listed).
 var requeueScript = script(countLua + `
+local lp, lanes, lanewait = ARGV[4], KEYS[5], KEYS[6]
+` + laneFns + `
 local st = redis.call("HGET", KEYS[1], $F_STATUS)
 if st ~= $S_FAILED then
   redis.call("ZREM", KEYS[3], ARGV[1])
@@ -62,8 +64,9 @@ redis.call("HDEL", KEYS[1], $F_DUE_AT)
 redis.call("RPUSH", KEYS[2], ARGV[3])
 redis.call("LTRIM", KEYS[2], -200, -1)
 redis.call("ZADD", KEYS[4], ARGV[2], ARGV[1])
+enlane(lane_of(KEYS[1]), ARGV[1], ARGV[2])
 if redis.call("HEXISTS", KEYS[1], $F_WAITING_BYTES) == 0 then
-  count(KEYS[1], KEYS[5], redis.call("HGET", KEYS[1], $F_APP), redis.call("HSTRLEN", KEYS[1], $F_BODY))
+  count(KEYS[1], KEYS[7], redis.call("HGET", KEYS[1], $F_APP), redis.call("HSTRLEN", KEYS[1], $F_BODY))
 end
 return 1
 `)
@@ -73,7 +76,9 @@ return 1
 //
 // KEYS[1] msg hash, KEYS[2] events list, KEYS[3] ready zset,
 // KEYS[4] inflight zset, KEYS[5] failed zset, KEYS[6] waiting counters hash
-// ARGV[1] id, ARGV[2] "1" to delete only a failed message, else "0"
+// ARGV[1] id, ARGV[2] "1" to delete only a failed message, else "0",
+// ARGV[3] lane key prefix (its entry in its lane goes too; one left behind
+// would only be dropped by the next claim)
 // A message that was waiting leaves the waiting counters.
 // Returns 1 when deleted; 0 when there is no such message (or, with
 // ARGV[2] "1", it is no longer failed); -1 when a worker holds it.
@@ -87,6 +92,9 @@ if not st then
 end
 if st == $S_SENDING or redis.call("ZSCORE", KEYS[4], ARGV[1]) then return -1 end
 if ARGV[2] == "1" and st ~= $S_FAILED then return 0 end
+local lp, lanes, lanewait = ARGV[3], nil, nil
+` + laneFns + `
+redis.call("ZREM", lp .. lane_of(KEYS[1]), ARGV[1])
 uncount(KEYS[1], KEYS[6])
 redis.call("DEL", KEYS[1], KEYS[2])
 redis.call("ZREM", KEYS[3], ARGV[1])
@@ -218,6 +226,7 @@ func (q *Queue) Requeue(ctx context.Context, route, id string) error {
 	if r != 1 {
 		return ErrNotFound
 	}
+	q.notify(route)
 	return nil
 }
 
@@ -225,8 +234,8 @@ func (q *Queue) requeueArgs(route, id string) ([]string, []any) {
 	now := q.now()
 	event, _ := json.Marshal(Event{At: now, Status: StatusQueued, Detail: "requeued by an operator"})
 	rk := q.route(route)
-	return []string{rk.Msg(id), rk.Events(id), rk.Failed(), rk.Ready(), rk.Waiting()},
-		[]any{id, now.UnixMilli(), event}
+	return []string{rk.Msg(id), rk.Events(id), rk.Failed(), rk.Ready(), rk.Lanes(), rk.LaneWait(), rk.Waiting()},
+		[]any{id, now.UnixMilli(), event, rk.Lane("")}
 }
 
 // Delete removes message id of route entirely — body, envelope, events —
@@ -256,7 +265,7 @@ func (q *Queue) deleteArgs(route, id string, onlyFailed bool) ([]string, []any) 
 		flag = "1"
 	}
 	rk := q.route(route)
-	return []string{rk.Msg(id), rk.Events(id), rk.Ready(), rk.Inflight(), rk.Failed(), rk.Waiting()}, []any{id, flag}
+	return []string{rk.Msg(id), rk.Events(id), rk.Ready(), rk.Inflight(), rk.Failed(), rk.Waiting()}, []any{id, flag, rk.Lane("")}
 }
 
 // RequeueAll requeues every message of route that had failed when it was
@@ -264,9 +273,13 @@ func (q *Queue) deleteArgs(route, id string, onlyFailed bool) ([]string, []any) 
 // left for the next call, so a route that keeps refusing them cannot keep
 // the call going forever.
 func (q *Queue) RequeueAll(ctx context.Context, route string) (int, error) {
-	return q.bulk(ctx, route, "requeue", requeueScript, func(id string) ([]string, []any) {
+	n, err := q.bulk(ctx, route, "requeue", requeueScript, func(id string) ([]string, []any) {
 		return q.requeueArgs(route, id)
 	})
+	if n > 0 {
+		q.notify(route)
+	}
+	return n, err
 }
 
 // DeleteAll deletes every message of route that had failed when it was

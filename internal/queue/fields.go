@@ -30,6 +30,10 @@ const (
 	fieldDueAt        = "due_at"
 	fieldRequeuedAt   = "requeued_at"
 	fieldSendAt       = "send_at" // a scheduled message's send_at (schedule.go)
+	// fieldLane is the lane of the message: the lower-cased envelope
+	// sender, whose messages Claim takes in turn with other senders' and
+	// which a limit of that mailbox can make wait as a whole.
+	fieldLane = "lane"
 	// fieldWaitingBytes holds the message's size while it counts in the
 	// route's waiting counters, and is removed when it stops counting: its
 	// presence makes every decrement happen once (see doc.go, "Limits").
@@ -57,6 +61,10 @@ var luaNames = strings.NewReplacer(
 	"$F_BODY", lua(fieldBody),
 	"$F_DUE_AT", lua(fieldDueAt),
 	"$F_REQUEUED_AT", lua(fieldRequeuedAt),
+	"$F_CREATED_AT", lua(fieldCreatedAt),
+	"$F_LANE", lua(fieldLane),
+	"$F_SEND_AT", lua(fieldSendAt),
+	"$F_FROM", lua(fieldFrom),
 	"$F_WAITING_BYTES", lua(fieldWaitingBytes),
 	"$W_BYTES", lua(waitingBytes),
 	"$W_APP_MESSAGES", lua(waitingAppMessages),

@@ -66,8 +66,13 @@ func (q *Queue) EnqueueMany(ctx context.Context, ms []Message) []EnqueueResult {
 			break
 		}
 	}
+	woken := map[string]bool{}
 	for i, c := range cmds {
 		res, err := c.Slice()
+		if storedNow(res, err) && !woken[ms[i].Route] {
+			woken[ms[i].Route] = true
+			q.notify(ms[i].Route)
+		}
 		out[i].ID, out[i].Created, out[i].Err = enqueueReply(ms[i].ID, res, err)
 		if out[i].Err != nil {
 			out[i].ID = ms[i].ID

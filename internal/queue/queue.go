@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -82,6 +83,11 @@ type Queue struct {
 	keys      keys.Space
 	retention time.Duration
 	now       func() time.Time
+
+	// wakeMu guards wake: per route, a channel closed when this process
+	// queued something that may be due now (see Wait).
+	wakeMu sync.Mutex
+	wake   map[string]chan struct{}
 }
 
 // New returns a Queue on rdb.
@@ -92,7 +98,58 @@ func New(rdb redis.UniversalClient, opts Options) *Queue {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Queue{rdb: rdb, keys: keys.New(opts.Prefix), retention: opts.Retention, now: opts.Now}
+	return &Queue{rdb: rdb, keys: keys.New(opts.Prefix), retention: opts.Retention, now: opts.Now,
+		wake: map[string]chan struct{}{}}
+}
+
+// Wait blocks until d has passed, ctx ends, or this Queue queued a message
+// of route that may be due now (an enqueue, a requeue, a hand-back due at
+// once). Idle workers wait here instead of polling Redis: a message queued
+// by another instance is found when d ends, so d bounds that latency.
+func (q *Queue) Wait(ctx context.Context, route string, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	q.wakeMu.Lock()
+	ch, ok := q.wake[route]
+	if !ok {
+		ch = make(chan struct{})
+		q.wake[route] = ch
+	}
+	q.wakeMu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-ch:
+	}
+}
+
+// notify wakes the workers of route waiting in Wait.
+func (q *Queue) notify(route string) {
+	q.wakeMu.Lock()
+	if ch, ok := q.wake[route]; ok {
+		close(ch)
+		delete(q.wake, route)
+	}
+	q.wakeMu.Unlock()
+}
+
+// laneOf is the lane of a message sent by from: the sender lower-cased
+// (ASCII, as Lua's string.lower does for messages stored before lanes), or
+// "-" for the null sender.
+func laneOf(from string) string {
+	if from == "" {
+		return "-"
+	}
+	b := []byte(from)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // Message is what the API stores for a route: the final bytes and their
@@ -169,6 +226,12 @@ type Job struct {
 	Attempts   int // attempts finished before this one
 	CreatedAt  time.Time
 	Lease      string
+	// Lane is the message's lane (its sender, lower-cased): a wait of the
+	// mailbox is recorded on it (Outcome.LaneWaits).
+	Lane string
+	// Due is when the message was due as it was claimed (ms): a message that
+	// waits with its lane keeps this place.
+	Due int64
 }
 
 // NewID returns a new message id: 48 bits of milliseconds then 80 random
@@ -210,7 +273,16 @@ func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool
 	}
 	ks, args := q.enqueueCall(m)
 	res, err := enqueueScript.Run(ctx, q.rdb, ks, args...).Slice()
+	if storedNow(res, err) {
+		q.notify(m.Route)
+	}
 	return enqueueReply(m.ID, res, err)
+}
+
+// storedNow reports whether enqueueScript's reply says it stored the
+// message in this very call (not a replay, not a full queue).
+func storedNow(res []any, err error) bool {
+	return err == nil && len(res) == 2 && res[0] == int64(1)
 }
 
 // enqueueCall is the keys and arguments of enqueueScript for m, whose ID
@@ -241,6 +313,7 @@ func (q *Queue) enqueueCall(m Message) (ks []string, args []any) {
 		fieldCreatedAt, ms,
 		fieldUpdatedAt, ms,
 		fieldLease, "",
+		fieldLane, laneOf(m.From),
 		fieldBody, m.Body,
 	}
 	if status == StatusScheduled {
@@ -257,12 +330,14 @@ func (q *Queue) enqueueCall(m Message) (ks []string, args []any) {
 	if m.KeyTTL > 0 {
 		ttl = m.KeyTTL
 	}
-	// The ready set is ordered by due time: a scheduled message is simply
-	// due later, and waits like any other (it counts against the limits).
+	// The ready set, and the lane, are ordered by due time: a scheduled
+	// message is simply due later, and waits like any other (it counts
+	// against the limits).
 	l := m.Limits
 	args = append([]any{m.ID, due, useIdem, ttl.Milliseconds(), event, m.App, len(m.Body),
 		l.RouteMessages, l.RouteBytes, l.AppMessages, l.AppBytes}, fields...)
-	ks = []string{rk.Msg(m.ID), rk.Events(m.ID), rk.Ready(), idemKey, rk.Inflight(), rk.Waiting()}
+	ks = []string{rk.Msg(m.ID), rk.Events(m.ID), rk.Ready(), idemKey, rk.Inflight(), rk.Waiting(),
+		rk.Lane(laneOf(m.From)), rk.Lanes(), rk.LaneWait()}
 	return ks, args
 }
 
@@ -320,81 +395,114 @@ func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Dura
 	return id, created, err
 }
 
-// claimCandidates is how many due ids Claim looks at per round: workers of
-// one route race for the first due ids, and a loser tries the next one.
-const claimCandidates = 16
-
 // Claim takes the next due message of route for lease, or returns nil
 // when nothing is due. Expired leases are first handed back to ready.
-//
-// The due ids are read first and each is then claimed by a script that
-// names the message's hash among its keys, as Redis Cluster requires (a
-// script must not reach keys it was not given); a script that found its id
-// gone to another worker moves on to the next.
 func (q *Queue) Claim(ctx context.Context, route string, lease time.Duration) (*Job, error) {
-	rk := q.route(route)
-	now := q.now()
-	ms := strconv.FormatInt(now.UnixMilli(), 10)
-	pipe := q.rdb.Pipeline()
-	expired := pipe.ZRangeByScore(ctx, rk.Inflight(), &redis.ZRangeBy{Min: "-inf", Max: ms, Count: 100})
-	due := pipe.ZRangeByScore(ctx, rk.Ready(), &redis.ZRangeBy{Min: "-inf", Max: ms, Count: claimCandidates})
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("claim from %s: %w", route, err)
+	jobs, _, err := q.ClaimBatch(ctx, route, lease, ClaimOptions{Max: 1})
+	if err != nil || len(jobs) == 0 {
+		return nil, err
 	}
-	if ids := expired.Val(); len(ids) > 0 {
-		if err := q.reclaim(ctx, rk, now, ids); err != nil {
-			return nil, fmt.Errorf("claim from %s: %w", route, err)
-		}
-		due = q.rdb.ZRangeByScore(ctx, rk.Ready(), &redis.ZRangeBy{Min: "-inf", Max: ms, Count: claimCandidates})
-	}
-	token := NewID(now)
-	// Every round removes the ids it looked at from ready or finds them
-	// gone; the bound only keeps a pathological race from spinning.
-	for ids, round := due.Val(), 0; len(ids) > 0 && round < 10; round++ {
-		for _, id := range ids {
-			res, err := claimScript.Run(ctx, q.rdb, []string{rk.Ready(), rk.Inflight(), rk.Msg(id)},
-				id, now.UnixMilli(), now.Add(lease).UnixMilli(), token).StringSlice()
-			if errors.Is(err, redis.Nil) {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("claim from %s: %w", route, err)
-			}
-			return q.job(route, id, token, res), nil
-		}
-		// Every candidate went to another worker: look again.
-		var err error
-		ids, err = q.rdb.ZRangeByScore(ctx, rk.Ready(), &redis.ZRangeBy{Min: "-inf", Max: ms, Count: claimCandidates}).Result()
-		if err != nil {
-			return nil, fmt.Errorf("claim from %s: %w", route, err)
-		}
-	}
-	return nil, nil
+	return jobs[0], nil
 }
 
-// reclaim hands the messages of expired leases back to ready.
-func (q *Queue) reclaim(ctx context.Context, rk keys.Route, now time.Time, ids []string) error {
+// ClaimOptions shape one ClaimBatch.
+type ClaimOptions struct {
+	// Max is the most messages taken at once (1 when <= 0); all of them are
+	// of one lane, so one connection sends them.
+	Max int
+	// Pace, when positive, makes the lane taken from wait that long before
+	// its next message is taken: the spacing of a per-minute limit, so the
+	// workers do not take a message only to hand it back.
+	Pace time.Duration
+}
+
+// ClaimBatch takes up to o.Max due messages of one lane of route, in one
+// round trip, after handing expired leases back to ready. With nothing due
+// it returns no job and next: when the first lane may send (zero when
+// nothing waits at all), for the caller to Wait until then.
+//
+// Lanes take turns: after a take, the lane's next message is due no sooner
+// than now, behind lanes that were due earlier, so a backlog of one mailbox
+// does not hold up another's message, and a lane told to wait (Complete
+// with Outcome.LaneWaits) is not looked at until its time comes.
+func (q *Queue) ClaimBatch(ctx context.Context, route string, lease time.Duration, o ClaimOptions) (jobs []*Job, next time.Time, err error) {
+	if o.Max <= 0 {
+		o.Max = 1
+	}
+	rk := q.route(route)
+	now := q.now()
+	token := NewID(now)
 	lost, _ := json.Marshal(Event{At: now, Status: StatusDeferred,
 		Detail: "the worker delivering it stopped before finishing; handed to another worker"})
-	for _, id := range ids {
-		err := reclaimScript.Run(ctx, q.rdb, []string{rk.Inflight(), rk.Ready(), rk.Msg(id), rk.Events(id)},
-			id, now.UnixMilli(), lost).Err()
+	res, err := claimScript.Run(ctx, q.rdb, []string{rk.Lanes(), rk.Ready(), rk.Inflight(), rk.LaneWait()},
+		now.UnixMilli(), now.Add(lease).UnixMilli(), token, o.Max, o.Pace.Milliseconds(),
+		rk.Msg(""), rk.Events(""), rk.Lane(""), lost).Slice()
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("claim from %s: %w", route, err)
+	}
+	if len(res) == 0 {
+		return nil, time.Time{}, fmt.Errorf("claim from %s: empty reply", route)
+	}
+	if n, _ := res[0].(int64); n > 0 {
+		next = time.UnixMilli(n)
+	}
+	for i := 1; i+2 < len(res); i += 3 {
+		id, _ := res[i].(string)
+		due, _ := res[i+1].(string)
+		flat, _ := res[i+2].([]any)
+		j := q.job(route, id, token, flat)
+		j.Due, _ = strconv.ParseInt(due, 10, 64)
+		jobs = append(jobs, j)
+	}
+	return jobs, next, nil
+}
+
+// MigrateBatch is how many ready ids Migrate checks per round trip.
+const MigrateBatch = 500
+
+// Migrate puts every id of route's ready set that is in no lane into its
+// lane, and returns how many it moved. Messages queued by a version of
+// mailgate before lanes are found this way: run it once at startup, before
+// the workers. It is idempotent and reads the whole ready set, so it costs
+// one round trip per MigrateBatch waiting messages.
+func (q *Queue) Migrate(ctx context.Context, route string) (int, error) {
+	rk := q.route(route)
+	n := 0
+	for start := int64(0); ; start += MigrateBatch {
+		ids, err := q.rdb.ZRange(ctx, rk.Ready(), start, start+MigrateBatch-1).Result()
 		if err != nil {
-			return fmt.Errorf("take back the expired lease of %s: %w", id, err)
+			return n, fmt.Errorf("migrate %s: %w", route, err)
+		}
+		if len(ids) == 0 {
+			return n, nil
+		}
+		args := []any{rk.Msg(""), rk.Lane("")}
+		for _, id := range ids {
+			args = append(args, id)
+		}
+		moved, err := migrateScript.Run(ctx, q.rdb, []string{rk.Lanes(), rk.Ready(), rk.LaneWait()}, args...).Int()
+		if err != nil {
+			return n, fmt.Errorf("migrate %s: %w", route, err)
+		}
+		n += moved
+		if len(ids) < MigrateBatch {
+			return n, nil
 		}
 	}
-	return nil
 }
 
 // job reads a claimed message's hash, given as a flat field/value list.
-func (q *Queue) job(route, id, token string, flat []string) *Job {
+func (q *Queue) job(route, id, token string, flat []any) *Job {
 	h := make(map[string]string, len(flat)/2)
 	for i := 0; i+1 < len(flat); i += 2 {
-		h[flat[i]] = flat[i+1]
+		k, _ := flat[i].(string)
+		v, _ := flat[i+1].(string)
+		h[k] = v
 	}
 	j := &Job{
 		ID:        id,
 		Route:     route,
+		Lane:      h[fieldLane],
 		App:       h[fieldApp],
 		From:      h[fieldFrom],
 		Body:      []byte(h[fieldBody]),
@@ -407,6 +515,9 @@ func (q *Queue) job(route, id, token string, flat []string) *Job {
 	}
 	if sa := time.UnixMilli(int64(atoi(h[fieldSendAt]))); sa.After(j.CreatedAt) {
 		j.CreatedAt = sa // and from send_at for a scheduled message
+	}
+	if j.Lane == "" {
+		j.Lane = laneOf(j.From) // stored before lanes
 	}
 	_ = json.Unmarshal([]byte(h[fieldRcpt]), &j.Recipients)
 	return j
@@ -441,10 +552,34 @@ type Outcome struct {
 	// Recipients, when non-nil on a deferral, replaces the envelope
 	// recipients: those already accepted or refused for good are not sent again.
 	Recipients []string
+	// LaneWaits, on a message handed back (queued) because its mailbox must
+	// wait, makes the whole lane wait until Due: none of its messages is
+	// claimed before, and this one keeps its place at the front.
+	LaneWaits bool
 }
 
 // Complete records o for j and releases the lease.
 func (q *Queue) Complete(ctx context.Context, j *Job, o Outcome) error {
+	keys, args, after := q.completeArgs(j, o)
+	return after(completeScript.Run(ctx, q.rdb, keys, args...).Int())
+}
+
+// CompleteIn queues Complete of j with o on pipe, so a worker can send it
+// together with its next message's admission in one round trip. The
+// returned func reads the outcome once pipe was executed. A reply of
+// NOSCRIPT (Redis restarted and lost its script cache) means nothing was
+// recorded: it is reported as an error, and Complete, which loads the
+// script, may be called instead.
+func (q *Queue) CompleteIn(ctx context.Context, pipe redis.Pipeliner, j *Job, o Outcome) func() error {
+	keys, args, after := q.completeArgs(j, o)
+	cmd := completeScript.EvalSha(ctx, pipe, keys, args...)
+	return func() error { return after(cmd.Int()) }
+}
+
+// Pipeline returns a pipeline on the queue's Redis client.
+func (q *Queue) Pipeline() redis.Pipeliner { return q.rdb.Pipeline() }
+
+func (q *Queue) completeArgs(j *Job, o Outcome) (keys []string, args []any, after func(int, error) error) {
 	now := q.now()
 	var event string
 	if o.Attempted || o.Detail != "" {
@@ -469,18 +604,35 @@ func (q *Queue) Complete(ctx context.Context, j *Job, o Outcome) error {
 	if status == StatusQueued && j.Attempts > 0 {
 		status = StatusDeferred
 	}
-	args := append([]any{j.ID, j.Lease, status, now.UnixMilli(), o.Due.UnixMilli(),
-		q.retention.Milliseconds(), inc, event}, fields...)
+	lane := j.Lane
+	if lane == "" {
+		lane = laneOf(j.From)
+	}
+	park, place := "0", o.Due.UnixMilli()
+	if o.LaneWaits && o.Status == StatusQueued {
+		park = "1"
+		if j.Due > 0 {
+			place = min(j.Due, place)
+		}
+	}
+	args = append([]any{j.ID, j.Lease, status, now.UnixMilli(), o.Due.UnixMilli(),
+		q.retention.Milliseconds(), inc, event, lane, park, place}, fields...)
 	rk := q.route(j.Route)
-	keys := []string{rk.Inflight(), rk.Msg(j.ID), rk.Events(j.ID), rk.Ready(), rk.Failed(), rk.Waiting()}
-	ok, err := completeScript.Run(ctx, q.rdb, keys, args...).Int()
-	if err != nil {
-		return fmt.Errorf("complete %s as %s: %w", j.ID, o.Status, err)
+	keys = []string{rk.Inflight(), rk.Msg(j.ID), rk.Events(j.ID), rk.Ready(), rk.Failed(), rk.Waiting(),
+		rk.Lane(lane), rk.Lanes(), rk.LaneWait()}
+	after = func(ok int, err error) error {
+		if err != nil {
+			return fmt.Errorf("complete %s as %s: %w", j.ID, o.Status, err)
+		}
+		if ok == 0 {
+			return ErrLeaseLost
+		}
+		if (status == StatusQueued || status == StatusDeferred) && park == "0" && !o.Due.After(now) {
+			q.notify(j.Route)
+		}
+		return nil
 	}
-	if ok == 0 {
-		return ErrLeaseLost
-	}
-	return nil
+	return keys, args, after
 }
 
 // statusFields are the fields Get reads: all but the body.

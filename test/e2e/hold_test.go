@@ -85,3 +85,40 @@ func TestSendAsDenialFailsOnceWithHint(t *testing.T) {
 		t.Fatalf("the tenant answered 5.7.60 %d times, want 1", n)
 	}
 }
+
+// A held route does not keep its messages for ever: past delivery.max_age
+// they fail, saying the route was held and why, and an operator can requeue
+// them once the route works again.
+func TestHeldRoutePastMaxAgeFailsRequeueable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *config.Config) {
+		c.Delivery.ProbeInterval = 200 * time.Millisecond
+		c.Delivery.MaxAge = 2 * time.Second
+	})
+	e.sim.SetSMTPAuthDisabled("", true)
+	e.start(gateway.RoleAll)
+	tok, admin := e.token("monitoring"), e.adminToken()
+	var ids []string
+	for i := 0; i < 3; i++ {
+		ids = append(ids, e.submitJSON(tok, map[string]any{"to": "ops@contoso.com", "subject": "held", "text": "x"}, nil))
+	}
+	e.waitRouteHeld(tok, 10*time.Second)
+	for _, id := range ids {
+		st := e.waitStatus(tok, id, "failed", 15*time.Second)
+		evs := st["events"].([]any)
+		last, _ := evs[len(evs)-1].(map[string]any)["detail"].(string)
+		if !strings.Contains(last, "expired after 2s while route m365 was held: ") || !strings.Contains(last, "5.7.139") {
+			t.Fatalf("failed without the reason: %q", last)
+		}
+		if st["attempts"].(float64) != 0 {
+			t.Fatalf("attempts %v: a held route's message is never attempted", st["attempts"])
+		}
+	}
+	// One of them (at 30 a minute, a second one would wait past the 2 s
+	// max_age of this test for its turn).
+	e.sim.SetSMTPAuthDisabled("", false)
+	if r := e.do("POST", "/v1/admin/routes/m365/failed/"+ids[0]+"/requeue", "", admin, nil, nil); r.status != 200 {
+		t.Fatalf("requeue: %d %s", r.status, r.body)
+	}
+	e.waitStatus(tok, ids[0], "sent", 30*time.Second)
+}
