@@ -104,18 +104,56 @@ func parseJSON(body io.Reader, size int64) (*submission, error) {
 		return nil, err
 	}
 	var js jsonSubmission
-	if err := json.Unmarshal(raw, &js); err != nil {
-		var p *Problem
-		if errors.As(err, &p) {
-			return nil, p
+	if err := decodeStrict(raw, &js); err != nil {
+		return nil, err
+	}
+	return js.submission()
+}
+
+// decodeStrict decodes raw, valid UTF-8, into v (a pointer to a struct),
+// refusing fields v does not have. A small body is decoded once, by a
+// json.Decoder that refuses unknown fields; a large one (attachments) is
+// decoded by json.Unmarshal straight from raw, and only its skeleton
+// (jsonSkeleton) goes through the Decoder, which would copy the whole body
+// into a buffer of its own.
+func decodeStrict[T any](raw []byte, v *T) error {
+	if len(raw) <= smallJSON {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			return jsonProblem(err)
 		}
-		return nil, errInvalidBody("malformed JSON: " + jsonError(err))
+		if len(bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n")) > 0 {
+			return errInvalidBody("malformed JSON: invalid character after the top-level value")
+		}
+		return nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return jsonProblem(err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(jsonSkeleton(raw)))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(new(jsonSubmission)); err != nil {
-		return nil, errInvalidBody("malformed JSON: " + jsonError(err))
+	if err := dec.Decode(new(T)); err != nil {
+		return errInvalidBody("malformed JSON: " + jsonError(err))
 	}
+	return nil
+}
+
+// jsonProblem is the answer to a decoding error: the problem a field's
+// own decoder returned, or a malformed body.
+func jsonProblem(err error) error {
+	var p *Problem
+	if errors.As(err, &p) {
+		return p
+	}
+	return errInvalidBody("malformed JSON: " + jsonError(err))
+}
+
+// smallJSON is the largest body decodeStrict decodes in one pass.
+const smallJSON = 64 << 10
+
+// submission checks what the JSON could not and returns the request.
+func (js *jsonSubmission) submission() (*submission, error) {
 	sub := &submission{in: compose.Input{
 		From: js.From, To: js.To, Cc: js.Cc, Bcc: js.Bcc, ReplyTo: js.ReplyTo,
 		Subject: js.Subject, Text: js.Text, HTML: js.HTML, Headers: js.Headers,

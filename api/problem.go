@@ -21,6 +21,7 @@ const (
 	CodeNotFound             = "not_found"
 	CodeMethodNotAllowed     = "method_not_allowed"
 	CodeTooLarge             = "message_too_large"
+	CodeBatchTooLarge        = "batch_too_large"
 	CodeUnsupportedMediaType = "unsupported_media_type"
 	CodeValidationFailed     = "validation_failed"
 	CodeTooManyRecipients    = "too_many_recipients"

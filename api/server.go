@@ -63,6 +63,9 @@ type Options struct {
 	// DefaultMinBodyRate, negative turns the cut-off off.
 	MinBodyRate   int64
 	BodyRateGrace time.Duration
+	// MaxBatchBytes caps the body of POST /v1/messages/batch; 0 means
+	// DefaultMaxBatchBytes.
+	MaxBatchBytes int64
 }
 
 // RouteHealth tells whether a route is held, and why.
@@ -89,6 +92,8 @@ type Server struct {
 	// minBodyRate and bodyRateGrace are the slow-body cut-off (budget.go).
 	minBodyRate   int64
 	bodyRateGrace time.Duration
+	// maxBatchBytes caps a batch's body (batch.go).
+	maxBatchBytes int64
 	// templates are the built-in and configured mail templates (webhooks.go).
 	templates *templates.Set
 }
@@ -124,6 +129,10 @@ func New(o Options) (*Server, error) {
 	}
 	s.budget.Observe(s.metrics.BudgetInUse)
 	s.metrics.BudgetSize(s.budget.Max(), s.budget.PerApp())
+	s.maxBatchBytes = o.MaxBatchBytes
+	if s.maxBatchBytes <= 0 {
+		s.maxBatchBytes = DefaultMaxBatchBytes
+	}
 	s.intake = intake.New(intake.Options{Queue: o.Queue, Metrics: s.metrics, Log: o.Log})
 	if s.templates, err = newTemplateSet(o.Config, o.Now); err != nil {
 		return nil, err
@@ -144,6 +153,7 @@ func New(o Options) (*Server, error) {
 	v1 := e.Group("/v1", s.authenticate)
 	v1.POST("/messages", s.submit)
 	v1.POST("/messages/raw", s.submitRaw)
+	v1.POST("/messages/batch", s.submitBatch)
 	v1.GET("/messages/:id", s.getMessage)
 	v1.DELETE("/messages/:id", s.cancelMessage)
 	v1.GET("/routes", s.listRoutes)

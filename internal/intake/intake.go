@@ -180,25 +180,39 @@ func Check(pol *apppolicy.Policy, msg *compose.Message, envelopeFrom string) *ap
 // error is a *apppolicy.Refusal, ErrIdempotencyKey, a *FullError or a
 // *QueueError.
 func (in *Intake) Accept(ctx context.Context, pol *apppolicy.Policy, s Submission) (Result, error) {
+	qm, err := checked(pol, s)
+	if err != nil {
+		return Result{}, err
+	}
+	stored, created, err := in.queue.EnqueueRetrying(ctx, qm, in.retryFor)
+	return in.outcome(pol, s, stored, created, err)
+}
+
+// checked runs every check of Accept on s and returns what to store.
+func checked(pol *apppolicy.Policy, s Submission) (queue.Message, error) {
 	msg := s.Message
 	if r := Check(pol, msg, s.EnvelopeFrom); r != nil {
-		return Result{}, r
+		return queue.Message{}, r
 	}
 	if len(s.IdempotencyKey) > MaxIdempotencyKey || strings.ContainsAny(s.IdempotencyKey, "\r\n") {
-		return Result{}, ErrIdempotencyKey
+		return queue.Message{}, ErrIdempotencyKey
 	}
 	from := msg.From.Address
 	if s.EnvelopeFrom != "" {
 		from = s.EnvelopeFrom
 	}
-	stored, created, err := in.queue.EnqueueRetrying(ctx, queue.Message{
+	return queue.Message{
 		ID: s.ID, App: pol.App(), Route: pol.Route(),
 		From: from, HeaderFrom: msg.From.String(),
 		Recipients: msg.Recipients, To: msg.To, Cc: msg.Cc,
 		Subject: msg.Subject, MessageID: msg.MessageID, Body: msg.Bytes,
 		Metadata: s.Metadata, IdempotencyKey: s.IdempotencyKey, KeyTTL: s.KeyTTL, SendAt: s.SendAt,
 		Limits: queue.Limits(pol.QueueLimits()),
-	}, in.retryFor)
+	}, nil
+}
+
+// outcome counts and logs what storing s gave, and returns Accept's answer.
+func (in *Intake) outcome(pol *apppolicy.Policy, s Submission, stored string, created bool, err error) (Result, error) {
 	if full := errors.Is(err, queue.ErrRouteFull); full || errors.Is(err, queue.ErrAppFull) {
 		result := "app_queue_full"
 		if full {
@@ -221,13 +235,63 @@ func (in *Intake) Accept(ctx context.Context, pol *apppolicy.Policy, s Submissio
 		return Result{}, &QueueError{ID: s.ID, Err: err}
 	}
 	if created {
-		in.count(pol.App(), "accepted", len(msg.Bytes))
+		in.count(pol.App(), "accepted", len(s.Message.Bytes))
 		in.log.Info("message queued", "app", pol.App(), "id", stored, "route", pol.Route(),
-			"recipients", len(msg.Recipients), "bytes", len(msg.Bytes))
+			"recipients", len(s.Message.Recipients), "bytes", len(s.Message.Bytes))
 	} else {
 		in.count(pol.App(), "idempotent_replay", 0)
 	}
 	return Result{ID: stored, Created: created}, nil
+}
+
+// BatchEnqueuer stores many messages in one round trip; *queue.Queue is one.
+type BatchEnqueuer interface {
+	EnqueueManyRetrying(ctx context.Context, ms []queue.Message, within time.Duration) []queue.EnqueueResult
+}
+
+// Outcome is what became of one submission of AcceptMany: Err is nil
+// (stored as Result) or what Accept would have returned.
+type Outcome struct {
+	Result Result
+	Err    error
+}
+
+// AcceptMany is Accept for each of subs, with every message that passes
+// its checks stored in one round trip to Redis (the Options' Queue must
+// be a BatchEnqueuer). Each one is checked and stored on its own: one
+// refused or not stored never keeps another out. The outcomes are in the
+// order of subs. A failure of Redis is reported per message, as a
+// *QueueError on each one that was, as far as Redis could be asked, not
+// stored; usually that is all of them.
+func (in *Intake) AcceptMany(ctx context.Context, pol *apppolicy.Policy, subs []Submission) []Outcome {
+	out := make([]Outcome, len(subs))
+	var ms []queue.Message
+	var idx []int // position in subs of each of ms
+	for i, s := range subs {
+		qm, err := checked(pol, s)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		ms = append(ms, qm)
+		idx = append(idx, i)
+	}
+	if len(ms) == 0 {
+		return out
+	}
+	be, ok := in.queue.(BatchEnqueuer)
+	if !ok {
+		for j, i := range idx {
+			stored, created, err := in.queue.EnqueueRetrying(ctx, ms[j], in.retryFor)
+			out[i].Result, out[i].Err = in.outcome(pol, subs[i], stored, created, err)
+		}
+		return out
+	}
+	for j, r := range be.EnqueueManyRetrying(ctx, ms, in.retryFor) {
+		i := idx[j]
+		out[i].Result, out[i].Err = in.outcome(pol, subs[i], r.ID, r.Created, r.Err)
+	}
+	return out
 }
 
 func (in *Intake) count(app, result string, size int) {

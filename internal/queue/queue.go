@@ -280,10 +280,32 @@ func (q *Queue) route(route string) keys.Route { return q.keys.Route(route) }
 // reports created, so a call whose reply was lost can safely be repeated.
 // Over m.Limits it stores nothing and returns ErrRouteFull or ErrAppFull.
 func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool, err error) {
-	now := q.now()
 	if m.ID == "" {
-		m.ID = NewID(now)
+		m.ID = NewID(q.now())
 	}
+	ks, args := q.enqueueCall(m)
+	var res []any
+	if q.minReplicas > 0 {
+		res, err = q.enqueueReplicated(ctx, ks, args, m.ID, m.Route)
+	} else {
+		res, err = enqueueScript.Run(ctx, q.rdb, ks, args...).Slice()
+	}
+	if storedNow(res, err) {
+		q.notify(m.Route)
+	}
+	return enqueueReply(m.ID, res, err)
+}
+
+// storedNow reports whether enqueueScript's reply says it stored the
+// message in this very call (not a replay, not a full queue).
+func storedNow(res []any, err error) bool {
+	return err == nil && len(res) == 2 && res[0] == int64(1)
+}
+
+// enqueueCall is the keys and arguments of enqueueScript for m, whose ID
+// is set.
+func (q *Queue) enqueueCall(m Message) (ks []string, args []any) {
+	now := q.now()
 	ms := now.UnixMilli()
 	status, due := StatusQueued, ms
 	ev := Event{At: now, Status: StatusQueued}
@@ -329,29 +351,26 @@ func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool
 	// message is simply due later, and waits like any other (it counts
 	// against the limits).
 	l := m.Limits
-	args := append([]any{m.ID, due, useIdem, ttl.Milliseconds(), event, m.App, len(m.Body),
+	args = append([]any{m.ID, due, useIdem, ttl.Milliseconds(), event, m.App, len(m.Body),
 		l.RouteMessages, l.RouteBytes, l.AppMessages, l.AppBytes}, fields...)
-	keys := []string{rk.Msg(m.ID), rk.Events(m.ID), rk.Ready(), idemKey, rk.Inflight(), rk.Waiting(),
+	ks = []string{rk.Msg(m.ID), rk.Events(m.ID), rk.Ready(), idemKey, rk.Inflight(), rk.Waiting(),
 		rk.Lane(laneOf(m.From)), rk.Lanes(), rk.LaneWait()}
-	var res []any
-	if q.minReplicas > 0 {
-		res, err = q.enqueueReplicated(ctx, keys, args, m.ID, m.Route)
-	} else {
-		res, err = enqueueScript.Run(ctx, q.rdb, keys, args...).Slice()
-	}
+	return ks, args
+}
+
+// enqueueReply reads enqueueScript's reply for message id.
+func enqueueReply(id string, res []any, err error) (string, bool, error) {
 	if err != nil {
-		return "", false, fmt.Errorf("enqueue %s: %w", m.ID, err)
+		return "", false, fmt.Errorf("enqueue %s: %w", id, err)
 	}
 	if len(res) != 2 {
-		return "", false, fmt.Errorf("enqueue %s: unexpected reply %v", m.ID, res)
+		return "", false, fmt.Errorf("enqueue %s: unexpected reply %v", id, res)
 	}
 	switch res[0] {
 	case int64(-1):
 		return "", false, ErrRouteFull
 	case int64(-2):
 		return "", false, ErrAppFull
-	case int64(1):
-		q.notify(m.Route)
 	}
 	got, _ := res[1].(string)
 	return got, res[0] != int64(0), nil

@@ -115,3 +115,36 @@ func (q *Queue) masterFor(ctx context.Context, key string) (redis.Cmdable, error
 	}
 	return nil, errors.New("queue: unsupported Redis client")
 }
+
+// confirmMany waits for the replicas of every message of out that is
+// stored (Err nil), once per route: one sync write and one WAIT on the
+// route's master cover every message stored there before it, since the
+// replication stream is ordered. The messages of a route whose replicas
+// do not confirm get a *NotReplicatedError, each with its own id.
+func (q *Queue) confirmMany(ctx context.Context, ms []Message, out []EnqueueResult) {
+	if q.minReplicas <= 0 {
+		return
+	}
+	confirmed := map[string]error{}
+	for i, r := range out {
+		if r.Err != nil {
+			continue
+		}
+		route := ms[i].Route
+		err, done := confirmed[route]
+		if !done {
+			err = q.confirmReplicated(ctx, route, ms[i].ID)
+			confirmed[route] = err
+		}
+		var nr *NotReplicatedError
+		switch {
+		case err == nil:
+		case errors.As(err, &nr):
+			e := *nr
+			e.ID = ms[i].ID
+			out[i] = EnqueueResult{ID: ms[i].ID, Err: &e}
+		default:
+			out[i] = EnqueueResult{ID: ms[i].ID, Err: fmt.Errorf("enqueue %s: WAIT: %w", ms[i].ID, err)}
+		}
+	}
+}

@@ -40,4 +40,13 @@ func TestMinReplicasWithoutReplicas(t *testing.T) {
 	if _, _, err := q.EnqueueRetrying(context.Background(), full, time.Hour); !errors.Is(err, queue.ErrRouteFull) {
 		t.Fatalf("over the route's limit with min replicas: %v, want ErrRouteFull", err)
 	}
+
+	// A batch: each stored message is reported unreplicated, with its own
+	// id, at once (not retried for the hour).
+	batch := []queue.Message{message("b1"), message("b2")}
+	for i, r := range q.EnqueueManyRetrying(context.Background(), batch, time.Hour) {
+		if !errors.As(r.Err, &nr) || nr.ID != batch[i].ID || nr.Got != 0 {
+			t.Fatalf("batch item %d: %+v, want a NotReplicatedError for %s", i, r, batch[i].ID)
+		}
+	}
 }

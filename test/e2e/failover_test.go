@@ -296,13 +296,24 @@ func TestUnreplicatedSubmissionIs503(t *testing.T) {
 		t.Fatalf("%d messages queued after two tries with one key, want 1 (stored once, not yet confirmed)", n)
 	}
 
+	// A batch is not answered 200 with ids either: nothing of it is
+	// confirmed, and the answer says some of it may be stored.
+	r, _ := e.batch(tok, []map[string]any{
+		{"to": "ops@contoso.com", "subject": "batch one", "text": "x", "idempotency_key": "b1"},
+		{"to": "ops@contoso.com", "subject": "batch two", "text": "x", "idempotency_key": "b2"},
+	}, nil)
+	if p := r.json(t); r.status != http.StatusServiceUnavailable || p["code"] != "queue_unavailable" ||
+		!strings.Contains(p["detail"].(string), "2 may be stored but are not yet replicated") {
+		t.Fatalf("batch with no replica: %d %s", r.status, r.body)
+	}
+
 	resp, err := http.Get(e.base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if want := `mailgate_submissions_total{app="billing",result="not_replicated"} 2`; !strings.Contains(string(metrics), want) {
+	if want := `mailgate_submissions_total{app="billing",result="not_replicated"} 4`; !strings.Contains(string(metrics), want) {
 		t.Errorf("metrics lack %s", want)
 	}
 

@@ -45,6 +45,13 @@ func checkReplicaAck(t *testing.T, rdb redis.UniversalClient, route string) {
 		t.Fatalf("replay: %q %v %v", first, created, err)
 	}
 
+	// A batch is confirmed too.
+	for i, r := range one.EnqueueManyRetrying(ctx, []queue.Message{msg(route, ""), msg(route, "")}, 5*time.Second) {
+		if r.Err != nil || !r.Created {
+			t.Fatalf("batch item %d with one replica asked: %+v", i, r)
+		}
+	}
+
 	two := queue.New(rdb, queue.Options{MinReplicas: 2, ReplicaTimeout: 200 * time.Millisecond})
 	_, _, err = two.EnqueueRetrying(ctx, msg(route, ""), 5*time.Second)
 	var nr *queue.NotReplicatedError

@@ -1,0 +1,164 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Storing many messages in one round trip.
+//
+// Every message is still stored by its own enqueueScript call, so each one
+// is atomic on its own exactly as with Enqueue; what EnqueueMany saves is
+// the round trips: the calls go to Redis as one pipeline (one write, one
+// read, on each side). A pipeline is not a transaction: when the connection
+// breaks halfway, some scripts may have run and others not. Each message's
+// outcome is therefore reported on its own, and a retry with the same ids
+// is safe because the script is idempotent by id.
+
+// EnqueueResult is the outcome of one message of EnqueueMany.
+type EnqueueResult struct {
+	ID      string // the stored id: the first one's when Created is false
+	Created bool   // false when the Idempotency-Key named an earlier message
+	Err     error  // not stored (as far as Redis answered)
+}
+
+// EnqueueMany stores every message of ms, each atomically as Enqueue does,
+// in one round trip to Redis, and returns one result per message in
+// order. Messages without an ID get one. A message with ErrRouteFull or
+// ErrAppFull was refused for its queue's limits (nothing stored); with
+// another error it was not stored, or its reply was lost:
+// EnqueueManyRetrying settles that.
+func (q *Queue) EnqueueMany(ctx context.Context, ms []Message) []EnqueueResult {
+	out := make([]EnqueueResult, len(ms))
+	if len(ms) == 0 {
+		return out
+	}
+	for i := range ms {
+		if ms[i].ID == "" {
+			ms[i].ID = NewID(q.now())
+		}
+	}
+	keys := make([][]string, len(ms))
+	args := make([][]any, len(ms))
+	for i := range ms {
+		keys[i], args[i] = q.enqueueCall(ms[i])
+	}
+	run := func() []*redis.Cmd {
+		cmds := make([]*redis.Cmd, len(ms))
+		pipe := q.rdb.Pipeline()
+		for i := range ms {
+			cmds[i] = pipe.EvalSha(ctx, enqueueScript.Hash(), keys[i], args[i]...)
+		}
+		_, _ = pipe.Exec(ctx) // errors are read per command
+		return cmds
+	}
+	cmds := run()
+	for _, c := range cmds {
+		if c.Err() != nil && redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			// A fresh or restarted Redis: load the script and run them all
+			// again, which is safe (idempotent by id).
+			if err := enqueueScript.Load(ctx, q.rdb).Err(); err == nil {
+				cmds = run()
+			}
+			break
+		}
+	}
+	woken := map[string]bool{}
+	for i, c := range cmds {
+		res, err := c.Slice()
+		if storedNow(res, err) && !woken[ms[i].Route] {
+			woken[ms[i].Route] = true
+			q.notify(ms[i].Route)
+		}
+		out[i].ID, out[i].Created, out[i].Err = enqueueReply(ms[i].ID, res, err)
+		if out[i].Err != nil {
+			out[i].ID = ms[i].ID
+		}
+	}
+	q.confirmMany(ctx, ms, out)
+	return out
+}
+
+// EnqueueManyRetrying is EnqueueMany retried, for the messages that failed
+// and with their ids, while Redis fails, for up to within, as
+// EnqueueRetrying does for one. When the retries run out, one pipelined
+// read settles which of the remaining messages Redis did store. Each
+// result then says for certain whether its message is stored (Err nil) or
+// most likely not (Err set).
+func (q *Queue) EnqueueManyRetrying(ctx context.Context, ms []Message, within time.Duration) []EnqueueResult {
+	for i := range ms {
+		if ms[i].ID == "" {
+			ms[i].ID = NewID(q.now())
+		}
+	}
+	out := q.EnqueueMany(ctx, ms)
+	deadline := time.Now().Add(within)
+	wait := 50 * time.Millisecond
+	for {
+		todo := failed(out)
+		if len(todo) == 0 || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			break
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+		again := make([]Message, len(todo))
+		for j, i := range todo {
+			again[j] = ms[i]
+		}
+		for j, r := range q.EnqueueMany(ctx, again) {
+			out[todo[j]] = r
+		}
+	}
+	if todo := failed(out); len(todo) > 0 {
+		pipe := q.rdb.Pipeline()
+		ctx := context.WithoutCancel(ctx)
+		exists := make([]*redis.IntCmd, len(todo))
+		for j, i := range todo {
+			exists[j] = pipe.Exists(ctx, q.route(ms[i].Route).Msg(ms[i].ID))
+		}
+		_, _ = pipe.Exec(ctx)
+		var found []int
+		for j, i := range todo {
+			if n, err := exists[j].Result(); err == nil && n == 1 {
+				out[i] = EnqueueResult{ID: ms[i].ID, Created: true}
+				found = append(found, i)
+			}
+		}
+		if len(found) > 0 && q.minReplicas > 0 {
+			// Found stored, but not yet known to be replicated.
+			sub := make([]Message, len(found))
+			res := make([]EnqueueResult, len(found))
+			for j, i := range found {
+				sub[j], res[j] = ms[i], out[i]
+			}
+			q.confirmMany(ctx, sub, res)
+			for j, i := range found {
+				out[i] = res[j]
+			}
+		}
+	}
+	return out
+}
+
+// failed are the messages to try again: those Redis failed on. A full
+// queue (ErrRouteFull, ErrAppFull) is an answer, not a failure: nothing was
+// stored and trying again at once would not change it. Nor is a message
+// stored but not replicated (min_replicas_acked): WAIT already waited.
+func failed(rs []EnqueueResult) []int {
+	var idx []int
+	for i, r := range rs {
+		var nr *NotReplicatedError
+		if r.Err != nil && !errors.Is(r.Err, ErrRouteFull) && !errors.Is(r.Err, ErrAppFull) && !errors.As(r.Err, &nr) {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
