@@ -197,7 +197,10 @@ func TestCheckRedisEviction(t *testing.T) {
 func TestTokenIssueExpiry(t *testing.T) {
 	cfg := writeConfig(t, strings.Replace(validConfig, "auth:\n", "auth:\n  audience: mailgate.test\n", 1))
 	e := env(map[string]string{"KEY": key})
-	m, _ := token.New(token.Options{Key: []byte(key), Issuer: "mailgate", Audience: "mailgate.test"})
+	m, err := token.New(token.Options{Key: []byte(key), Issuer: "mailgate", Audience: "mailgate.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	issue := func(args ...string) (*token.Claims, string) {
 		t.Helper()
 		var out, errOut bytes.Buffer

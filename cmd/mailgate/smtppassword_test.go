@@ -36,7 +36,10 @@ func TestSMTPPasswordCommands(t *testing.T) {
 			t.Fatalf("issued password does not verify: %q %v", app, err)
 		}
 	}
-	id, _ := smtppass.ParseID(byID)
+	id, err := smtppass.ParseID(byID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, arg := range []string{byPassword, id} {
 		var out, errOut bytes.Buffer
 		if code := run([]string{"smtp-password", "revoke", "--config", cfg, arg}, &out, &errOut, e); code != 0 || !strings.HasPrefix(out.String(), "revoked ") {

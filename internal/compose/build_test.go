@@ -78,9 +78,9 @@ func TestBuildStructure(t *testing.T) {
 				if err != nil || name != "Bericht für März.csv" {
 					t.Errorf("filename = %q, %v", name, err)
 				}
-				disp, _, _ := csv.header.ContentDisposition()
-				if disp != "attachment" {
-					t.Errorf("disposition = %q", disp)
+				disp, _, err := csv.header.ContentDisposition()
+				if err != nil || disp != "attachment" {
+					t.Errorf("disposition = %q, %v", disp, err)
 				}
 			},
 		},
@@ -96,8 +96,8 @@ func TestBuildStructure(t *testing.T) {
 				if got := img.header.Get("Content-Id"); got != "<logo>" {
 					t.Errorf("Content-ID = %q", got)
 				}
-				if disp, _, _ := img.header.ContentDisposition(); disp != "inline" {
-					t.Errorf("disposition = %q", disp)
+				if disp, _, err := img.header.ContentDisposition(); err != nil || disp != "inline" {
+					t.Errorf("disposition = %q, %v", disp, err)
 				}
 				if !bytes.Equal(img.body, png) {
 					t.Error("png content differs")
@@ -195,8 +195,8 @@ func TestBuildHeaders(t *testing.T) {
 	if err != nil || len(cc) != 1 || cc[0].Name != "Doe, Jane" {
 		t.Errorf("Cc = %v, %v", cc, err)
 	}
-	if rt, _ := h.AddressList("Reply-To"); len(rt) != 1 || rt[0].Address != "noc@contoso.com" {
-		t.Errorf("Reply-To = %v", rt)
+	if rt, err := h.AddressList("Reply-To"); err != nil || len(rt) != 1 || rt[0].Address != "noc@contoso.com" {
+		t.Errorf("Reply-To = %v, %v", rt, err)
 	}
 	if date, err := h.Date(); err != nil || !date.Equal(testNow) {
 		t.Errorf("Date = %v, %v", date, err)
@@ -437,8 +437,8 @@ func TestBuildAccepts(t *testing.T) {
 			}
 			checkHeaderInvariants(t, msg.Bytes)
 			root := parseMessage(t, msg.Bytes)
-			if got, _ := mailHeader(root).Subject(); got != in.Subject {
-				t.Errorf("Subject = %q, want %q", got, in.Subject)
+			if got, err := mailHeader(root).Subject(); err != nil || got != in.Subject {
+				t.Errorf("Subject = %q, %v, want %q", got, err, in.Subject)
 			}
 			if in.Text != "" {
 				if got := root.find("text/plain"); got == nil {
@@ -464,8 +464,8 @@ func TestBuildSqueezesBlanksInHeaders(t *testing.T) {
 	}
 	checkHeaderInvariants(t, msg.Bytes)
 	h := mailHeader(parseMessage(t, msg.Bytes))
-	if got, _ := h.Subject(); got != "a b" || msg.Subject != "a b" {
-		t.Errorf("Subject = %q, Message.Subject = %q", got, msg.Subject)
+	if got, err := h.Subject(); err != nil || got != "a b" || msg.Subject != "a b" {
+		t.Errorf("Subject = %q, %v, Message.Subject = %q", got, err, msg.Subject)
 	}
 	if got := h.Get("X-Pad"); got != "v" {
 		t.Errorf("X-Pad = %q", got)

@@ -61,7 +61,12 @@ func parseMessage(t testing.TB, b []byte) *node {
 }
 
 func toNode(e *message.Entity) (*node, error) {
-	mt, params, _ := e.Header.ContentType()
+	mt, params, err := e.Header.ContentType()
+	if err != nil && e.Header.Get("Content-Type") != "" {
+		// A part without the header is text/plain (RFC 2045 section 5.2);
+		// its media type stays empty.
+		return nil, err
+	}
 	n := &node{header: e.Header, mediaType: mt, params: params}
 	if mr := e.MultipartReader(); mr != nil {
 		for {

@@ -81,8 +81,8 @@ func TestParseRawValid(t *testing.T) {
 		t.Errorf("shape = %s", got)
 	}
 	h := mailHeader(root)
-	if id, _ := h.MessageID(); id != "keep-me@client.example" || msg.MessageID != id {
-		t.Errorf("Message-ID = %q, Message.MessageID = %q", id, msg.MessageID)
+	if id, err := h.MessageID(); err != nil || id != "keep-me@client.example" || msg.MessageID != id {
+		t.Errorf("Message-ID = %q, %v, Message.MessageID = %q", id, err, msg.MessageID)
 	}
 	if got := h.Get("Date"); got != "Tue, 01 Apr 2025 10:00:00 +0200" {
 		t.Errorf("Date = %q", got)
@@ -212,8 +212,8 @@ func TestParseRawAddsMissingFields(t *testing.T) {
 			if err != nil || len(from) != 1 || !strings.EqualFold(from[0].Address, tt.wantFrom) || msg.From.Address != tt.wantFrom {
 				t.Errorf("From = %v, %v; Message.From = %v", from, err, msg.From)
 			}
-			if id, _ := h.MessageID(); id != tt.wantID || msg.MessageID != tt.wantID {
-				t.Errorf("Message-ID = %q, Message.MessageID = %q, want %q", id, msg.MessageID, tt.wantID)
+			if id, err := h.MessageID(); err != nil || id != tt.wantID || msg.MessageID != tt.wantID {
+				t.Errorf("Message-ID = %q, %v, Message.MessageID = %q, want %q", id, err, msg.MessageID, tt.wantID)
 			}
 			if got := h.Get("Date"); got != tt.wantDate {
 				t.Errorf("Date = %q, want %q", got, tt.wantDate)

@@ -56,9 +56,14 @@ func (b *testBundle) newGateway(role string) (*Gateway, error) {
 func (b *testBundle) run(t *testing.T, g *Gateway) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
 	testwait.Until(t, 10*time.Second, func() bool { return strings.Contains(b.log.String(), "mailgate running") }, "the gateway to run")
 }
 
@@ -77,7 +82,10 @@ func get(t *testing.T, c *http.Client, url string, header map[string]string) (in
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
 	return resp.StatusCode, string(body)
 }
 

@@ -96,7 +96,10 @@ func TestMetricsScrapeCachesRedisReads(t *testing.T) {
 				continue
 			}
 			calls, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
-			c, _ := strconv.Atoi(calls)
+			c, err := strconv.Atoi(calls)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
 			n += c
 		}
 		return n

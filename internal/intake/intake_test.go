@@ -152,8 +152,8 @@ func TestAcceptWithinQueueLimits(t *testing.T) {
 		if !errors.As(err, &full) || full.App != tt.app || full.ID != id || full.RetryAfter != QueueFullRetryAfter || !errors.Is(err, tt.cause) {
 			t.Errorf("%s: %v, want a *FullError (app %v) for %s", tt.name, err, tt.app, id)
 		}
-		if ok, _ := q.Exists(ctx, "m365", id); ok {
-			t.Errorf("%s: the refused message was stored", tt.name)
+		if ok, err := q.Exists(ctx, "m365", id); err != nil || ok {
+			t.Errorf("%s: the refused message was stored (%v)", tt.name, err)
 		}
 	}
 }

@@ -365,7 +365,10 @@ func TestGCRACompatibleWithRedisRate(t *testing.T) {
 	if wait, err := b.a.AdmitMessage(ctx, route, other, 1, lim); err != nil || wait != 0 {
 		t.Fatalf("first admission: %v, %v", wait, err)
 	}
-	k2, _ := keys.New("").Mailbox(route, other)
+	k2, err := keys.New("").Mailbox(route, other)
+	if err != nil {
+		t.Fatal(err)
+	}
 	res, err := rr.Allow(ctx, k2.GCRA, rl)
 	if err != nil || res.Allowed != 0 || res.RetryAfter <= spacing-time.Second || res.RetryAfter > spacing {
 		t.Fatalf("redis_rate after the script admitted one: %+v %v; want a refusal for about %v", res, err, spacing)

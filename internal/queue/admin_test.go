@@ -66,7 +66,7 @@ func TestRequeueGivesTheMessageBackWithItsBodyAndHistory(t *testing.T) {
 			t.Fatalf("TTL of %s after requeue = %v, want none", k, ttl)
 		}
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d != (queue.Depth{Ready: 1, Bytes: 7}) {
+	if d := must(b.q.Depth(ctx, "m365"))(t); d != (queue.Depth{Ready: 1, Bytes: 7}) {
 		t.Fatalf("depth after requeue = %+v", d)
 	}
 
@@ -84,7 +84,7 @@ func TestRequeueGivesTheMessageBackWithItsBodyAndHistory(t *testing.T) {
 	if err := b.q.Complete(ctx, j, queue.Outcome{Status: queue.StatusSent, Attempted: true}); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := b.q.Get(ctx, "m365", id); st.Status != queue.StatusSent || st.Attempts != 2 {
+	if st := must(b.q.Get(ctx, "m365", id))(t); st.Status != queue.StatusSent || st.Attempts != 2 {
 		t.Fatalf("status after delivery: %+v", st)
 	}
 }
@@ -94,13 +94,13 @@ func TestRequeueRefusesWhatIsNotAFailedMessage(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 
-	queued, _, _ := b.q.Enqueue(ctx, message("q"))
+	queued, _ := must2(b.q.Enqueue(ctx, message("q")))(t)
 	tests := []struct{ name, id string }{
 		{"unknown", queue.NewID(b.clock.Now())},
 		{"malformed", "../../etc/passwd"},
 		{"queued", queued},
 	}
-	j, _ := b.q.Claim(ctx, "m365", time.Minute)
+	j := must(b.q.Claim(ctx, "m365", time.Minute))(t)
 	if err := b.q.Complete(ctx, j, queue.Outcome{Status: queue.StatusSent, Attempted: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestRequeueRefusesWhatIsNotAFailedMessage(t *testing.T) {
 			t.Errorf("%s: Requeue = %v, want ErrNotFound", tt.name, err)
 		}
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d != (queue.Depth{Ready: 1, Bytes: 1}) {
+	if d := must(b.q.Depth(ctx, "m365"))(t); d != (queue.Depth{Ready: 1, Bytes: 1}) {
 		t.Fatalf("depth = %+v", d)
 	}
 }
@@ -127,7 +127,7 @@ func TestDeleteRemovesEverythingButNotAMessageBeingSent(t *testing.T) {
 	rdb := b.srv.Client()
 
 	failed := b.fail(t, "f")
-	queued, _, _ := b.q.Enqueue(ctx, message("q"))
+	queued, _ := must2(b.q.Enqueue(ctx, message("q")))(t)
 	for _, id := range []string{failed, queued} {
 		if err := b.q.Delete(ctx, "m365", id); err != nil {
 			t.Fatalf("Delete(%s): %v", id, err)
@@ -143,12 +143,12 @@ func TestDeleteRemovesEverythingButNotAMessageBeingSent(t *testing.T) {
 		"mailgate:{m365}:msg:"+queued, "mailgate:{m365}:ev:"+queued).Val(); n != 0 {
 		t.Fatalf("%d keys left after Delete", n)
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d != (queue.Depth{}) {
+	if d := must(b.q.Depth(ctx, "m365"))(t); d != (queue.Depth{}) {
 		t.Fatalf("depth after Delete = %+v", d)
 	}
 
-	sending, _, _ := b.q.Enqueue(ctx, message("s"))
-	j, _ := b.q.Claim(ctx, "m365", time.Minute)
+	sending, _ := must2(b.q.Enqueue(ctx, message("s")))(t)
+	j := must(b.q.Claim(ctx, "m365", time.Minute))(t)
 	if err := b.q.Delete(ctx, "m365", sending); !errors.Is(err, queue.ErrInFlight) {
 		t.Fatalf("Delete of a message being sent = %v, want ErrInFlight", err)
 	}
@@ -168,13 +168,13 @@ func TestBulkRequeueAndDelete(t *testing.T) {
 		failed = append(failed, b.fail(t, "x"))
 		b.clock.Advance(time.Millisecond)
 	}
-	queued, _, _ := b.q.Enqueue(ctx, message("stays"))
+	queued, _ := must2(b.q.Enqueue(ctx, message("stays")))(t)
 
 	n, err := b.q.RequeueAll(ctx, "m365")
 	if err != nil || n != len(failed) {
 		t.Fatalf("RequeueAll = %d, %v; want %d", n, err, len(failed))
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d != (queue.Depth{Ready: int64(len(failed) + 1), Bytes: int64(len(failed) + len("stays"))}) {
+	if d := must(b.q.Depth(ctx, "m365"))(t); d != (queue.Depth{Ready: int64(len(failed) + 1), Bytes: int64(len(failed) + len("stays"))}) {
 		t.Fatalf("depth after RequeueAll = %+v", d)
 	}
 	if n, err := b.q.RequeueAll(ctx, "m365"); err != nil || n != 0 {
@@ -186,23 +186,23 @@ func TestBulkRequeueAndDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range len(failed) - 3 {
-		j, _ := b.q.Claim(ctx, "m365", time.Minute)
+		j := must(b.q.Claim(ctx, "m365", time.Minute))(t)
 		if err := b.q.Complete(ctx, j, queue.Outcome{Status: queue.StatusSent, Attempted: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for range 3 {
-		j, _ := b.q.Claim(ctx, "m365", time.Minute)
+		j := must(b.q.Claim(ctx, "m365", time.Minute))(t)
 		if err := b.q.Complete(ctx, j, queue.Outcome{Status: queue.StatusFailed, Attempted: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	stays, _, _ := b.q.Enqueue(ctx, message("stays"))
+	stays, _ := must2(b.q.Enqueue(ctx, message("stays")))(t)
 	n, err = b.q.DeleteAll(ctx, "m365")
 	if err != nil || n != 3 {
 		t.Fatalf("DeleteAll = %d, %v; want 3", n, err)
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d != (queue.Depth{Ready: 1, Bytes: int64(len("stays"))}) {
+	if d := must(b.q.Depth(ctx, "m365"))(t); d != (queue.Depth{Ready: 1, Bytes: int64(len("stays"))}) {
 		t.Fatalf("depth after DeleteAll = %+v", d)
 	}
 	if st, err := b.q.Get(ctx, "m365", stays); err != nil || st.Status != queue.StatusQueued {
@@ -266,10 +266,10 @@ func TestListFailedNewestFirstPagedAndPruned(t *testing.T) {
 	if err != nil || next != "" || !slices.Equal(ids(page), newestFirst[:5]) {
 		t.Fatalf("after expiry: %v, %q, %v", ids(page), next, err)
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d.Failed != 5 {
+	if d := must(b.q.Depth(ctx, "m365"))(t); d.Failed != 5 {
 		t.Fatalf("failed set after pruning holds %d, want 5", d.Failed)
 	}
-	page, next, _ = b.q.ListFailed(ctx, "m365", 4, "")
+	page, next = must2(b.q.ListFailed(ctx, "m365", 4, ""))(t)
 	if len(page) != 4 || next == "" {
 		t.Fatalf("a full page must give a cursor: %v, %q", ids(page), next)
 	}

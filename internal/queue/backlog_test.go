@@ -39,7 +39,7 @@ func TestBacklogOldestDue(t *testing.T) {
 	if err != nil || j == nil {
 		t.Fatalf("Claim = %v, %v", j, err)
 	}
-	if bl, _ := b.q.Backlog(ctx, "m365"); bl.Ready != 1 || bl.InFlight != 1 || !bl.OldestDue.Equal(t1) {
+	if bl := must(b.q.Backlog(ctx, "m365"))(t); bl.Ready != 1 || bl.InFlight != 1 || !bl.OldestDue.Equal(t1) {
 		t.Fatalf("one claimed: Backlog = %+v", bl)
 	}
 	if err := b.q.Complete(ctx, j, queue.Outcome{Status: queue.StatusDeferred, Due: t1.Add(10 * time.Minute), Attempted: true, Detail: "451 4.7.500"}); err != nil {

@@ -106,15 +106,15 @@ func TestLanePace(t *testing.T) {
 	b.enqueue(t, from("alice@contoso.com", "1"))
 	second := b.enqueue(t, from("alice@contoso.com", "2"))
 	o := queue.ClaimOptions{Max: 1, Pace: 2 * time.Second}
-	if jobs, _, _ := b.q.ClaimBatch(ctx, "m365", time.Minute, o); len(jobs) != 1 {
+	if jobs, _ := must2(b.q.ClaimBatch(ctx, "m365", time.Minute, o))(t); len(jobs) != 1 {
 		t.Fatal("nothing claimed")
 	}
 	b.clock.Advance(1999 * time.Millisecond)
-	if jobs, _, _ := b.q.ClaimBatch(ctx, "m365", time.Minute, o); len(jobs) != 0 {
+	if jobs, _ := must2(b.q.ClaimBatch(ctx, "m365", time.Minute, o))(t); len(jobs) != 0 {
 		t.Fatal("claimed within the pace")
 	}
 	b.clock.Advance(time.Millisecond)
-	if jobs, _, _ := b.q.ClaimBatch(ctx, "m365", time.Minute, o); len(jobs) != 1 || jobs[0].ID != second {
+	if jobs, _ := must2(b.q.ClaimBatch(ctx, "m365", time.Minute, o))(t); len(jobs) != 1 || jobs[0].ID != second {
 		t.Fatalf("after the pace: %v", jobs)
 	}
 }
@@ -160,7 +160,7 @@ func TestMigrateOldShape(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("Migrate = %d, %v", n, err)
 	}
-	if n, _ := b.q.Migrate(ctx, "m365"); n != 0 {
+	if n := must(b.q.Migrate(ctx, "m365"))(t); n != 0 {
 		t.Fatalf("second Migrate moved %d", n)
 	}
 	j := b.claimNext(t)
@@ -184,7 +184,7 @@ func TestExpireWaiting(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("ExpireWaiting = %d, %v", n, err)
 	}
-	if n, _ := b.q.ExpireWaiting(ctx, "m365", time.Hour, time.Minute, 100, reason); n != 0 {
+	if n := must(b.q.ExpireWaiting(ctx, "m365", time.Hour, time.Minute, 100, reason))(t); n != 0 {
 		t.Fatalf("a second sweep within the period did work: %d", n)
 	}
 	st, err := b.q.Get(ctx, "m365", old)
@@ -194,7 +194,7 @@ func TestExpireWaiting(t *testing.T) {
 	if last := st.Events[len(st.Events)-1]; last.Detail != "expired after 1h while route m365 was held: 535 alice@contoso.com" {
 		t.Fatalf("last event %+v", last)
 	}
-	if st, _ := b.q.Get(ctx, "m365", young); st.Status != queue.StatusQueued {
+	if st := must(b.q.Get(ctx, "m365", young))(t); st.Status != queue.StatusQueued {
 		t.Fatalf("young: %s", st.Status)
 	}
 	// The failed message no longer counts as waiting; the young one does.

@@ -72,7 +72,7 @@ func TestRouteFullRefusesAndStoresNothingUntilItDrains(t *testing.T) {
 	if n := rdb.DBSize(ctx).Val(); n != keysBefore {
 		t.Errorf("a refused message changed the key count from %d to %d", keysBefore, n)
 	}
-	if ok, _ := b.q.Exists(ctx, "m365", refused.ID); ok {
+	if ok := must(b.q.Exists(ctx, "m365", refused.ID))(t); ok {
 		t.Error("the refused message was stored")
 	}
 	// A message being delivered still counts.
@@ -248,7 +248,7 @@ func TestStrayCountsClearWhenTheRouteDrains(t *testing.T) {
 	if err := b.q.Complete(ctx, j, queue.Outcome{Status: queue.StatusSent, Attempted: true}); err != nil {
 		t.Fatal(err)
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d.Bytes != 0 {
+	if d := must(b.q.Depth(ctx, "m365"))(t); d.Bytes != 0 {
 		t.Errorf("drained route shows %d bytes", d.Bytes)
 	}
 	for i := 0; i < 5; i++ {
@@ -266,7 +266,7 @@ func TestFailedSetIsPrunedWhenRetentionEnds(t *testing.T) {
 	b.fail(t, "old")
 	b.clock.Advance(30 * time.Minute)
 	kept := b.fail(t, "newer")
-	if d, _ := b.q.Depth(ctx, "m365"); d.Failed != 2 {
+	if d := must(b.q.Depth(ctx, "m365"))(t); d.Failed != 2 {
 		t.Fatalf("failed = %d, want 2", d.Failed)
 	}
 	b.clock.Advance(30*time.Minute + time.Second)

@@ -58,10 +58,10 @@ func TestEnqueueClaimComplete(t *testing.T) {
 	if j.ID != id || string(j.Body) != "hello\r\n" || len(j.Recipients) != 2 || j.From != "alerts@contoso.com" {
 		t.Fatalf("claimed job: %+v", j)
 	}
-	if again, _ := b.q.Claim(ctx, "m365", time.Minute); again != nil {
+	if again := must(b.q.Claim(ctx, "m365", time.Minute))(t); again != nil {
 		t.Fatalf("a claimed message was handed out twice: %+v", again)
 	}
-	if st, _ := b.q.Get(ctx, "m365", id); st.Status != queue.StatusSending {
+	if st := must(b.q.Get(ctx, "m365", id))(t); st.Status != queue.StatusSending {
 		t.Fatalf("status while claimed = %s", st.Status)
 	}
 
@@ -69,7 +69,7 @@ func TestEnqueueClaimComplete(t *testing.T) {
 	if err := b.q.Complete(ctx, j, queue.Outcome{Status: queue.StatusSent, Attempted: true, Response: resp, Detail: "250 2.0.0 OK"}); err != nil {
 		t.Fatal(err)
 	}
-	st, _ = b.q.Get(ctx, "m365", id)
+	st = must(b.q.Get(ctx, "m365", id))(t)
 	if st.Status != queue.StatusSent || st.Attempts != 1 || st.LastResponse == nil || st.LastResponse.Code != 250 || len(st.Events) != 2 {
 		t.Fatalf("status after sent: %+v", st)
 	}
@@ -82,7 +82,7 @@ func TestEnqueueClaimComplete(t *testing.T) {
 	if rdb.HExists(ctx, "mailgate:{m365}:msg:"+id, "body").Val() {
 		t.Fatal("the body of a sent message is still stored")
 	}
-	d, _ := b.q.Depth(ctx, "m365")
+	d := must(b.q.Depth(ctx, "m365"))(t)
 	if d != (queue.Depth{}) {
 		t.Fatalf("depth after sent = %+v", d)
 	}
@@ -104,11 +104,11 @@ func TestIdempotencyKeyReturnsFirstID(t *testing.T) {
 	}
 	other := m
 	other.App = "billing"
-	id3, created3, _ := b.q.Enqueue(ctx, other)
+	id3, created3 := must2(b.q.Enqueue(ctx, other))(t)
 	if !created3 || id3 == id1 {
 		t.Fatal("another app's identical key must not collide")
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d.Ready != 2 {
+	if d := must(b.q.Depth(ctx, "m365"))(t); d.Ready != 2 {
 		t.Fatalf("ready = %d, want 2", d.Ready)
 	}
 }
@@ -117,14 +117,14 @@ func TestExpiredLeaseIsTakenOverAndFenced(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	id, _, _ := b.q.Enqueue(ctx, message("x"))
+	id, _ := must2(b.q.Enqueue(ctx, message("x")))(t)
 
-	dead, _ := b.q.Claim(ctx, "m365", 30*time.Second)
+	dead := must(b.q.Claim(ctx, "m365", 30*time.Second))(t)
 	if dead == nil {
 		t.Fatal("nothing claimed")
 	}
 	b.clock.Advance(29 * time.Second)
-	if j, _ := b.q.Claim(ctx, "m365", 30*time.Second); j != nil {
+	if j := must(b.q.Claim(ctx, "m365", 30*time.Second))(t); j != nil {
 		t.Fatal("taken over before the lease expired")
 	}
 	b.clock.Advance(2 * time.Second)
@@ -145,7 +145,7 @@ func TestExpiredLeaseIsTakenOverAndFenced(t *testing.T) {
 	if err := b.q.Complete(ctx, second, queue.Outcome{Status: queue.StatusSent, Attempted: true}); err != nil {
 		t.Fatal(err)
 	}
-	st, _ := b.q.Get(ctx, "m365", id)
+	st := must(b.q.Get(ctx, "m365", id))(t)
 	if st.Status != queue.StatusSent || st.Attempts != 2 {
 		t.Fatalf("final status %+v", st)
 	}
@@ -155,14 +155,14 @@ func TestExtendKeepsLease(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	b.q.Enqueue(ctx, message("x"))
-	j, _ := b.q.Claim(ctx, "m365", 30*time.Second)
+	must2(b.q.Enqueue(ctx, message("x")))(t)
+	j := must(b.q.Claim(ctx, "m365", 30*time.Second))(t)
 	b.clock.Advance(20 * time.Second)
 	if err := b.q.Extend(ctx, j, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	b.clock.Advance(20 * time.Second) // 40s after the claim, 20s after the extension
-	if other, _ := b.q.Claim(ctx, "m365", 30*time.Second); other != nil {
+	if other := must(b.q.Claim(ctx, "m365", 30*time.Second))(t); other != nil {
 		t.Fatal("an extended lease was taken over")
 	}
 }
@@ -171,8 +171,8 @@ func TestDeferredWaitsUntilDue(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	id, _, _ := b.q.Enqueue(ctx, message("x"))
-	j, _ := b.q.Claim(ctx, "m365", time.Minute)
+	id, _ := must2(b.q.Enqueue(ctx, message("x")))(t)
+	j := must(b.q.Claim(ctx, "m365", time.Minute))(t)
 	err := b.q.Complete(ctx, j, queue.Outcome{
 		Status: queue.StatusDeferred, Attempted: true, Due: b.clock.Now().Add(time.Minute),
 		Response:   &queue.Response{Code: 451, EnhancedCode: "4.7.500", Text: "Server busy"},
@@ -181,15 +181,15 @@ func TestDeferredWaitsUntilDue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := b.q.Get(ctx, "m365", id)
+	st := must(b.q.Get(ctx, "m365", id))(t)
 	if st.Status != queue.StatusDeferred || st.NextAttempt == nil || !st.NextAttempt.Equal(b.clock.Now().Add(time.Minute)) {
 		t.Fatalf("deferred status: %+v", st)
 	}
-	if j, _ := b.q.Claim(ctx, "m365", time.Minute); j != nil {
+	if j := must(b.q.Claim(ctx, "m365", time.Minute))(t); j != nil {
 		t.Fatal("claimed before due")
 	}
 	b.clock.Advance(time.Minute)
-	j, _ = b.q.Claim(ctx, "m365", time.Minute)
+	j = must(b.q.Claim(ctx, "m365", time.Minute))(t)
 	if j == nil || len(j.Recipients) != 1 || j.Recipients[0] != "jane@contoso.com" || j.Attempts != 1 {
 		t.Fatalf("claim when due: %+v", j)
 	}
@@ -199,12 +199,12 @@ func TestHandBackWithoutAttempt(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	id, _, _ := b.q.Enqueue(ctx, message("x"))
-	j, _ := b.q.Claim(ctx, "m365", time.Minute)
+	id, _ := must2(b.q.Enqueue(ctx, message("x")))(t)
+	j := must(b.q.Claim(ctx, "m365", time.Minute))(t)
 	if err := b.q.Complete(ctx, j, queue.Outcome{Status: queue.StatusQueued, Due: b.clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	st, _ := b.q.Get(ctx, "m365", id)
+	st := must(b.q.Get(ctx, "m365", id))(t)
 	if st.Status != queue.StatusQueued || st.Attempts != 0 || len(st.Events) != 1 {
 		t.Fatalf("handed back: %+v", st)
 	}
@@ -214,11 +214,13 @@ func TestFailedIsKeptAsDeadLetter(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	id, _, _ := b.q.Enqueue(ctx, message("body"))
-	j, _ := b.q.Claim(ctx, "m365", time.Minute)
-	b.q.Complete(ctx, j, queue.Outcome{Status: queue.StatusFailed, Attempted: true,
-		Response: &queue.Response{Code: 550, EnhancedCode: "5.7.60", Text: "no send as"}})
-	d, _ := b.q.Depth(ctx, "m365")
+	id, _ := must2(b.q.Enqueue(ctx, message("body")))(t)
+	j := must(b.q.Claim(ctx, "m365", time.Minute))(t)
+	if err := b.q.Complete(ctx, j, queue.Outcome{Status: queue.StatusFailed, Attempted: true,
+		Response: &queue.Response{Code: 550, EnhancedCode: "5.7.60", Text: "no send as"}}); err != nil {
+		t.Fatal(err)
+	}
+	d := must(b.q.Depth(ctx, "m365"))(t)
 	if d.Failed != 1 || d.Ready != 0 || d.InFlight != 0 {
 		t.Fatalf("depth %+v", d)
 	}
@@ -255,26 +257,26 @@ func TestLateOutcomeAcceptedWhileNobodyTookOver(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	target, _, _ := b.q.Enqueue(ctx, message("target"))
-	slow, _ := b.q.Claim(ctx, "m365", 30*time.Second)
+	target, _ := must2(b.q.Enqueue(ctx, message("target")))(t)
+	slow := must(b.q.Claim(ctx, "m365", 30*time.Second))(t)
 	if slow == nil || slow.ID != target {
 		t.Fatalf("claimed %v", slow)
 	}
-	older, _, _ := b.q.Enqueue(ctx, message("older")) // due before the target will be
+	older, _ := must2(b.q.Enqueue(ctx, message("older")))(t) // due before the target will be
 	b.clock.Advance(time.Minute)
 	// Another worker's claim sweeps the target's expired lease back to
 	// ready and takes the older message.
-	other, _ := b.q.Claim(ctx, "m365", 30*time.Second)
+	other := must(b.q.Claim(ctx, "m365", 30*time.Second))(t)
 	if other == nil || other.ID != older {
 		t.Fatalf("the sweeping claim took %v, want the older message", other)
 	}
 	if err := b.q.Complete(ctx, slow, queue.Outcome{Status: queue.StatusSent, Attempted: true}); err != nil {
 		t.Fatalf("late outcome refused although nobody took the message: %v", err)
 	}
-	if st, _ := b.q.Get(ctx, "m365", target); st.Status != queue.StatusSent {
+	if st := must(b.q.Get(ctx, "m365", target))(t); st.Status != queue.StatusSent {
 		t.Fatalf("status %s, want sent", st.Status)
 	}
-	if again, _ := b.q.Claim(ctx, "m365", 30*time.Second); again != nil {
+	if again := must(b.q.Claim(ctx, "m365", 30*time.Second))(t); again != nil {
 		t.Fatalf("message %s is still waiting after its late outcome: it would be sent twice", again.ID)
 	}
 }
@@ -297,12 +299,12 @@ func TestEnqueueIsIdempotentByID(t *testing.T) {
 		if err != nil || !created2 || id2 != m.ID {
 			t.Fatalf("key %q: repeated Enqueue = %q %v %v, want the same id, created", key, id2, created2, err)
 		}
-		st, _ := b.q.Get(ctx, "m365", m.ID)
+		st := must(b.q.Get(ctx, "m365", m.ID))(t)
 		if len(st.Events) != 1 {
 			t.Fatalf("key %q: the repeat added an event: %v", key, st.Events)
 		}
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d.Ready != 2 {
+	if d := must(b.q.Depth(ctx, "m365"))(t); d.Ready != 2 {
 		t.Fatalf("ready = %d, want 2", d.Ready)
 	}
 }
@@ -326,7 +328,7 @@ func TestEnqueueRetrying(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("EnqueueRetrying across a restart: %v", err)
 	}
-	if d, _ := b.q.Depth(ctx, "m365"); d.Ready != 1 {
+	if d := must(b.q.Depth(ctx, "m365"))(t); d.Ready != 1 {
 		t.Fatalf("ready = %d, want 1", d.Ready)
 	}
 	b.srv.Stop()

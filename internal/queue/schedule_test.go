@@ -74,7 +74,7 @@ func TestCancelScheduledMessage(t *testing.T) {
 		t.Fatalf("status %+v %v", st, err)
 	}
 	// An immediate message is never scheduled.
-	id2, _, _ := b.q.Enqueue(ctx, message("now"))
+	id2, _ := must2(b.q.Enqueue(ctx, message("now")))(t)
 	if err := b.q.Cancel(ctx, "m365", "monitoring", id2); !queue.IsNotScheduled(err) {
 		t.Errorf("cancel of a queued message: %v", err)
 	}

@@ -45,12 +45,17 @@ func TestSubmitRequestAndReason(t *testing.T) {
 	var body []byte
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, body = r, nil
-		body, _ = io.ReadAll(r.Body)
+		var err error
+		if body, err = io.ReadAll(r.Body); err != nil {
+			t.Error(err)
+		}
 		w.Header().Set("Content-Type", "application/problem+json")
 		w.WriteHeader(http.StatusForbidden)
-		_, _ = io.WriteString(w, `{"type":"about:blank","title":"From address not allowed","status":403,`+
+		if _, err := io.WriteString(w, `{"type":"about:blank","title":"From address not allowed","status":403,`+
 			`"code":"from_not_allowed","detail":"app cron may send as\nalerts@contoso.com",`+
-			`"errors":[{"field":"from","message":"x@y.z is not within the app's From policy"}]}`)
+			`"errors":[{"field":"from","message":"x@y.z is not within the app's From policy"}]}`); err != nil {
+			t.Error(err)
+		}
 	}))
 	t.Cleanup(srv.Close)
 	c := &Client{URL: srv.URL + "/", Token: "tok", HTTP: srv.Client(), UserAgent: "mailgate-sendmail/test"}

@@ -49,8 +49,8 @@ alias  Www-Data = web
 	if tok, err := c.AppToken(); err != nil || tok != "tok-from-file" {
 		t.Errorf("AppToken = %q, %v", tok, err)
 	}
-	if got, _ := c.Qualify("WWW-DATA"); !reflect.DeepEqual(got, []string{"web@host.contoso.com"}) {
-		t.Errorf("Qualify(WWW-DATA) = %q", got)
+	if got, err := c.Qualify("WWW-DATA"); err != nil || !reflect.DeepEqual(got, []string{"web@host.contoso.com"}) {
+		t.Errorf("Qualify(WWW-DATA) = %q, %v", got, err)
 	}
 
 	// The environment wins, and a token replaces a token_file.

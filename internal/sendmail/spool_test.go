@@ -116,7 +116,7 @@ func TestFlushConcurrent(t *testing.T) {
 	var mu sync.Mutex
 	count := map[string]int{}
 	firstSending := make(chan struct{})
-	secondDone := make(chan error)
+	secondDone := make(chan struct{})
 	var once sync.Once
 	send := func(_ context.Context, e Entry, _ []byte) Result {
 		mu.Lock()
@@ -138,7 +138,7 @@ func TestFlushConcurrent(t *testing.T) {
 	if err != ErrFlushRunning {
 		t.Errorf("second flush: %v, want ErrFlushRunning", err)
 	}
-	secondDone <- err
+	close(secondDone)
 	wg.Wait()
 	for _, k := range []string{"a", "b", "c"} {
 		if count[k] != 1 {

@@ -72,11 +72,11 @@ func TestLoginServer(t *testing.T) {
 	}
 	// The user name as initial response (AUTH LOGIN dXNlcg==).
 	ls = &loginServer{callback: func(u, p string) error { user, pass = u, p; return nil }}
-	if c, _, _ := ls.Next([]byte("ir")); string(c) != "Password:" {
-		t.Fatalf("with initial response: %q", c)
+	if c, _, err := ls.Next([]byte("ir")); err != nil || string(c) != "Password:" {
+		t.Fatalf("with initial response: %q %v", c, err)
 	}
-	if _, done, _ := ls.Next([]byte("pw2")); !done || user != "ir" || pass != "pw2" {
-		t.Fatalf("with initial response: %q %q", user, pass)
+	if _, done, err := ls.Next([]byte("pw2")); !done || err != nil || user != "ir" || pass != "pw2" {
+		t.Fatalf("with initial response: %q %q %v", user, pass, err)
 	}
 }
 

@@ -65,11 +65,17 @@ func startServerWith(t *testing.T, change func(*Options)) (*Server, *syncbuf.Buf
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = s.Serve() }()
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = s.Shutdown(ctx)
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
 	})
 	return s, &logs
 }
@@ -82,7 +88,9 @@ func converse(t *testing.T, addr, local string, lines ...string) []string {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	tp := textproto.NewConn(conn)
 	var replies []string
 	read := func() {
@@ -158,7 +166,9 @@ func TestShutdownFinishesTransactions(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { conn.Close() })
-		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+		if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
 		tp := textproto.NewConn(conn)
 		if _, _, err := tp.ReadResponse(220); err != nil {
 			t.Fatal(err)

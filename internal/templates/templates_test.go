@@ -119,7 +119,10 @@ func TestSetOverridesBuiltins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, _ := s.Get("alertmanager").Render(nil)
+	r, err := s.Get("alertmanager").Render(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if r.Subject != "mine" || s.Get("nope") != nil {
 		t.Errorf("subject %q", r.Subject)
 	}

@@ -205,7 +205,10 @@ func TestOtherInstallationRefused(t *testing.T) {
 		if _, err := here.Parse(raw); !errors.Is(err, token.ErrAudience) || !token.IsAuthError(err) {
 			t.Errorf("%s token of another installation: %v, want ErrAudience", scope, err)
 		}
-		own, _, _ := here.Issue("monitoring", scope, time.Hour)
+		own, _, err := here.Issue("monitoring", scope, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if c, err := here.Parse(own); err != nil || len(c.Audience) != 1 || c.Audience[0] != aud {
 			t.Errorf("own %s token: %+v, %v", scope, c, err)
 		}
@@ -221,7 +224,10 @@ func TestTokenWithoutAudience(t *testing.T) {
 		!strings.Contains(err.Error(), "mailgate token issue") || !strings.Contains(err.Error(), "accept_tokens_without_audience") {
 		t.Fatalf("legacy token: %v", err)
 	}
-	compat, _ := token.New(token.Options{Key: key, Issuer: "mailgate", Audience: aud, AcceptNoAudience: true, Now: fixed})
+	compat, err := token.New(token.Options{Key: key, Issuer: "mailgate", Audience: aud, AcceptNoAudience: true, Now: fixed})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := compat.Parse(legacy); err != nil {
 		t.Fatalf("legacy token with the compatibility setting: %v", err)
 	}
@@ -242,11 +248,20 @@ func TestKeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	after, _ := token.New(token.Options{Key: newKey, Issuer: "mailgate", Audience: aud, Now: fixed})
+	after, err := token.New(token.Options{Key: newKey, Issuer: "mailgate", Audience: aud, Now: fixed})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	for _, scope := range []string{token.ScopeApp, token.ScopeAdmin} {
-		oldTok, _, _ := before.Issue("monitoring", scope, time.Hour)
-		newTok, _, _ := overlap.Issue("monitoring", scope, time.Hour)
+		oldTok, _, err := before.Issue("monitoring", scope, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		newTok, _, err := overlap.Issue("monitoring", scope, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for name, raw := range map[string]string{"old": oldTok, "new": newTok} {
 			if _, err := overlap.Parse(raw); err != nil {
 				t.Errorf("overlap, %s %s token: %v", name, scope, err)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -206,8 +207,14 @@ func TestLoad(t *testing.T) {
 
 	// Summary.
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	row := func(k string, v ...any) { fmt.Fprintf(w, "%s\t%s\n", k, fmt.Sprint(v...)) }
-	fmt.Fprintf(w, "\nload test, %s, %d CPUs\t\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), numCPU())
+	var werr error // the first failed write; the summary is checked once, at Flush
+	printf := func(format string, a ...any) {
+		if _, err := fmt.Fprintf(w, format, a...); err != nil && werr == nil {
+			werr = err
+		}
+	}
+	row := func(k string, v ...any) { printf("%s\t%s\n", k, fmt.Sprint(v...)) }
+	printf("\nload test, %s, %d CPUs\t\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), numCPU())
 	row("target", base)
 	row("requests", fmt.Sprintf("%d (%d with a 10 MB attachment), %d concurrent clients", n, big, *loadC))
 	row("answers", statusText(byStatus))
@@ -239,7 +246,7 @@ func TestLoad(t *testing.T) {
 	if s != nil {
 		row("redis-server peak memory", redisPeak(t, s))
 	}
-	if err := w.Flush(); err != nil {
+	if err := errors.Join(werr, w.Flush()); err != nil {
 		t.Errorf("summary: %v", err)
 	}
 

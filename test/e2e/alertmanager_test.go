@@ -93,7 +93,10 @@ receivers:
 // post sends alerts to Alertmanager's API v2, as Prometheus does.
 func (am *alertmanager) post(alerts ...map[string]any) {
 	am.t.Helper()
-	b, _ := json.Marshal(alerts)
+	b, err := json.Marshal(alerts)
+	if err != nil {
+		am.t.Fatal(err)
+	}
 	resp, err := http.Post(am.base+"/api/v2/alerts", "application/json", bytes.NewReader(b))
 	if err != nil {
 		am.t.Fatal(err)

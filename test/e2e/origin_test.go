@@ -25,9 +25,14 @@ func TestCrossSiteBrowserRequestsRefused(t *testing.T) {
 
 	var form bytes.Buffer
 	mw := multipart.NewWriter(&form)
-	_ = mw.WriteField("to", "ops@contoso.com")
-	_ = mw.WriteField("text", "hi")
-	mw.Close()
+	for _, f := range [][2]string{{"to", "ops@contoso.com"}, {"text", "hi"}} {
+		if err := mw.WriteField(f[0], f[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := mw.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	const evil = "https://evil.example"
 	refused := []struct {

@@ -58,7 +58,10 @@ func TestRouteQueueFullThenDrains(t *testing.T) {
 	e.submitJSON(bil, msg, nil)
 
 	for _, tok := range []string{mon, bil} {
-		b, _ := json.Marshal(msg)
+		b, err := json.Marshal(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
 		r := e.do("POST", "/v1/messages", "application/json", tok, b, map[string]string{"Idempotency-Key": "again"})
 		p := r.json(t)
 		if r.status != http.StatusServiceUnavailable || p["code"] != "queue_full" || r.header.Get("Retry-After") != "60" {
@@ -83,7 +86,10 @@ func TestRouteQueueFullThenDrains(t *testing.T) {
 	e.start(gateway.RoleWorker)
 	e.waitStatus(mon, first, "sent", 30*time.Second)
 	// The refused Idempotency-Key was not used up by the refusal.
-	b, _ := json.Marshal(msg)
+	b, err := json.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := e.do("POST", "/v1/messages", "application/json", mon, b, map[string]string{"Idempotency-Key": "again"})
 	if r.status != http.StatusAccepted {
 		t.Fatalf("after the queue drained: %d %s, want 202", r.status, r.body)
@@ -102,7 +108,10 @@ func TestAppQueueShareFull(t *testing.T) {
 	mon, bil := e.token("monitoring"), e.token("billing")
 	msg := map[string]any{"to": "ops@contoso.com", "subject": "share", "text": "x"}
 	e.submitJSON(mon, msg, nil)
-	b, _ := json.Marshal(msg)
+	b, err := json.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := e.do("POST", "/v1/messages", "application/json", mon, b, nil)
 	p := r.json(t)
 	if r.status != http.StatusTooManyRequests || p["code"] != "app_queue_full" || r.header.Get("Retry-After") != "60" {

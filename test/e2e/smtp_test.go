@@ -179,8 +179,14 @@ func TestSMTPClients(t *testing.T) {
 	curl := testbin.Path(t, "curl", "curl")
 	python := testbin.Path(t, "python3", "python3")
 	monTok, scanTok := e.token("monitoring"), e.token("scanner")
-	host, port, _ := net.SplitHostPort(e.smtpAddr)
-	_, tlsPort, _ := net.SplitHostPort(e.smtpsAddr)
+	host, port, err := net.SplitHostPort(e.smtpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tlsPort, err := net.SplitHostPort(e.smtpsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	alerts := "Alerts <alerts@alerts.contoso.com>"
 
 	e.run(t, "swaks STARTTLS and AUTH PLAIN with the app token", func(t *testing.T) {
@@ -672,8 +678,10 @@ func dialRaw(t *testing.T, addr, localIP string) *smtpClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
 	t.Cleanup(func() { conn.Close() })
+	if err := conn.SetDeadline(time.Now().Add(60 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	return &smtpClient{t: t, conn: conn, tp: textproto.NewConn(conn)}
 }
 

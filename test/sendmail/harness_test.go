@@ -96,10 +96,17 @@ func (s *server) up() {
 	}
 	s.base = "http://" + g.Addr()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Run(ctx) }()
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
 	var once sync.Once
-	s.stop = func() { once.Do(func() { cancel(); <-done }) }
+	s.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				s.t.Errorf("Run: %v", err)
+			}
+		})
+	}
 	s.t.Cleanup(s.stop)
 	testwait.UntilNil(s.t, 10*time.Second, func() error {
 		resp, err := http.Get(s.base + "/healthz")
@@ -122,7 +129,10 @@ func (s *server) token(app string) string {
 
 // status reads a message's status through the API.
 func (s *server) status(tok, id string) (string, error) {
-	req, _ := http.NewRequest("GET", s.base+"/v1/messages/"+id, nil)
+	req, err := http.NewRequest("GET", s.base+"/v1/messages/"+id, nil)
+	if err != nil {
+		return "", err
+	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

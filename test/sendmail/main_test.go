@@ -27,7 +27,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "sendmail test:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	defer func() {
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "sendmail test:", err)
+		}
+	}()
 	if err := build(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "sendmail test:", err)
 		return 1

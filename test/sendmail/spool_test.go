@@ -76,7 +76,10 @@ func TestFlushIdempotentAndFailed(t *testing.T) {
 
 	body := []byte("From: ops@alerts.contoso.com\r\nTo: a@contoso.com\r\nSubject: answer lost\r\n\r\nx\r\n")
 	const key = "sendmail-answer-lost"
-	req, _ := http.NewRequest("POST", s.base+"/v1/messages/raw", bytes.NewReader(body))
+	req, err := http.NewRequest("POST", s.base+"/v1/messages/raw", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "message/rfc822")
 	req.Header.Set("Idempotency-Key", key)
