@@ -246,8 +246,16 @@ func runFailover(t *testing.T, rc config.Redis, failover func() (killed, promote
 // submitOnce posts message seq with its own Idempotency-Key and returns the
 // status and, for a 202, the id. It never fails the test: the caller counts.
 func submitOnce(t *testing.T, base, tok string, seq int) (int, string) {
-	body, _ := json.Marshal(map[string]any{"to": "ops@contoso.com", "subject": fmt.Sprintf("load %d", seq), "text": "x"})
-	req, _ := http.NewRequest("POST", base+"/v1/messages", bytes.NewReader(body))
+	body, err := json.Marshal(map[string]any{"to": "ops@contoso.com", "subject": fmt.Sprintf("load %d", seq), "text": "x"})
+	if err != nil {
+		t.Errorf("submit %d: %v", seq, err)
+		return 0, ""
+	}
+	req, err := http.NewRequest("POST", base+"/v1/messages", bytes.NewReader(body))
+	if err != nil {
+		t.Errorf("submit %d: %v", seq, err)
+		return 0, ""
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Idempotency-Key", fmt.Sprintf("load-%d", seq))
@@ -258,7 +266,9 @@ func submitOnce(t *testing.T, base, tok string, seq int) (int, string) {
 	}
 	defer resp.Body.Close()
 	var m map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&m)
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		t.Errorf("submit %d: %d answer is not JSON: %v", seq, resp.StatusCode, err)
+	}
 	id, _ := m["id"].(string)
 	if resp.StatusCode == http.StatusServiceUnavailable && m["code"] != "queue_unavailable" {
 		t.Errorf("submit %d: 503 with code %v", seq, m["code"])
@@ -279,7 +289,10 @@ func TestUnreplicatedSubmissionIs503(t *testing.T) {
 	}
 	e.start(gateway.RoleAPI) // no workers: the messages stay where they were stored
 	tok := e.token("billing")
-	body, _ := json.Marshal(map[string]any{"to": "ops@contoso.com", "subject": "unreplicated", "text": "x"})
+	body, err := json.Marshal(map[string]any{"to": "ops@contoso.com", "subject": "unreplicated", "text": "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for range 2 {
 		r := e.do("POST", "/v1/messages", "application/json", tok, body, map[string]string{"Idempotency-Key": "once"})
 		p := r.json(t)
@@ -311,8 +324,11 @@ func TestUnreplicatedSubmissionIs503(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	metrics, _ := io.ReadAll(resp.Body)
+	metrics, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if want := `mailgate_submissions_total{app="billing",result="not_replicated"} 4`; !strings.Contains(string(metrics), want) {
 		t.Errorf("metrics lack %s", want)
 	}

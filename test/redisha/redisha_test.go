@@ -101,11 +101,9 @@ func TestReplicaAckOnCluster(t *testing.T) {
 	}
 	cfg := (&config.Config{Redis: config.Redis{Cluster: config.RedisCluster{Addrs: c.Seeds()[:1]}},
 		Auth: config.Auth{SigningKey: "redisha-signing-key-0123456789abcdef"}}).WithDefaults()
-	g, err := gateway.New(gateway.Options{Config: cfg, Role: gateway.RoleWorker})
-	if err == nil || !strings.Contains(err.Error(), "allkeys-lru") {
+	if _, err := gateway.New(gateway.Options{Config: cfg, Role: gateway.RoleWorker}); err == nil || !strings.Contains(err.Error(), "allkeys-lru") {
 		t.Fatalf("gateway on a cluster with an evicting node: %v, want a refusal naming allkeys-lru", err)
 	}
-	_ = g
 }
 
 func TestReplicaAckOnSentinel(t *testing.T) {
