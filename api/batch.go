@@ -33,7 +33,9 @@ import (
 // (a pipeline cut short), the answer is 200 and each result says what
 // became of its message: an id means stored, queue_unavailable means not
 // (as far as Redis could be asked after the retries), and sending that
-// message again with the same idempotency_key is safe.
+// message again with the same idempotency_key is safe. With
+// redis.min_replicas_acked, a queue_unavailable item may also be stored
+// but not yet replicated (its detail says so); the same retry settles it.
 
 // MaxBatchMessages is the most items a batch may hold.
 const MaxBatchMessages = 500
@@ -155,12 +157,13 @@ func (s *Server) submitBatch(c *echo.Context) error {
 		subs = append(subs, sub)
 		pos = append(pos, i)
 	}
-	stored, unavailable := 0, 0
+	stored, unavailable, unreplicated := 0, 0, 0
 	for j, o := range s.intake.AcceptMany(c.Request().Context(), app.Policy, subs) {
 		i := pos[j]
 		var refused *apppolicy.Refusal
 		var qe *intake.QueueError
 		var full *intake.FullError
+		var notReplicated *queue.NotReplicatedError
 		switch err := o.Err; {
 		case err == nil:
 			results[i] = batchResult{ID: o.Result.ID, Status: queue.StatusQueued}
@@ -175,6 +178,13 @@ func (s *Server) submitBatch(c *echo.Context) error {
 		case errors.Is(err, intake.ErrIdempotencyKey):
 			results[i].Error = errValidation("idempotency_key must be at most 255 characters on one line",
 				FieldError{Field: "idempotency_key", Message: "too long or not one line"})
+		case errors.As(err, &notReplicated):
+			p := errQueueUnavailable()
+			p.Detail = fmt.Sprintf("the message may be stored but is not yet replicated (%d of %d replicas "+
+				"confirmed it within %s); send it again with the same idempotency_key to be sure it is sent once "+
+				"(message id %s)", notReplicated.Got, notReplicated.Want, notReplicated.Timeout, notReplicated.ID)
+			results[i].Error = p
+			unreplicated++
 		case errors.As(err, &qe):
 			p := errQueueUnavailable()
 			p.Detail = "Redis failed while this message was being stored and did not recover within " +
@@ -185,6 +195,17 @@ func (s *Server) submitBatch(c *echo.Context) error {
 		default:
 			results[i].Error = s.itemProblem(app, err)
 		}
+	}
+	if unreplicated > 0 && stored == 0 {
+		// Nothing of this batch is confirmed: some (or all) of it is on the
+		// master but not yet on the replicas redis.min_replicas_acked asks
+		// for. Not a success, and not "nothing stored" either.
+		p := errQueueUnavailable()
+		p.Detail = fmt.Sprintf("none of the batch's %d messages is confirmed stored: %d may be stored but are not "+
+			"yet replicated, %d were most likely not stored. Send the batch again, with the same idempotency "+
+			"keys, to be sure each is sent once", len(results), unreplicated, unavailable)
+		p.retryAfter = time.Second
+		return p
 	}
 	if unavailable > 0 && stored == 0 {
 		// Nothing of this batch is in the queue, and Redis is why: the

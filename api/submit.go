@@ -149,6 +149,7 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 		IdempotencyKey: key, KeyTTL: keyTTL, SendAt: opts.sendAt, Metadata: metadata})
 	var refused *apppolicy.Refusal
 	var unavailable *intake.QueueError
+	var notReplicated *queue.NotReplicatedError
 	var full *intake.FullError
 	switch {
 	case errors.As(err, &refused):
@@ -158,6 +159,15 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 	case errors.Is(err, intake.ErrIdempotencyKey):
 		return errValidation("Idempotency-Key must be at most 255 characters on one line",
 			FieldError{Field: "Idempotency-Key", Message: "too long or not one line"})
+	case errors.As(err, &notReplicated):
+		p := errQueueUnavailable()
+		// Stored on the master, but not yet on the replicas the operator
+		// asked for (redis.min_replicas_acked): a failover now could lose
+		// it, so no 202; a retry settles it without a duplicate.
+		p.Detail = fmt.Sprintf("the message may be stored but is not yet replicated (%d of %d replicas "+
+			"confirmed it within %s); retry with the same Idempotency-Key to be sure it is sent once "+
+			"(message id %s)", notReplicated.Got, notReplicated.Want, notReplicated.Timeout, notReplicated.ID)
+		return p
 	case errors.As(err, &unavailable):
 		p := errQueueUnavailable()
 		// Redis went away while this message was being stored, and did not

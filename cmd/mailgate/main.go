@@ -21,7 +21,6 @@ import (
 
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/devmode"
-	"github.com/mailgate/mailgate/internal/eviction"
 	"github.com/mailgate/mailgate/internal/gateway"
 	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/routecheck"
@@ -395,7 +394,7 @@ func checkRedisEviction(ctx context.Context, cfg *config.Config, out io.Writer) 
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	res := eviction.Read(ctx, rdb)
+	res := gateway.ReadEviction(ctx, rdb)
 	switch {
 	case res.Safe():
 		fmt.Fprintf(out, "  ✓ redis    maxmemory-policy noeviction (%s)\n", res.Source)

@@ -24,7 +24,10 @@
 // the clock on its own: getenv is passed in (nil means os.Getenv).
 package config
 
-import "time"
+import (
+	"reflect"
+	"time"
+)
 
 // Route types.
 const (
@@ -75,16 +78,77 @@ type Config struct {
 	SMTP      SMTP       `yaml:"smtp"` // smtp.go
 }
 
-// Redis says where the queue lives.
+// Redis says where the queue lives: exactly one of a single node (URL),
+// a Sentinel-managed master (Sentinel) or a Redis Cluster (Cluster).
 type Redis struct {
 	URL     string `yaml:"url"`      // redis:// or rediss://
 	URLFile string `yaml:"url_file"` // the URL (it may hold a password) read from a file
+	// Sentinel finds the master through Redis Sentinel and follows failovers.
+	Sentinel RedisSentinel `yaml:"sentinel"`
+	// Cluster talks to a Redis Cluster through its seed addresses.
+	Cluster RedisCluster `yaml:"cluster"`
 	// KeyPrefix namespaces every key, so one Redis can serve several installs.
 	KeyPrefix string `yaml:"key_prefix"`
+	// MinReplicasAcked, when above zero, makes every accepted message wait
+	// (WAIT) until that many replicas hold it before the door answers 202 or
+	// 250, so a failover right after the answer loses nothing.
+	MinReplicasAcked int `yaml:"min_replicas_acked"`
+	// ReplicaAckTimeout bounds that wait; past it the door answers 503.
+	ReplicaAckTimeout time.Duration `yaml:"replica_ack_timeout"`
 	// AllowEviction lets mailgate start although Redis's maxmemory-policy
 	// is not noeviction, which it otherwise refuses (package eviction says
 	// why): the risk of silently losing queued mail is then the operator's.
 	AllowEviction bool `yaml:"allow_eviction"`
+}
+
+// RedisSentinel configures a master found through Redis Sentinel. URL is
+// go-redis's failover URL form, an alternative to the separate keys:
+// redis://[user:password@]sentinel:26379/0?master_name=mymaster&addr=sentinel2:26379
+// (the URL's user and password are the sentinels'; the data nodes' go in
+// username/password).
+type RedisSentinel struct {
+	MasterName           string   `yaml:"master_name"`
+	Addrs                []string `yaml:"addrs"` // host:port of the sentinels
+	URL                  string   `yaml:"url"`
+	URLFile              string   `yaml:"url_file"`
+	Username             string   `yaml:"username"` // ACL user of the data nodes
+	Password             string   `yaml:"password"` // password of the data nodes
+	PasswordFile         string   `yaml:"password_file"`
+	SentinelUsername     string   `yaml:"sentinel_username"`
+	SentinelPassword     string   `yaml:"sentinel_password"`
+	SentinelPasswordFile string   `yaml:"sentinel_password_file"`
+	DB                   int      `yaml:"db"`
+	TLS                  RedisTLS `yaml:"tls"`
+}
+
+// IsSet reports whether any sentinel key is set (then sentinel is the
+// topology, and a missing key is reported rather than ignored).
+func (s RedisSentinel) IsSet() bool { return !reflect.ValueOf(s).IsZero() }
+
+// RedisCluster configures a Redis Cluster. URL is go-redis's cluster URL
+// form, an alternative to addrs: redis://[user:password@]node1:6379?addr=node2:6379
+type RedisCluster struct {
+	Addrs        []string `yaml:"addrs"` // host:port of some of the nodes (seeds)
+	URL          string   `yaml:"url"`
+	URLFile      string   `yaml:"url_file"`
+	Username     string   `yaml:"username"`
+	Password     string   `yaml:"password"`
+	PasswordFile string   `yaml:"password_file"`
+	TLS          RedisTLS `yaml:"tls"`
+}
+
+// IsSet reports whether any cluster key is set.
+func (c RedisCluster) IsSet() bool { return !reflect.ValueOf(c).IsZero() }
+
+// RedisTLS configures TLS towards Sentinel or Cluster nodes (a single node
+// says rediss:// in its URL instead).
+type RedisTLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"` // extra roots; the system's otherwise
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	ClientCertFile     string `yaml:"client_cert_file"`
+	ClientKeyFile      string `yaml:"client_key_file"`
 }
 
 // Auth configures the API's per-app tokens.

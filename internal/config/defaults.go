@@ -11,10 +11,13 @@ import (
 // going above them only turns into 432 4.3.2 replies, delays and, for the
 // daily recipient quota, 554 5.2.0 SubmissionQuotaExceeded.
 const (
-	DefaultListen    = ":8080"
-	DefaultRedisURL  = "redis://127.0.0.1:6379/0"
-	DefaultKeyPrefix = "mailgate"
-	DefaultIssuer    = "mailgate"
+	DefaultListen   = ":8080"
+	DefaultRedisURL = "redis://127.0.0.1:6379/0"
+	// DefaultReplicaAckTimeout bounds the wait for replicas when
+	// redis.min_replicas_acked is set.
+	DefaultReplicaAckTimeout = time.Second
+	DefaultKeyPrefix         = "mailgate"
+	DefaultIssuer            = "mailgate"
 
 	DefaultMaxAge            = 24 * time.Hour
 	DefaultBackoffInitial    = 30 * time.Second
@@ -69,9 +72,12 @@ const (
 // unlimited there.
 func (c *Config) WithDefaults() *Config {
 	setString(&c.Listen, DefaultListen)
-	if c.Redis.URLFile == "" {
+	// The single-node default only when no other topology is chosen, so that
+	// setting sentinel or cluster alone is enough.
+	if c.Redis.URLFile == "" && !c.Redis.Sentinel.IsSet() && !c.Redis.Cluster.IsSet() {
 		setString(&c.Redis.URL, DefaultRedisURL)
 	}
+	setDuration(&c.Redis.ReplicaAckTimeout, DefaultReplicaAckTimeout)
 	setString(&c.Redis.KeyPrefix, DefaultKeyPrefix)
 	setString(&c.Auth.Issuer, DefaultIssuer)
 	setString(&c.Auth.Audience, DefaultAudience(c.Auth.Issuer, c.Redis.KeyPrefix))

@@ -445,6 +445,11 @@ func (c *Config) readSecretFiles() []Problem {
 	}
 	secrets := []secret{
 		{"redis.url", "redis.url_file", &c.Redis.URL, c.Redis.URLFile},
+		{"redis.sentinel.url", "redis.sentinel.url_file", &c.Redis.Sentinel.URL, c.Redis.Sentinel.URLFile},
+		{"redis.sentinel.password", "redis.sentinel.password_file", &c.Redis.Sentinel.Password, c.Redis.Sentinel.PasswordFile},
+		{"redis.sentinel.sentinel_password", "redis.sentinel.sentinel_password_file", &c.Redis.Sentinel.SentinelPassword, c.Redis.Sentinel.SentinelPasswordFile},
+		{"redis.cluster.url", "redis.cluster.url_file", &c.Redis.Cluster.URL, c.Redis.Cluster.URLFile},
+		{"redis.cluster.password", "redis.cluster.password_file", &c.Redis.Cluster.Password, c.Redis.Cluster.PasswordFile},
 		{"auth.signing_key", "auth.signing_key_file", &c.Auth.SigningKey, c.Auth.SigningKeyFile},
 		{"metrics.token", "metrics.token_file", &c.Metrics.Token, c.Metrics.TokenFile},
 	}

@@ -46,7 +46,7 @@ func TestDefaults(t *testing.T) {
 
 	want := Config{
 		Listen:    ":8080",
-		Redis:     Redis{URL: "redis://127.0.0.1:6379/0", KeyPrefix: "mailgate"},
+		Redis:     Redis{URL: "redis://127.0.0.1:6379/0", KeyPrefix: "mailgate", ReplicaAckTimeout: time.Second},
 		Auth:      Auth{SigningKey: "0123456789abcdef0123456789abcdef", Issuer: "mailgate", Audience: "mailgate/mailgate"},
 		Retention: 168 * time.Hour,
 		Delivery: Delivery{
@@ -519,4 +519,29 @@ apps:
 			}
 		})
 	}
+}
+
+// Setting sentinel (or cluster) alone is enough: the single-node default
+// stays out of the way, and the passwords come from their files.
+func TestRedisSentinelFromFiles(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	pw := b.write(t, "redis.pw", "data-secret\n")
+	spw := b.write(t, "sentinel.pw", "sentinel-secret\n")
+	yaml := strings.Replace(exampleYAML, `  url: "redis://127.0.0.1:6379/0"      # rediss:// for TLS`, `  sentinel:
+    master_name: mymaster
+    addrs: ["10.0.0.1:26379", "10.0.0.2:26379"]
+    password_file: `+pw+`
+    sentinel_password_file: `+spw+`
+  min_replicas_acked: 1`, 1)
+	c := b.load(t, yaml)
+	r := c.Redis
+	if r.URL != "" || r.Sentinel.Password != "data-secret" || r.Sentinel.SentinelPassword != "sentinel-secret" ||
+		r.MinReplicasAcked != 1 || r.ReplicaAckTimeout != time.Second || len(r.Sentinel.Addrs) != 2 {
+		t.Fatalf("redis = %+v", r)
+	}
+
+	cluster := strings.Replace(exampleYAML, `  url: "redis://127.0.0.1:6379/0"      # rediss:// for TLS`, `  url: "redis://127.0.0.1:6379/0"
+  cluster: {addrs: ["10.0.0.1:6379"]}`, 1)
+	wantProblem(t, b.check(t, cluster), "redis.cluster", "exactly one")
 }

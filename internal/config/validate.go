@@ -115,14 +115,7 @@ func (v *validator) top(c *Config) {
 		v.add("listen", "want host:port, such as :8080 or 127.0.0.1:8080, got %q", c.Listen)
 	}
 
-	// The URL may hold a password, so it never appears in a message.
-	if c.Redis.URL == "" {
-		v.add("redis.url", "required, such as redis://127.0.0.1:6379/0")
-	} else if u, err := url.Parse(c.Redis.URL); err != nil {
-		v.add("redis.url", "not a valid URL")
-	} else if u.Scheme != "redis" && u.Scheme != "rediss" {
-		v.add("redis.url", "want a redis:// or rediss:// (TLS) URL, got scheme %q", u.Scheme)
-	}
+	v.redis(&c.Redis)
 	if strings.ContainsAny(c.Redis.KeyPrefix, "{} \t\r\n") {
 		v.add("redis.key_prefix", "must not contain braces or white space: braces would change the Redis Cluster hash tag of every key, got %q", c.Redis.KeyPrefix)
 	}
@@ -599,4 +592,109 @@ func (v *validator) app(c *Config, key string, a *App) {
 	if r != nil && pol != nil {
 		v.policy(key, a, pol, r)
 	}
+}
+
+// redis checks the Redis topology: exactly one of url, sentinel and cluster.
+// URLs may hold a password, so they never appear in a message.
+func (v *validator) redis(r *Redis) {
+	var set []string
+	if r.URL != "" {
+		set = append(set, "redis.url")
+	}
+	if r.Sentinel.IsSet() {
+		set = append(set, "redis.sentinel")
+	}
+	if r.Cluster.IsSet() {
+		set = append(set, "redis.cluster")
+	}
+	switch len(set) {
+	case 0:
+		v.add("redis.url", "required for a single node, such as redis://127.0.0.1:6379/0; or set redis.sentinel or redis.cluster instead")
+	case 1:
+	default:
+		v.add(set[1], "%s are all set; set exactly one", strings.Join(set, " and "))
+		return
+	}
+	if r.URL != "" {
+		v.redisURL("redis.url", r.URL)
+	}
+	if s := &r.Sentinel; s.IsSet() {
+		const k = "redis.sentinel"
+		if s.URL != "" {
+			if s.MasterName != "" || len(s.Addrs) > 0 {
+				v.add(k+".url", "set either url or master_name and addrs, not both")
+			} else if u := v.redisURL(k+".url", s.URL); u != nil && u.Query().Get("master_name") == "" {
+				v.add(k+".url", "the URL needs ?master_name=, the name the sentinels monitor")
+			}
+		} else {
+			if s.MasterName == "" {
+				v.add(k+".master_name", "required: the name the sentinels monitor, such as mymaster")
+			}
+			if len(s.Addrs) == 0 {
+				v.add(k+".addrs", "required: host:port of the sentinels, such as [\"10.0.0.1:26379\"]")
+			}
+			v.hostPorts(k+".addrs", s.Addrs)
+		}
+		if s.DB < 0 {
+			v.add(k+".db", "must not be negative, got %d", s.DB)
+		}
+		v.redisTLS(k+".tls", &s.TLS)
+	}
+	if c := &r.Cluster; c.IsSet() {
+		const k = "redis.cluster"
+		if c.URL != "" {
+			if len(c.Addrs) > 0 {
+				v.add(k+".url", "set either url or addrs, not both")
+			} else {
+				v.redisURL(k+".url", c.URL)
+			}
+		} else if len(c.Addrs) == 0 {
+			v.add(k+".addrs", "required: host:port of some of the cluster's nodes, such as [\"10.0.0.1:6379\"] (or give url)")
+		} else {
+			v.hostPorts(k+".addrs", c.Addrs)
+		}
+		v.redisTLS(k+".tls", &c.TLS)
+	}
+	if r.MinReplicasAcked < 0 {
+		v.add("redis.min_replicas_acked", "must not be negative, got %d", r.MinReplicasAcked)
+	}
+	if r.ReplicaAckTimeout < 0 {
+		v.add("redis.replica_ack_timeout", "must not be negative, got %s", r.ReplicaAckTimeout)
+	} else if r.MinReplicasAcked > 0 && r.ReplicaAckTimeout < time.Millisecond {
+		v.add("redis.replica_ack_timeout", "must be at least 1ms when min_replicas_acked is set (0 would make WAIT block forever)")
+	}
+}
+
+// redisURL checks a redis:// or rediss:// URL without ever showing it.
+func (v *validator) redisURL(key, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		v.add(key, "not a valid URL (not shown: it may hold a password)")
+		return nil
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		v.add(key, "want a redis:// or rediss:// (TLS) URL, got scheme %q", u.Scheme)
+		return nil
+	}
+	return u
+}
+
+func (v *validator) hostPorts(key string, addrs []string) {
+	for i, a := range addrs {
+		if h, p, err := net.SplitHostPort(a); err != nil || h == "" || p == "" {
+			v.add(fmt.Sprintf("%s[%d]", key, i), "want host:port, such as 10.0.0.1:6379, got %q", a)
+		}
+	}
+}
+
+func (v *validator) redisTLS(key string, t *RedisTLS) {
+	if !t.Enabled && (t.CAFile != "" || t.ServerName != "" || t.InsecureSkipVerify || t.ClientCertFile != "" || t.ClientKeyFile != "") {
+		v.add(key+".enabled", "TLS settings are given but enabled is false; set enabled: true")
+	}
+	if t.CAFile != "" {
+		if err := checkCAFile(t.CAFile); err != nil {
+			v.add(key+".ca_file", "%v", err)
+		}
+	}
+	v.keyPair(key+".client_cert_file", key+".client_key_file", "client_cert_file", "client_key_file", t.ClientCertFile, t.ClientKeyFile, true)
 }

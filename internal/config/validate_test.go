@@ -31,6 +31,46 @@ func TestValidate(t *testing.T) {
 		{"redis url scheme", func(_ *testBundle, c *Config) { c.Redis.URL = "http://x" }, "redis.url", []string{`got scheme "http"`}},
 		{"redis url empty", func(_ *testBundle, c *Config) { c.Redis.URL = "" }, "redis.url", []string{"required"}},
 		{"redis url unparsable", func(_ *testBundle, c *Config) { c.Redis.URL = "redis://:hunter2@%zz" }, "redis.url", []string{"not a valid URL"}},
+		{"redis url and cluster", func(_ *testBundle, c *Config) { c.Redis.Cluster.Addrs = []string{"10.0.0.1:6379"} }, "redis.cluster", []string{"redis.url and redis.cluster are all set", "exactly one"}},
+		{"redis sentinel and cluster", func(_ *testBundle, c *Config) {
+			c.Redis.URL = ""
+			c.Redis.Sentinel = RedisSentinel{MasterName: "mymaster", Addrs: []string{"10.0.0.1:26379"}}
+			c.Redis.Cluster.Addrs = []string{"10.0.0.1:6379"}
+		}, "redis.cluster", []string{"redis.sentinel and redis.cluster", "exactly one"}},
+		{"redis sentinel without master name", func(_ *testBundle, c *Config) {
+			c.Redis.URL, c.Redis.Sentinel.Addrs = "", []string{"10.0.0.1:26379"}
+		}, "redis.sentinel.master_name", []string{"required"}},
+		{"redis sentinel without addrs", func(_ *testBundle, c *Config) {
+			c.Redis.URL, c.Redis.Sentinel.MasterName = "", "mymaster"
+		}, "redis.sentinel.addrs", []string{"required"}},
+		{"redis sentinel addr without port", func(_ *testBundle, c *Config) {
+			c.Redis.URL = ""
+			c.Redis.Sentinel = RedisSentinel{MasterName: "mymaster", Addrs: []string{"10.0.0.1"}}
+		}, "redis.sentinel.addrs[0]", []string{"want host:port"}},
+		{"redis sentinel url without master name", func(_ *testBundle, c *Config) {
+			c.Redis.URL, c.Redis.Sentinel.URL = "", "redis://:secret@10.0.0.1:26379/0"
+		}, "redis.sentinel.url", []string{"master_name"}},
+		{"redis cluster password alone", func(_ *testBundle, c *Config) {
+			c.Redis.URL, c.Redis.Cluster.Password = "", "pw"
+		}, "redis.cluster.addrs", []string{"required"}},
+		{"redis sentinel password alone", func(_ *testBundle, c *Config) {
+			c.Redis.URL, c.Redis.Sentinel.Password = "", "pw"
+		}, "redis.sentinel.master_name", []string{"required"}},
+		{"redis cluster url scheme", func(_ *testBundle, c *Config) {
+			c.Redis.URL, c.Redis.Cluster.URL = "", "http://10.0.0.1:6379"
+		}, "redis.cluster.url", []string{`got scheme "http"`}},
+		{"redis cluster tls settings without enabled", func(_ *testBundle, c *Config) {
+			c.Redis.URL, c.Redis.Cluster.Addrs = "", []string{"10.0.0.1:6379"}
+			c.Redis.Cluster.TLS.ServerName = "redis.contoso.com"
+		}, "redis.cluster.tls.enabled", []string{"enabled: true"}},
+		{"redis cluster tls ca file", func(b *testBundle, c *Config) {
+			c.Redis.URL, c.Redis.Cluster.Addrs = "", []string{"10.0.0.1:6379"}
+			c.Redis.Cluster.TLS = RedisTLS{Enabled: true, CAFile: b.write(t, "empty.pem", "nothing")}
+		}, "redis.cluster.tls.ca_file", []string{"no PEM certificate"}},
+		{"redis min replicas negative", func(_ *testBundle, c *Config) { c.Redis.MinReplicasAcked = -1 }, "redis.min_replicas_acked", []string{"must not be negative"}},
+		{"redis replica ack timeout zero", func(_ *testBundle, c *Config) {
+			c.Redis.MinReplicasAcked, c.Redis.ReplicaAckTimeout = 1, 0
+		}, "redis.replica_ack_timeout", []string{"at least 1ms"}},
 		{"redis key prefix", func(_ *testBundle, c *Config) { c.Redis.KeyPrefix = "a{b}" }, "redis.key_prefix", []string{"hash tag"}},
 		{"signing key missing", func(_ *testBundle, c *Config) { c.Auth.SigningKey = "" }, "auth.signing_key", []string{"required", "32 bytes"}},
 		{"signing key short", func(_ *testBundle, c *Config) { c.Auth.SigningKey = strings.Repeat("k", 31) }, "auth.signing_key", []string{"is 31 bytes", "at least 32"}},

@@ -31,7 +31,6 @@ import (
 	"github.com/mailgate/mailgate/internal/certreload"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/delivery"
-	"github.com/mailgate/mailgate/internal/eviction"
 	"github.com/mailgate/mailgate/internal/intake"
 	"github.com/mailgate/mailgate/internal/limits"
 	"github.com/mailgate/mailgate/internal/metrics"
@@ -56,7 +55,7 @@ type Options struct {
 	Log    *slog.Logger
 	// Listener, when set, is used instead of listening on Config.Listen.
 	Listener net.Listener
-	// Redis, when set, is used instead of a client for Config.Redis.URL.
+	// Redis, when set, is used instead of a client for Config.Redis.
 	Redis redis.UniversalClient
 	// DrainDelay is how long /readyz answers 503 before the listener closes.
 	DrainDelay time.Duration
@@ -123,7 +122,8 @@ func New(o Options) (*Gateway, error) {
 		}
 		g.rdb, g.ownRedis = rdb, true
 	}
-	g.queue = queue.New(g.rdb, queue.Options{Prefix: cfg.Redis.KeyPrefix, Retention: cfg.Retention, Now: o.Now})
+	g.queue = queue.New(g.rdb, queue.Options{Prefix: cfg.Redis.KeyPrefix, Retention: cfg.Retention, Now: o.Now,
+		MinReplicas: cfg.Redis.MinReplicasAcked, ReplicaTimeout: cfg.Redis.ReplicaAckTimeout})
 	g.health = routehealth.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
 	g.limiter = limits.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
 	tokens, err := Tokens(cfg, token.NewRevocations(g.rdb, cfg.Redis.KeyPrefix, o.Now), o.Now)
@@ -246,7 +246,7 @@ func (g *Gateway) checkEviction() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	res := eviction.Read(ctx, g.rdb)
+	res := ReadEviction(ctx, g.rdb)
 	metrics.EvictionPolicyOK(g.registry, res.Safe())
 	switch {
 	case res.Safe():
@@ -382,22 +382,6 @@ func Tokens(cfg *config.Config, revoked *token.Revocations, now func() time.Time
 	return token.New(token.Options{Key: []byte(cfg.Auth.SigningKey), PreviousKeys: cfg.Auth.PreviousKeys(),
 		Issuer: cfg.Auth.Issuer, Audience: cfg.Auth.Audience, AcceptNoAudience: cfg.Auth.AcceptTokensWithoutAudience,
 		Revoked: revoked, Now: now})
-}
-
-// NewRedisClient connects to the configured Redis (redis:// or rediss://).
-// Its errors never show the URL, which may hold a password.
-//
-// It fails fast while Redis is down: go-redis's defaults (5 dials per try, 4
-// tries) would make every request of an outage wait about 2 s for its 503.
-// The API answers and retries where it matters, and the workers have loops
-// of their own.
-func NewRedisClient(c config.Redis) (*redis.Client, error) {
-	ro, err := redis.ParseURL(c.URL)
-	if err != nil {
-		return nil, errors.New("redis.url is not a valid redis:// or rediss:// URL (not shown: it may hold a password)")
-	}
-	ro.DialerRetries, ro.MaxRetries = 1, 1
-	return redis.NewClient(ro), nil
 }
 
 // usage reports a route's limit usage per mailbox, for GET /v1/routes.

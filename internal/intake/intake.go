@@ -122,7 +122,10 @@ type Result struct {
 
 // QueueError is a message that could not be stored because Redis failed and
 // did not recover within RetryFor: it was most likely not stored, and a
-// retry with the same idempotency key is safe.
+// retry with the same idempotency key is safe. When Err is a
+// *queue.NotReplicatedError (redis.min_replicas_acked), it was stored but
+// too few replicas confirmed it: doors must not acknowledge it either, and
+// the same retry settles it.
 type QueueError struct {
 	ID  string // the id it would have had
 	Err error
@@ -218,6 +221,13 @@ func (in *Intake) outcome(pol *apppolicy.Policy, s Submission, stored string, cr
 		in.log.Warn("queue full: message refused", "app", pol.App(), "route", pol.Route(), "id", s.ID, "limit", result)
 		in.count(pol.App(), result, 0)
 		return Result{}, &FullError{ID: s.ID, App: !full, RetryAfter: QueueFullRetryAfter, Err: err}
+	}
+	var notReplicated *queue.NotReplicatedError
+	if errors.As(err, &notReplicated) {
+		in.log.Warn("message stored but not confirmed by enough Redis replicas; the client is told to retry",
+			"app", pol.App(), "id", s.ID, "route", pol.Route(), "replicas", notReplicated.Got, "want", notReplicated.Want)
+		in.count(pol.App(), "not_replicated", 0)
+		return Result{}, &QueueError{ID: s.ID, Err: err}
 	}
 	if err != nil {
 		in.log.Error("could not queue a message", "app", pol.App(), "id", s.ID, "err", err)

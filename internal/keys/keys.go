@@ -16,6 +16,7 @@
 //	P:{R}:failed               zset: failed ids, scored by when they failed
 //	P:{R}:waiting              hash: bytes (and messages, bytes per app) waiting or in flight
 //	P:{R}:idem:<app>:<h>       string: the id first answered for an Idempotency-Key
+//	P:{R}:replsync             string: the write WAIT measures (redis.min_replicas_acked)
 //	P:{R}:health               hash: the route's hold (package routehealth)
 //	P:{R}:probe                string: the probe lock of a held route
 //	P:{R}:mailbox-wait:<M>     string: until when a mailbox's messages wait
@@ -126,6 +127,12 @@ func (r Route) Idempotency(app, key string) string {
 // a script in place of an idempotency record when the message has none (a
 // script must declare every key it may touch, and all of one slot).
 func (r Route) NoIdempotency() string { return r.base + "idem:-" }
+
+// ReplicaSync is a small string written just before WAIT when
+// redis.min_replicas_acked is set: the replication stream is ordered, so a
+// replica that has this write has every earlier write of the route's
+// master, even when the enqueue itself wrote nothing (package queue).
+func (r Route) ReplicaSync() string { return r.base + "replsync" }
 
 // Health is the hash recording whether the route is held.
 func (r Route) Health() string { return r.base + "health" }

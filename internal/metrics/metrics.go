@@ -172,7 +172,7 @@ func NewAPI(reg prometheus.Registerer) *API {
 	a := &API{
 		submissions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailgate_submissions_total",
-			Help: "Submissions that reached the queue step, by app and result (accepted, idempotent_replay, queue_unavailable, queue_full: the route's queue is at its limit, app_queue_full: the app's share of it is).",
+			Help: "Submissions that reached the queue step, by app and result (accepted, idempotent_replay, queue_unavailable, not_replicated: stored but not confirmed by redis.min_replicas_acked replicas in time, queue_full: the route's queue is at its limit, app_queue_full: the app's share of it is).",
 		}, []string{"app", "result"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailgate_submitted_bytes_total",

@@ -78,6 +78,7 @@ func (q *Queue) EnqueueMany(ctx context.Context, ms []Message) []EnqueueResult {
 			out[i].ID = ms[i].ID
 		}
 	}
+	q.confirmMany(ctx, ms, out)
 	return out
 }
 
@@ -124,9 +125,23 @@ func (q *Queue) EnqueueManyRetrying(ctx context.Context, ms []Message, within ti
 			exists[j] = pipe.Exists(ctx, q.route(ms[i].Route).Msg(ms[i].ID))
 		}
 		_, _ = pipe.Exec(ctx)
+		var found []int
 		for j, i := range todo {
 			if n, err := exists[j].Result(); err == nil && n == 1 {
 				out[i] = EnqueueResult{ID: ms[i].ID, Created: true}
+				found = append(found, i)
+			}
+		}
+		if len(found) > 0 && q.minReplicas > 0 {
+			// Found stored, but not yet known to be replicated.
+			sub := make([]Message, len(found))
+			res := make([]EnqueueResult, len(found))
+			for j, i := range found {
+				sub[j], res[j] = ms[i], out[i]
+			}
+			q.confirmMany(ctx, sub, res)
+			for j, i := range found {
+				out[i] = res[j]
 			}
 		}
 	}
@@ -135,11 +150,13 @@ func (q *Queue) EnqueueManyRetrying(ctx context.Context, ms []Message, within ti
 
 // failed are the messages to try again: those Redis failed on. A full
 // queue (ErrRouteFull, ErrAppFull) is an answer, not a failure: nothing was
-// stored and trying again at once would not change it.
+// stored and trying again at once would not change it. Nor is a message
+// stored but not replicated (min_replicas_acked): WAIT already waited.
 func failed(rs []EnqueueResult) []int {
 	var idx []int
 	for i, r := range rs {
-		if r.Err != nil && !errors.Is(r.Err, ErrRouteFull) && !errors.Is(r.Err, ErrAppFull) {
+		var nr *NotReplicatedError
+		if r.Err != nil && !errors.Is(r.Err, ErrRouteFull) && !errors.Is(r.Err, ErrAppFull) && !errors.As(r.Err, &nr) {
 			idx = append(idx, i)
 		}
 	}

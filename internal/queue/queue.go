@@ -75,6 +75,12 @@ type Options struct {
 	Retention time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// MinReplicas, when above zero, makes Enqueue succeed only once that
+	// many replicas hold the message (Redis WAIT); otherwise it returns a
+	// *NotReplicatedError.
+	MinReplicas int
+	// ReplicaTimeout bounds that wait (one second when zero).
+	ReplicaTimeout time.Duration
 }
 
 // Queue is the Redis-backed message store and work queue.
@@ -83,6 +89,9 @@ type Queue struct {
 	keys      keys.Space
 	retention time.Duration
 	now       func() time.Time
+
+	minReplicas    int
+	replicaTimeout time.Duration
 
 	// wakeMu guards wake: per route, a channel closed when this process
 	// queued something that may be due now (see Wait).
@@ -98,8 +107,11 @@ func New(rdb redis.UniversalClient, opts Options) *Queue {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.ReplicaTimeout <= 0 {
+		opts.ReplicaTimeout = time.Second
+	}
 	return &Queue{rdb: rdb, keys: keys.New(opts.Prefix), retention: opts.Retention, now: opts.Now,
-		wake: map[string]chan struct{}{}}
+		wake: map[string]chan struct{}{}, minReplicas: opts.MinReplicas, replicaTimeout: opts.ReplicaTimeout}
 }
 
 // Wait blocks until d has passed, ctx ends, or this Queue queued a message
@@ -272,7 +284,12 @@ func (q *Queue) Enqueue(ctx context.Context, m Message) (id string, created bool
 		m.ID = NewID(q.now())
 	}
 	ks, args := q.enqueueCall(m)
-	res, err := enqueueScript.Run(ctx, q.rdb, ks, args...).Slice()
+	var res []any
+	if q.minReplicas > 0 {
+		res, err = q.enqueueReplicated(ctx, ks, args, m.ID, m.Route)
+	} else {
+		res, err = enqueueScript.Run(ctx, q.rdb, ks, args...).Slice()
+	}
 	if storedNow(res, err) {
 		q.notify(m.Route)
 	}
@@ -371,6 +388,7 @@ func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Dura
 	}
 	deadline := time.Now().Add(within)
 	wait := 50 * time.Millisecond
+	var notReplicated *NotReplicatedError
 	for {
 		id, created, err = q.Enqueue(ctx, m)
 		if errors.Is(err, ErrRouteFull) || errors.Is(err, ErrAppFull) {
@@ -378,6 +396,10 @@ func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Dura
 		}
 		if err == nil || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
 			break
+		}
+		if errors.As(err, &notReplicated) {
+			// WAIT has already waited its timeout; the caller decides.
+			return "", false, err
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -389,6 +411,11 @@ func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Dura
 	}
 	if err != nil {
 		if ok, xerr := q.Exists(context.WithoutCancel(ctx), m.Route, m.ID); xerr == nil && ok {
+			if q.minReplicas > 0 {
+				if rerr := q.confirmReplicated(context.WithoutCancel(ctx), m.Route, m.ID); rerr != nil {
+					return "", false, fmt.Errorf("enqueue %s: %w", m.ID, rerr)
+				}
+			}
 			return m.ID, true, nil
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/mailgate/mailgate/internal/bodybudget"
+	"github.com/mailgate/mailgate/internal/queue"
 )
 
 // Replies of the conversation. RFC 3463 and RFC 5321 give the codes: 530
@@ -278,6 +279,14 @@ func (ss *session) doorError(cmd string, err error, id string) error {
 	}
 	ss.s.opts.Log.Error("SMTP: could not queue a message", "app", ss.app.ID, "id", id, "err", err)
 	e = queueUnavailable(id)
+	var nr *queue.NotReplicatedError
+	if errors.As(err, &nr) {
+		// Stored on the Redis master but not yet on the replicas that
+		// redis.min_replicas_acked asks for: not a 250, and not "not
+		// stored" either. SMTP has no idempotency key, so the client's
+		// retry is a second message; at-least-once, never a lost one.
+		e.Message = "The message may be stored but is not yet replicated; try again later (it may then arrive twice; id " + id + ")"
+	}
 	ss.refuse(cmd, e, "queue unavailable: "+err.Error())
 	return e
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -62,7 +63,6 @@ type outcome struct {
 func baseConfig(sim *exosim.Sim, srv *redistest.Server) *config.Config {
 	cfg := &config.Config{
 		Listen: "127.0.0.1:0",
-		Redis:  config.Redis{URL: srv.URL()},
 		Auth:   config.Auth{SigningKey: signingKey, Issuer: "mailgate"},
 		Delivery: config.Delivery{
 			MaxAge: time.Minute, BackoffInitial: 100 * time.Millisecond, BackoffMax: 400 * time.Millisecond,
@@ -83,6 +83,9 @@ func baseConfig(sim *exosim.Sim, srv *redistest.Server) *config.Config {
 			{ID: "billing", Route: "m365", From: config.AppFrom{Default: "helpdesk@contoso.com"}},
 			{ID: "retired", Route: "m365", From: config.AppFrom{Default: relay}, Disabled: true},
 		},
+	}
+	if srv != nil {
+		cfg.Redis.URL = srv.URL()
 	}
 	return cfg
 }
@@ -113,12 +116,22 @@ func newEnvSim(t *testing.T, simOpts exosim.Options, mutate func(*config.Config)
 // the configuration is mutated (for files the simulator makes).
 func newEnvSimHook(t *testing.T, simOpts exosim.Options, started func(*exosim.Sim), mutate func(*config.Config)) *env {
 	t.Helper()
-	srv := redistest.Start(t)
+	// On a Redis Cluster (TestCoreOnRedisCluster), the test shares it under
+	// a key prefix of its own, and a 202 waits for a replica.
+	seeds := os.Getenv(clusterEnv)
+	var srv *redistest.Server
+	if seeds == "" {
+		srv = redistest.Start(t)
+	}
 	sim := exosim.Start(t, simOpts)
 	if started != nil {
 		started(sim)
 	}
 	cfg := baseConfig(sim, srv)
+	if seeds != "" {
+		cfg.Redis = config.Redis{Cluster: config.RedisCluster{Addrs: strings.Split(seeds, ",")},
+			KeyPrefix: "e2e-" + queue.NewID(time.Now()), MinReplicasAcked: 1}
+	}
 	if mutate != nil {
 		mutate(cfg)
 	}

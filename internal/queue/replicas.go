@@ -1,0 +1,150 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// NotReplicatedError means the message was stored on the master but fewer
+// replicas than Options.MinReplicas confirmed it within
+// Options.ReplicaTimeout. It may survive or may be lost if the master fails
+// now; a retry with the same id or Idempotency-Key is safe and settles it.
+type NotReplicatedError struct {
+	ID        string
+	Want, Got int
+	Timeout   time.Duration
+}
+
+func (e *NotReplicatedError) Error() string {
+	return fmt.Sprintf("message %s stored but acknowledged by %d of the %d replicas asked for within %s",
+		e.ID, e.Got, e.Want, e.Timeout)
+}
+
+// enqueueReplicated runs the enqueue script and then WAIT on the master that
+// owns the route's hash slot, in one pipeline on one connection: WAIT only
+// counts the writes of its own connection, and on a cluster a keyless WAIT
+// would otherwise land on any node (docs/redis-ha.md, "Replication is
+// asynchronous; WAIT measures it").
+//
+// A small write to the route's sync key goes between the two. When the
+// script writes nothing (an idempotent replay, or a repeat of a call whose
+// reply was lost), WAIT would otherwise measure whatever this pooled
+// connection wrote last; the replication stream is ordered, so a replica
+// that has the sync write has the message too.
+func (q *Queue) enqueueReplicated(ctx context.Context, keys []string, args []any, id, route string) ([]any, error) {
+	node, err := q.masterFor(ctx, keys[0])
+	if err != nil {
+		return nil, err
+	}
+	res, got, err := q.runWithWait(ctx, node, keys, args, route)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if err = enqueueScript.Load(ctx, node).Err(); err == nil {
+			res, got, err = q.runWithWait(ctx, node, keys, args, route)
+		}
+	}
+	if err != nil {
+		if cc, ok := q.rdb.(*redis.ClusterClient); ok {
+			// The node client follows no MOVED and sees no failover: have
+			// the cluster client learn the new slot owners for the retry.
+			cc.ReloadState(ctx)
+		}
+		return nil, err
+	}
+	if len(res) > 0 {
+		if code, _ := res[0].(int64); code < 0 {
+			return res, nil // the route or the app is full: nothing was stored
+		}
+	}
+	if got < q.minReplicas {
+		return nil, &NotReplicatedError{ID: id, Want: q.minReplicas, Got: got, Timeout: q.replicaTimeout}
+	}
+	return res, nil
+}
+
+func (q *Queue) runWithWait(ctx context.Context, node redis.Cmdable, keys []string, args []any, route string) ([]any, int, error) {
+	pipe := node.Pipeline()
+	script := enqueueScript.EvalSha(ctx, pipe, keys, args...)
+	pipe.Set(ctx, q.route(route).ReplicaSync(), strconv.FormatInt(q.now().UnixMilli(), 10), time.Minute)
+	wait := pipe.Do(ctx, "WAIT", q.minReplicas, q.replicaTimeout.Milliseconds())
+	_, _ = pipe.Exec(ctx)
+	res, err := script.Slice()
+	if err != nil {
+		return nil, 0, err
+	}
+	n, err := wait.Int()
+	if err != nil {
+		return nil, 0, fmt.Errorf("WAIT: %w", err)
+	}
+	return res, n, nil
+}
+
+// confirmReplicated waits for the replicas after a plain read found the
+// message stored (EnqueueRetrying's last word).
+func (q *Queue) confirmReplicated(ctx context.Context, route, id string) error {
+	node, err := q.masterFor(ctx, q.route(route).ReplicaSync())
+	if err != nil {
+		return err
+	}
+	pipe := node.Pipeline()
+	pipe.Set(ctx, q.route(route).ReplicaSync(), strconv.FormatInt(q.now().UnixMilli(), 10), time.Minute)
+	wait := pipe.Do(ctx, "WAIT", q.minReplicas, q.replicaTimeout.Milliseconds())
+	_, _ = pipe.Exec(ctx)
+	n, err := wait.Int()
+	if err != nil {
+		return err
+	}
+	if n < q.minReplicas {
+		return &NotReplicatedError{ID: id, Want: q.minReplicas, Got: n, Timeout: q.replicaTimeout}
+	}
+	return nil
+}
+
+// masterFor is the client of the master that holds key: the cluster's node
+// for its slot, or the one client of a single node or Sentinel set-up.
+func (q *Queue) masterFor(ctx context.Context, key string) (redis.Cmdable, error) {
+	switch c := q.rdb.(type) {
+	case *redis.ClusterClient:
+		return c.MasterForKey(ctx, key)
+	case redis.Cmdable:
+		return c, nil
+	}
+	return nil, errors.New("queue: unsupported Redis client")
+}
+
+// confirmMany waits for the replicas of every message of out that is
+// stored (Err nil), once per route: one sync write and one WAIT on the
+// route's master cover every message stored there before it, since the
+// replication stream is ordered. The messages of a route whose replicas
+// do not confirm get a *NotReplicatedError, each with its own id.
+func (q *Queue) confirmMany(ctx context.Context, ms []Message, out []EnqueueResult) {
+	if q.minReplicas <= 0 {
+		return
+	}
+	confirmed := map[string]error{}
+	for i, r := range out {
+		if r.Err != nil {
+			continue
+		}
+		route := ms[i].Route
+		err, done := confirmed[route]
+		if !done {
+			err = q.confirmReplicated(ctx, route, ms[i].ID)
+			confirmed[route] = err
+		}
+		var nr *NotReplicatedError
+		switch {
+		case err == nil:
+		case errors.As(err, &nr):
+			e := *nr
+			e.ID = ms[i].ID
+			out[i] = EnqueueResult{ID: ms[i].ID, Err: &e}
+		default:
+			out[i] = EnqueueResult{ID: ms[i].ID, Err: fmt.Errorf("enqueue %s: WAIT: %w", ms[i].ID, err)}
+		}
+	}
+}
