@@ -173,9 +173,14 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 		// Redis went away while this message was being stored, and did not
 		// come back in time to say whether it was: say so, rather than
 		// promise what cannot be known.
-		p.Detail = "Redis failed while the message was being stored and did not recover within " +
-			s.intake.RetryFor().String() + "; it was most likely not stored. Retry with the same " +
-			"Idempotency-Key to be sure it is sent once (message id " + unavailable.ID + ")"
+		p.Detail = "Redis was unreachable for " + s.intake.RetryFor().String() + "; the message was not stored. " +
+			"Retry, with the same Idempotency-Key (message id " + unavailable.ID + ")"
+		if unavailable.MaybeStored {
+			p.Detail = "Redis failed while the message was being stored and did not recover within " +
+				s.intake.RetryFor().String() + "; whether it was stored cannot be known until it does, and a " +
+				"stored message is delivered. Retry with the same Idempotency-Key to be sure it is sent once " +
+				"(message id " + unavailable.ID + ")"
+		}
 		return p
 	case err != nil:
 		return err

@@ -121,14 +121,19 @@ type Result struct {
 }
 
 // QueueError is a message that could not be stored because Redis failed and
-// did not recover within RetryFor: it was most likely not stored, and a
-// retry with the same idempotency key is safe. When Err is a
+// did not recover within RetryFor: nothing was stored unless MaybeStored
+// says an attempt reached Redis first, and a retry with the same
+// idempotency key is safe either way. When Err is a
 // *queue.NotReplicatedError (redis.min_replicas_acked), it was stored but
 // too few replicas confirmed it: doors must not acknowledge it either, and
 // the same retry settles it.
 type QueueError struct {
 	ID  string // the id it would have had
 	Err error
+	// MaybeStored is set when an attempt reached Redis before it went away
+	// (a *queue.UnknownOutcomeError): the message may be stored after all,
+	// and is then delivered. Otherwise nothing was stored.
+	MaybeStored bool
 }
 
 func (e *QueueError) Error() string { return fmt.Sprintf("queue message %s: %v", e.ID, e.Err) }
@@ -230,9 +235,11 @@ func (in *Intake) outcome(pol *apppolicy.Policy, s Submission, stored string, cr
 		return Result{}, &QueueError{ID: s.ID, Err: err}
 	}
 	if err != nil {
-		in.log.Error("could not queue a message", "app", pol.App(), "id", s.ID, "err", err)
+		var unknown *queue.UnknownOutcomeError
+		maybe := errors.As(err, &unknown)
+		in.log.Error("could not queue a message", "app", pol.App(), "id", s.ID, "maybe_stored", maybe, "err", err)
 		in.count(pol.App(), "queue_unavailable", 0)
-		return Result{}, &QueueError{ID: s.ID, Err: err}
+		return Result{}, &QueueError{ID: s.ID, Err: err, MaybeStored: maybe}
 	}
 	if created {
 		in.count(pol.App(), "accepted", len(s.Message.Bytes))

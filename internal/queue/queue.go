@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -389,8 +390,12 @@ func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Dura
 	deadline := time.Now().Add(within)
 	wait := 50 * time.Millisecond
 	var notReplicated *NotReplicatedError
+	maybeRan := false // an attempt may have reached Redis and run
 	for {
 		id, created, err = q.Enqueue(ctx, m)
+		if err != nil && !neverSent(err) {
+			maybeRan = true
+		}
 		if errors.Is(err, ErrRouteFull) || errors.Is(err, ErrAppFull) {
 			return "", false, err // an answer, not a failure: nothing was stored
 		}
@@ -418,8 +423,40 @@ func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Dura
 			}
 			return m.ID, true, nil
 		}
+		if maybeRan {
+			return "", false, &UnknownOutcomeError{ID: m.ID, Err: err}
+		}
 	}
 	return id, created, err
+}
+
+// UnknownOutcomeError is an enqueue whose outcome could not be learnt: an
+// attempt reached Redis (its reply was lost as Redis went away) and Redis
+// did not come back within the retry window to say whether the message is
+// stored. It may be: when Redis returns with its AOF, the message is
+// delivered. The caller can only say so, and ask for a retry with the same
+// Idempotency-Key. Every other failure of EnqueueRetrying means that no
+// attempt reached Redis, so nothing was stored.
+type UnknownOutcomeError struct {
+	ID  string
+	Err error
+}
+
+func (e *UnknownOutcomeError) Error() string {
+	return fmt.Sprintf("enqueue %s: outcome unknown (the message may be stored): %v", e.ID, e.Err)
+}
+func (e *UnknownOutcomeError) Unwrap() error { return e.Err }
+
+// neverSent reports whether err shows that a command never reached Redis:
+// no connection could be made (dial refused or timed out, or no connection
+// of the pool became free). Any other error (EOF, a reset, a read timeout)
+// may come after Redis ran the command.
+func neverSent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed)
 }
 
 // Claim takes the next due message of route for lease, or returns nil

@@ -89,20 +89,40 @@ func TestAcceptedMeansKept(t *testing.T) {
 	if notSent > 0 {
 		t.Errorf("%d accepted messages did not end sent", notSent)
 	}
+	// A 503 means nothing was stored, except where an attempt reached
+	// Redis just as it went away and Redis stayed away longer than the
+	// retry window: then the outcome is unknown, the answer says so
+	// (maybe_stored in the log, "cannot be known" in the detail), and the
+	// message may be delivered. Any other 503 that was delivered anyway is
+	// a broken promise.
 	if c.unaccepted > 0 {
-		t.Errorf("%d messages reached the SMTP server although their request was answered 503 "+
-			"(the contract says 503 means nothing was stored)", c.unaccepted)
 		want := make(map[string]bool, len(accepted))
 		for _, id := range accepted {
 			want[id] = true
 		}
+		unknown := 0
 		for id := range got {
-			if !want[id] {
-				for _, l := range p.log.matching(func(l logLine) bool { return l.str("id") == id }) {
-					t.Logf("answered 503, delivered anyway: %s", l.Raw)
+			if want[id] {
+				continue
+			}
+			lines := p.log.matching(func(l logLine) bool { return l.str("id") == id })
+			maybe := false
+			for _, l := range lines {
+				if l.str("msg") == "could not queue a message" && l.Fields["maybe_stored"] == true {
+					maybe = true
 				}
 			}
+			if maybe {
+				unknown++
+				continue
+			}
+			t.Errorf("message %s reached the SMTP server although its request was answered 503 "+
+				"saying it was not stored", id)
+			for _, l := range lines {
+				t.Logf("answered 503, delivered anyway: %s", l.Raw)
+			}
 		}
+		t.Logf("%d messages answered 503 with an unknown outcome were delivered", unknown)
 	}
 	// A second copy is only acceptable for a message whose worker got the
 	// server's 250 and then could not record it while Redis was away.
