@@ -19,7 +19,6 @@
 package fault
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -30,33 +29,8 @@ import (
 var mailgateBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "mailgate-fault-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fault:", err)
-		return 1
-	}
-	defer func() {
-		if err := os.RemoveAll(dir); err != nil {
-			fmt.Fprintln(os.Stderr, "fault: remove the built binary:", err)
-		}
-	}()
-	if err := build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "fault:", err)
-		return 1
-	}
-	return m.Run()
-}
-
-// build compiles the mailgate binary under test into dir.
-func build(dir string) error {
-	bin, err := testbin.BuildMailgate(dir)
-	if err != nil {
-		return err
-	}
-	mailgateBin = bin
-	return nil
+	os.Exit(testbin.RunWithMailgate(m, "fault", func(bin, _ string) error {
+		mailgateBin = bin
+		return nil
+	}))
 }

@@ -5,7 +5,6 @@
 package sendmail
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,37 +17,12 @@ import (
 var mailgateBin, sendmailLink string
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "mailgate-sendmail-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sendmail test:", err)
-		return 1
-	}
-	defer func() {
-		if err := os.RemoveAll(dir); err != nil {
-			fmt.Fprintln(os.Stderr, "sendmail test:", err)
+	os.Exit(testbin.RunWithMailgate(m, "sendmail", func(bin, dir string) error {
+		mailgateBin = bin
+		sendmailLink = filepath.Join(dir, "sbin", "sendmail")
+		if err := os.Mkdir(filepath.Dir(sendmailLink), 0o755); err != nil {
+			return err
 		}
-	}()
-	if err := build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, "sendmail test:", err)
-		return 1
-	}
-	return m.Run()
-}
-
-// build compiles the mailgate binary under test into dir.
-func build(dir string) error {
-	bin, err := testbin.BuildMailgate(dir)
-	if err != nil {
-		return err
-	}
-	mailgateBin = bin
-	sendmailLink = filepath.Join(dir, "sbin", "sendmail")
-	if err := os.Mkdir(filepath.Dir(sendmailLink), 0o755); err != nil {
-		return err
-	}
-	return os.Symlink(mailgateBin, sendmailLink)
+		return os.Symlink(mailgateBin, sendmailLink)
+	}))
 }

@@ -33,3 +33,31 @@ func BuildMailgate(dir string) (string, error) {
 	}
 	return bin, nil
 }
+
+// RunWithMailgate is the body of a TestMain whose tests run the real binary:
+// it builds mailgate into a temporary directory, calls ready with the
+// binary's path and that directory (for links or files beside it), runs
+// the tests and removes the directory. It returns the exit code for
+// os.Exit; name (one word: the directory is named after it) prefixes its
+// messages.
+func RunWithMailgate(m interface{ Run() int }, name string, ready func(bin, dir string) error) int {
+	dir, err := os.MkdirTemp("", "mailgate-"+name+"-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		return 1
+	}
+	defer func() {
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintln(os.Stderr, name+": remove the built binary:", err)
+		}
+	}()
+	bin, err := BuildMailgate(dir)
+	if err == nil {
+		err = ready(bin, dir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		return 1
+	}
+	return m.Run()
+}
