@@ -49,6 +49,13 @@ type Options struct {
 	Log   *slog.Logger
 	// Registry collects the API's metrics.
 	Registry *prometheus.Registry
+	// Submissions records submissions; nil means metrics.NewAPI(Registry).
+	// The gateway shares one with the SMTP door, so
+	// mailgate_submissions_total counts every door.
+	Submissions *metrics.API
+	// Intake is the accept step, shared with the SMTP door; nil means one
+	// of Queue recording to Submissions.
+	Intake *intake.Intake
 	// Metrics serves GET /metrics; nil when metrics are served on a
 	// listener of their own (metrics.listen).
 	Metrics http.Handler
@@ -110,6 +117,9 @@ func New(o Options) (*Server, error) {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
+	if o.Submissions == nil {
+		o.Submissions = metrics.NewAPI(o.Registry)
+	}
 	apps, err := compilePolicies(o.Config)
 	if err != nil {
 		return nil, err
@@ -121,7 +131,7 @@ func New(o Options) (*Server, error) {
 		o.BodyRateGrace = DefaultBodyRateGrace
 	}
 	s := &Server{cfg: o.Config, apps: apps, queue: o.Queue, tokens: o.Tokens, limiter: o.Limiter,
-		health: o.Health, usage: o.Usage, now: o.Now, log: o.Log, metrics: metrics.NewAPI(o.Registry),
+		health: o.Health, usage: o.Usage, now: o.Now, log: o.Log, metrics: o.Submissions,
 		budget:      o.Budget,
 		minBodyRate: o.MinBodyRate, bodyRateGrace: o.BodyRateGrace}
 	if s.budget == nil {
@@ -133,7 +143,10 @@ func New(o Options) (*Server, error) {
 	if s.maxBatchBytes <= 0 {
 		s.maxBatchBytes = DefaultMaxBatchBytes
 	}
-	s.intake = intake.New(intake.Options{Queue: o.Queue, Metrics: s.metrics, Log: o.Log})
+	s.intake = o.Intake
+	if s.intake == nil {
+		s.intake = intake.New(intake.Options{Queue: o.Queue, Metrics: s.metrics, Log: o.Log})
+	}
 	if s.templates, err = newTemplateSet(o.Config, o.Now); err != nil {
 		return nil, err
 	}

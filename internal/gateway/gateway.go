@@ -85,8 +85,10 @@ type Gateway struct {
 	tokens          *token.Manager
 	api             *api.Server
 	smtp            *smtpd.Server // nil unless smtp.listen is set (roles api and all)
-	// bodies bounds the message bodies both doors hold in memory at once.
+	// bodies bounds the message bodies both doors hold in memory at once;
+	// intake is the accept step both doors share.
 	bodies   *bodybudget.Budget
+	intake   *intake.Intake
 	listener net.Listener
 	// metricsLn serves /metrics alone, when metrics.listen is set.
 	metricsLn net.Listener
@@ -166,8 +168,12 @@ func New(o Options) (*Gateway, error) {
 			}
 		}
 		g.bodies = bodybudget.New(cfg.API.MaxInFlightBytes, cfg.API.MaxInFlightBytesPerApp)
+		// One accept step and one set of submission metrics for both doors.
+		submissions := metrics.NewAPI(reg)
+		g.intake = intake.New(intake.Options{Queue: g.queue, Metrics: submissions, Log: o.Log})
 		g.api, err = api.New(api.Options{Config: cfg, Queue: g.queue, Tokens: tokens, Limiter: limiter,
 			Health: g.health, Usage: g.usage, Now: o.Now, Log: o.Log, Registry: reg, Budget: g.bodies,
+			Submissions: submissions, Intake: g.intake,
 			MinBodyRate: cfg.API.MinBodyRate, BodyRateGrace: cfg.API.BodyRateGrace, Metrics: apiMetrics})
 		if err != nil {
 			return nil, err
@@ -226,7 +232,7 @@ func (g *Gateway) buildSMTP() error {
 	if err != nil {
 		return err
 	}
-	door := smtpd.NewIntakeDoor(policies, intake.New(intake.Options{Queue: g.queue, Log: g.log.With("door", "smtp")}))
+	door := smtpd.NewIntakeDoor(policies, g.intake)
 	g.smtp, err = smtpd.New(smtpd.Options{Config: g.cfg, Door: door, Tokens: g.tokens,
 		Passwords: smtppass.NewVerifier(smtppass.New(g.rdb, g.cfg.Redis.KeyPrefix, g.opts.Now), 0),
 		Metrics:   metrics.NewSMTP(g.registry), Log: g.log.With("door", "smtp"), Now: g.opts.Now, NewID: queue.NewID,

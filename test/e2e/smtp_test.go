@@ -304,6 +304,12 @@ s.quit()
 		if !strings.HasSuffix(got, "Subject: no-ids\r\n\r\nscan\r\n") {
 			t.Errorf("body changed:\n%q", got)
 		}
+		// Both doors share one accept step, so the submission counters
+		// count what came in over SMTP too.
+		m := string(e.do("GET", "/metrics", "", "", nil, nil).body)
+		if want := `mailgate_submissions_total{app="scanner",result="accepted"}`; !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	})
 }
 
