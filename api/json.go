@@ -19,3 +19,286 @@ func (jsonSerializer) Serialize(c *echo.Context, target any, indent string) erro
 	}
 	return enc.Encode(target)
 }
+
+// The usual JSON submission is a flat object of a few strings and about
+// a kilobyte or more of text. encoding/json reads it in two passes of its
+// byte-at-a-time scanner (one to find the value's end or check it, one to
+// decode), which cost more than anything else the door does with the
+// body. decodeSubmission reads that usual shape in one pass instead, and
+// hands everything else to decodeStrict unchanged: fastSubmission takes an
+// object only when every member is one of the known fields by its exact
+// name, given once, with a value of the plain kind for it — a string; for
+// to, cc and bcc a string or an array of strings; for headers and metadata
+// an object of strings. Attachments, template data, null, numbers,
+// booleans, a field name in other letter case, a repeated field, a string
+// with a control character, anything malformed: all of it goes to
+// encoding/json, which then answers as it always did, errors included. A
+// string with escapes is decoded by encoding/json on its own. The result
+// is the one encoding/json gives for the same body
+// (FuzzFastSubmissionMatchesEncodingJSON).
+
+// decodeSubmission decodes raw, valid UTF-8 whose shape checkJSONShape
+// accepted, into js, refusing unknown fields. key, when not nil, takes a
+// batch item's idempotency_key.
+func decodeSubmission(raw []byte, js *jsonSubmission, key *string) error {
+	if fastSubmission(raw, js, key) {
+		return nil
+	}
+	*js = jsonSubmission{}
+	if key == nil {
+		return decodeStrict(raw, js)
+	}
+	item := batchItem{}
+	if err := decodeStrict(raw, &item); err != nil {
+		return err
+	}
+	*js, *key = item.jsonSubmission, item.IdempotencyKey
+	return nil
+}
+
+// jsonField is a member of a JSON submission that fastSubmission reads.
+type jsonField uint16
+
+const (
+	fieldFrom jsonField = 1 << iota
+	fieldTo
+	fieldCc
+	fieldBcc
+	fieldReplyTo
+	fieldSubject
+	fieldText
+	fieldHTML
+	fieldHeaders
+	fieldMetadata
+	fieldTemplate
+	fieldSendAt
+	fieldIdempotencyKey
+)
+
+// fastSubmission is decodeSubmission's one pass; false means the body is
+// not of the usual shape and js, key hold partial results to be discarded.
+func fastSubmission(raw []byte, js *jsonSubmission, key *string) bool {
+	s := jsonScanner{b: raw}
+	if !s.consume('{') {
+		return false
+	}
+	var seen jsonField
+	if s.consume('}') {
+		return s.end()
+	}
+	for {
+		name, ok := s.plainString()
+		if !ok || !s.consume(':') {
+			return false
+		}
+		var f jsonField
+		var str *string
+		switch name {
+		case "from":
+			f, str = fieldFrom, &js.From
+		case "reply_to":
+			f, str = fieldReplyTo, &js.ReplyTo
+		case "subject":
+			f, str = fieldSubject, &js.Subject
+		case "text":
+			f, str = fieldText, &js.Text
+		case "html":
+			f, str = fieldHTML, &js.HTML
+		case "template":
+			f, str = fieldTemplate, &js.Template
+		case "send_at":
+			f, str = fieldSendAt, &js.SendAt
+		case "idempotency_key":
+			if key == nil {
+				return false
+			}
+			f, str = fieldIdempotencyKey, key
+		case "to":
+			f = fieldTo
+		case "cc":
+			f = fieldCc
+		case "bcc":
+			f = fieldBcc
+		case "headers":
+			f = fieldHeaders
+		case "metadata":
+			f = fieldMetadata
+		default:
+			return false // attachments, data, or not a field
+		}
+		if seen&f != 0 {
+			return false
+		}
+		seen |= f
+		switch {
+		case str != nil:
+			if *str, ok = s.string(); !ok {
+				return false
+			}
+		case f == fieldTo:
+			ok = s.addrList(&js.To)
+		case f == fieldCc:
+			ok = s.addrList(&js.Cc)
+		case f == fieldBcc:
+			ok = s.addrList(&js.Bcc)
+		case f == fieldHeaders:
+			js.Headers, ok = s.stringMap()
+		case f == fieldMetadata:
+			js.Metadata, ok = s.stringMap()
+		}
+		if !ok {
+			return false
+		}
+		if s.consume('}') {
+			return s.end()
+		}
+		if !s.consume(',') {
+			return false
+		}
+	}
+}
+
+// jsonScanner reads the plain parts of a JSON text.
+type jsonScanner struct {
+	b []byte
+	i int
+}
+
+func (s *jsonScanner) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// consume skips white space and then c, if c is next.
+func (s *jsonScanner) consume(c byte) bool {
+	s.space()
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// end reports whether only white space is left.
+func (s *jsonScanner) end() bool {
+	s.space()
+	return s.i == len(s.b)
+}
+
+// plainString reads a string without escapes (a member name).
+func (s *jsonScanner) plainString() (string, bool) {
+	start, end, escaped, ok := s.stringToken()
+	if !ok || escaped {
+		return "", false
+	}
+	return string(s.b[start+1 : end-1]), true
+}
+
+// string reads a string value, its escapes decoded by encoding/json.
+func (s *jsonScanner) string() (string, bool) {
+	start, end, escaped, ok := s.stringToken()
+	if !ok {
+		return "", false
+	}
+	if !escaped {
+		return string(s.b[start+1 : end-1]), true
+	}
+	var v string
+	if json.Unmarshal(s.b[start:end], &v) != nil {
+		return "", false
+	}
+	return v, true
+}
+
+// stringToken finds the string that comes next: from its opening quote at
+// start to just after its closing one at end, and whether it has escapes.
+// A control character, which JSON does not allow in a string, makes it
+// not ok.
+func (s *jsonScanner) stringToken() (start, end int, escaped, ok bool) {
+	s.space()
+	if s.i >= len(s.b) || s.b[s.i] != '"' {
+		return 0, 0, false, false
+	}
+	start = s.i
+	for i := start + 1; i < len(s.b); i++ {
+		switch c := s.b[i]; {
+		case c == '"':
+			s.i = i + 1
+			return start, i + 1, escaped, true
+		case c == '\\':
+			escaped = true
+			i++ // the escaped character, a quote perhaps
+		case c < ' ':
+			return 0, 0, false, false
+		}
+	}
+	return 0, 0, false, false
+}
+
+// addrList reads to, cc or bcc as addrList.UnmarshalJSON would.
+func (s *jsonScanner) addrList(a *addrList) bool {
+	s.space()
+	if s.i < len(s.b) && s.b[s.i] == '"' {
+		one, ok := s.string()
+		if !ok || checkListLength("to, cc or bcc", one) != nil {
+			return false
+		}
+		*a = splitAddresses(one)
+		return true
+	}
+	if !s.consume('[') {
+		return false
+	}
+	many := []string{}
+	if s.consume(']') {
+		*a = many
+		return true
+	}
+	for {
+		v, ok := s.string()
+		if !ok {
+			return false
+		}
+		many = append(many, v)
+		if s.consume(']') {
+			*a = many
+			return true
+		}
+		if !s.consume(',') {
+			return false
+		}
+	}
+}
+
+// stringMap reads an object of strings, as encoding/json fills a
+// map[string]string: a later member of the same name wins.
+func (s *jsonScanner) stringMap() (map[string]string, bool) {
+	if !s.consume('{') {
+		return nil, false
+	}
+	m := map[string]string{}
+	if s.consume('}') {
+		return m, true
+	}
+	for {
+		k, ok := s.string()
+		if !ok || !s.consume(':') {
+			return nil, false
+		}
+		if m[k], ok = s.string(); !ok {
+			return nil, false
+		}
+		if s.consume('}') {
+			return m, true
+		}
+		if !s.consume(',') {
+			return nil, false
+		}
+	}
+}
