@@ -20,6 +20,33 @@ func (jsonSerializer) Serialize(c *echo.Context, target any, indent string) erro
 	return enc.Encode(target)
 }
 
+// appendAccepted appends the answer to a stored message,
+// {"id":"…","status":"…"} and a newline, to b: what jsonSerializer writes
+// for map[string]string{"id": id, "status": status}, without reflection
+// and map sorting. It returns nil unless both strings are printable ASCII
+// without '"' or '\\', which the encoder writes as they are (ids are;
+// TestAppendAcceptedMatchesEncoder); the caller then uses the encoder.
+func appendAccepted(b []byte, id, status string) []byte {
+	if !plainJSON(id) || !plainJSON(status) {
+		return nil
+	}
+	b = append(b, `{"id":"`...)
+	b = append(b, id...)
+	b = append(b, `","status":"`...)
+	b = append(b, status...)
+	return append(b, "\"}\n"...)
+}
+
+// plainJSON reports whether s needs no escaping in a JSON string.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 // The usual JSON submission is a flat object of a few strings and about
 // a kilobyte or more of text. encoding/json reads it in two passes of its
 // byte-at-a-time scanner (one to find the value's end or check it, one to

@@ -1,9 +1,14 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
 	"reflect"
 	"testing"
+	"time"
 	"unicode/utf8"
+
+	"github.com/mailgate/mailgate/internal/queue"
 )
 
 // Bodies of the usual shape, which fastSubmission reads itself.
@@ -87,6 +92,38 @@ func compareWithEncodingJSON(t *testing.T, raw []byte) {
 		}
 		if !reflect.DeepEqual(fastItem, slow) {
 			t.Fatalf("batch item %q:\nfast path     %#v\nencoding/json %#v", raw, fastItem, slow)
+		}
+	}
+}
+
+// TestAppendAcceptedMatchesEncoder: the 202 answer written by hand is the
+// one jsonSerializer writes for the same map, and a message id is always
+// written by hand.
+func TestAppendAcceptedMatchesEncoder(t *testing.T) {
+	now := time.Date(2026, 12, 1, 15, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		id, status string
+		isID       bool // must be written by hand
+	}{
+		{queue.NewID(now), queue.StatusQueued, true}, {queue.NewID(now), queue.StatusScheduled, true},
+		{"a<b>&c ~!", "x", false}, {`a"b`, "x", false}, {`a\b`, "x", false}, {"a\nb", "x", false},
+		{"é", "x", false}, {"a\u2028", "x", false}, {"", "", false},
+	} {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(map[string]string{"id": c.id, "status": c.status}); err != nil {
+			t.Fatal(err)
+		}
+		got := appendAccepted(nil, c.id, c.status)
+		if got == nil {
+			if c.isID {
+				t.Errorf("id %q not written by hand", c.id)
+			}
+			continue
+		}
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("%q %q: got %s, the encoder writes %s", c.id, c.status, got, want.Bytes())
 		}
 	}
 }
