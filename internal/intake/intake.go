@@ -243,8 +243,10 @@ func (in *Intake) outcome(pol *apppolicy.Policy, s Submission, stored string, cr
 	}
 	if created {
 		in.count(pol.App(), "accepted", len(s.Message.Bytes))
-		in.log.Info("message queued", "app", pol.App(), "id", stored, "route", pol.Route(),
-			"recipients", len(s.Message.Recipients), "bytes", len(s.Message.Bytes))
+		// Typed attributes: one line per message, without boxing each value.
+		in.log.LogAttrs(context.Background(), slog.LevelInfo, "message queued", slog.String("app", pol.App()),
+			slog.String("id", stored), slog.String("route", pol.Route()),
+			slog.Int("recipients", len(s.Message.Recipients)), slog.Int("bytes", len(s.Message.Bytes)))
 	} else {
 		in.count(pol.App(), "idempotent_replay", 0)
 	}
