@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"mime/quotedprintable"
 )
 
 // base64Line is the input of one base64 body line: 57 bytes make the 76
@@ -32,9 +31,9 @@ func EncodedLen(n int) int {
 // The text and HTML parts go the same way (newTextBody), for the same
 // reason on a smaller scale: go-mail quoted-printable-encodes a part into a
 // buffer it grows from nothing, from a copy of the string, and then copies
-// it out. Their encoding is done beforehand, by the same encoder go-mail
-// uses (mime/quotedprintable, as go-mail v0.8.1 msgWriter.writeBody does
-// for EncodingQP), into a buffer sized once.
+// it out. Their encoding is done beforehand, into a buffer sized once, by
+// appendQP, which writes what go-mail's encoder writes (mime/quotedprintable,
+// as go-mail v0.8.1 msgWriter.writeBody does for EncodingQP).
 type attachmentBody struct {
 	content []byte
 	// owned: the message may be rendered in content's array (Attachment.Owned).
@@ -62,17 +61,7 @@ func newTextBody(s string) *attachmentBody {
 // text grows by a soft line break every 75 characters and CR before each
 // LF; the buffer grows only for text with many characters to escape.
 func encodeQP(s string) []byte {
-	out := bytes.NewBuffer(make([]byte, 0, len(s)+len(s)/16+64))
-	w := quotedprintable.NewWriter(out)
-	// The encoder takes bytes; a block at a time spares a copy of s.
-	var block [512]byte
-	for len(s) > 0 {
-		n := copy(block[:], s)
-		_, _ = w.Write(block[:n]) // a bytes.Buffer never fails
-		s = s[n:]
-	}
-	_ = w.Close()
-	return out.Bytes()
+	return appendQP(make([]byte, 0, len(s)+len(s)/16+64), s)
 }
 
 func newAttachmentBody(content []byte) (*attachmentBody, []byte) {
