@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"slices"
 
 	"github.com/labstack/echo/v5"
 )
@@ -30,7 +31,7 @@ func appendAccepted(b []byte, id, status string) []byte {
 	if !plainJSON(id) || !plainJSON(status) {
 		return nil
 	}
-	b = append(b, `{"id":"`...)
+	b = append(slices.Grow(b, len(`{"id":"","status":""}`)+len(id)+len(status)+1), `{"id":"`...)
 	b = append(b, id...)
 	b = append(b, `","status":"`...)
 	b = append(b, status...)
@@ -120,7 +121,7 @@ func fastSubmission(raw []byte, js *jsonSubmission, key *string) bool {
 		}
 		var f jsonField
 		var str *string
-		switch name {
+		switch string(name) { // compared, not copied
 		case "from":
 			f, str = fieldFrom, &js.From
 		case "reply_to":
@@ -218,13 +219,13 @@ func (s *jsonScanner) end() bool {
 	return s.i == len(s.b)
 }
 
-// plainString reads a string without escapes (a member name).
-func (s *jsonScanner) plainString() (string, bool) {
+// plainString reads a string without escapes (a member name), in place.
+func (s *jsonScanner) plainString() ([]byte, bool) {
 	start, end, escaped, ok := s.stringToken()
 	if !ok || escaped {
-		return "", false
+		return nil, false
 	}
-	return string(s.b[start+1 : end-1]), true
+	return s.b[start+1 : end-1], true
 }
 
 // string reads a string value, its escapes decoded by encoding/json.
