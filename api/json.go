@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"slices"
 
@@ -255,6 +256,13 @@ func (s *jsonScanner) stringToken() (start, end int, escaped, ok bool) {
 	}
 	start = s.i
 	for i := start + 1; i < len(s.b); i++ {
+		// Eight bytes at a time while none of them is special.
+		for i+8 <= len(s.b) && !jsonSpecial8(binary.LittleEndian.Uint64(s.b[i:])) {
+			i += 8
+		}
+		if i == len(s.b) {
+			break
+		}
 		switch c := s.b[i]; {
 		case c == '"':
 			s.i = i + 1
@@ -267,6 +275,18 @@ func (s *jsonScanner) stringToken() (start, end int, escaped, ok bool) {
 		}
 	}
 	return 0, 0, false, false
+}
+
+// jsonSpecial8 reports whether one of the eight bytes in x could end or
+// escape a string or is a control character: '"', '\\' or below ' '. It
+// may say so of a byte that is not (the caller then looks at each byte),
+// never the other way round.
+func jsonSpecial8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	below := (x - ones*' ') &^ x & highs
+	quote := x ^ (ones * '"')
+	backslash := x ^ (ones * '\\')
+	return below|((quote-ones)&^quote&highs)|((backslash-ones)&^backslash&highs) != 0
 }
 
 // addrList reads to, cc or bcc as addrList.UnmarshalJSON would.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -124,6 +125,23 @@ func TestAppendAcceptedMatchesEncoder(t *testing.T) {
 		}
 		if !bytes.Equal(got, want.Bytes()) {
 			t.Errorf("%q %q: got %s, the encoder writes %s", c.id, c.status, got, want.Bytes())
+		}
+	}
+}
+
+// TestJSONSpecial8 checks the eight-byte test against every byte value in
+// every position: it must flag each '"', '\\' and control character.
+func TestJSONSpecial8(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		special := c == '"' || c == '\\' || c < ' '
+		for pos := 0; pos < 8; pos++ {
+			b := []byte("abcdefgh")
+			b[pos] = byte(c)
+			if got := jsonSpecial8(binary.LittleEndian.Uint64(b)); special && !got {
+				t.Errorf("byte %#x at %d not flagged", c, pos)
+			} else if !special && got {
+				t.Errorf("byte %#x at %d flagged", c, pos)
+			}
 		}
 	}
 }

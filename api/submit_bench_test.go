@@ -37,3 +37,16 @@ func BenchmarkParseJSON(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFastSubmission is the one-pass decoding alone, on the same body.
+func BenchmarkFastSubmission(b *testing.B) {
+	body := benchSubmission(b, 2048)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		var js jsonSubmission
+		if !fastSubmission(body, &js, nil) {
+			b.Fatal("not the usual shape")
+		}
+	}
+}
