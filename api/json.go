@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"slices"
+	"strings"
 
 	"github.com/labstack/echo/v5"
 )
@@ -229,7 +231,10 @@ func (s *jsonScanner) plainString() ([]byte, bool) {
 	return s.b[start+1 : end-1], true
 }
 
-// string reads a string value, its escapes decoded by encoding/json.
+// string reads a string value. The one-character escapes (a text's line
+// breaks and tabs, quotes, backslashes, slashes) are decoded here; a
+// string with a \u escape, whose surrogate pairs have rules of their own,
+// is decoded by encoding/json.
 func (s *jsonScanner) string() (string, bool) {
 	start, end, escaped, ok := s.stringToken()
 	if !ok {
@@ -238,11 +243,50 @@ func (s *jsonScanner) string() (string, bool) {
 	if !escaped {
 		return string(s.b[start+1 : end-1]), true
 	}
+	if v, ok := unescapeShort(s.b[start+1 : end-1]); ok {
+		return v, true
+	}
 	var v string
 	if json.Unmarshal(s.b[start:end], &v) != nil {
 		return "", false
 	}
 	return v, true
+}
+
+// unescapeShort decodes the content of a JSON string, valid UTF-8 without
+// control characters, whose escapes are all \" \\ \/ \b \f \n \r or \t;
+// any other escape makes it not ok.
+func unescapeShort(b []byte) (string, bool) {
+	var out strings.Builder
+	out.Grow(len(b))
+	for {
+		k := bytes.IndexByte(b, '\\')
+		if k < 0 {
+			out.Write(b)
+			return out.String(), true
+		}
+		out.Write(b[:k])
+		if k+1 == len(b) {
+			return "", false
+		}
+		switch c := b[k+1]; c {
+		case '"', '\\', '/':
+			out.WriteByte(c)
+		case 'b':
+			out.WriteByte('\b')
+		case 'f':
+			out.WriteByte('\f')
+		case 'n':
+			out.WriteByte('\n')
+		case 'r':
+			out.WriteByte('\r')
+		case 't':
+			out.WriteByte('\t')
+		default:
+			return "", false
+		}
+		b = b[k+2:]
+	}
 }
 
 // stringToken finds the string that comes next: from its opening quote at

@@ -23,6 +23,8 @@ var fastShapes = []string{
 	`{"to":"","text":"\u0000"}`,
 	`{"to":"\"Doe, Jane\" <jane@contoso.com>, ops@contoso.com","text":"x"}`,
 	`{"headers":{"a\"b":"c\\d"},"metadata":{"k":"v","k":"w"}}`,
+	`{"text":"\b\f\n\r\t\"\\\/ \\n \u0041\n","subject":"a\\","html":"\\\\"}`,
+	`{"text":"\ud800 \udc00\ud83d \u00e9\n"}`,
 }
 
 // Bodies fastSubmission leaves to encoding/json: each has something
@@ -35,6 +37,7 @@ var slowShapes = []string{
 	`{"headers":{"a":"b"},"headers":{"c":"d"}}`, `{"unknown":"x"}`, `{"idempotency_key":"k"}`,
 	"{\"text\":\"a\tb\"}", `{"text":"a"} x`, `{"text":"a"}{}`, `{"text":"a",}`, `{"text":"a"`, `{"text" "a"}`,
 	`{"to":["a@contoso.com",]}`, `{"to":[1]}`, `{"headers":{"a":1}}`, `{"text":"\x"}`, `{"text":"\u12"}`, `[]`, `"x"`, ``,
+	`{"text":"\'"}`, `{"text":"\n\a"}`,
 }
 
 // TestFastSubmissionMatchesEncodingJSON holds fastSubmission to what

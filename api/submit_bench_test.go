@@ -50,3 +50,20 @@ func BenchmarkFastSubmission(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseJSONLines is BenchmarkParseJSON with a text of lines, as
+// alerts usually are: every 60 characters a "\n" escape in the JSON.
+func BenchmarkParseJSONLines(b *testing.B) {
+	text := strings.Repeat(strings.Repeat("x", 59)+"\n", 34)
+	body, err := json.Marshal(map[string]any{"to": "ops@contoso.com", "subject": "Load test", "text": text})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := parseJSON(bytes.NewReader(body), int64(len(body))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
