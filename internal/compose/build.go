@@ -255,10 +255,20 @@ func build(in Input, opt Options) (*Message, error) {
 	m.SetEmbeds(embeds)
 	m.SetAttachments(files)
 
-	// Without the bodies the rendering is small: headers, part headers
-	// and boundaries.
+	// Without the bodies the rendering is small: the header (a few hundred
+	// bytes, and its values up to three times over once encoded), part
+	// headers and boundaries. The buffer grows if that is not enough.
+	header := len(subject) + len(in.From) + len(in.ReplyTo)
+	for _, l := range [][]string{in.To, in.Cc} {
+		for _, a := range l {
+			header += len(a)
+		}
+	}
+	for name, v := range in.Headers {
+		header += len(name) + len(v)
+	}
 	var buf bytes.Buffer
-	buf.Grow(1024*len(atts) + 2048)
+	buf.Grow(512 + 3*header + 512*(len(textBodies)+len(atts)))
 	if _, err := m.WriteTo(&buf); err != nil {
 		return nil, fmt.Errorf("compose: render message: %w", err)
 	}
