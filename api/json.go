@@ -64,9 +64,10 @@ func plainJSON(s string) bool {
 // booleans, a field name in other letter case, a repeated field, a string
 // with a control character, anything malformed: all of it goes to
 // encoding/json, which then answers as it always did, errors included. A
-// string with escapes is decoded by encoding/json on its own. The result
-// is the one encoding/json gives for the same body
-// (FuzzFastSubmissionMatchesEncodingJSON).
+// string with a \u escape is decoded by encoding/json on its own. The
+// result is the one encoding/json gives for the same body
+// (FuzzFastSubmissionMatchesEncodingJSON); a field added to jsonSubmission
+// but not here is simply not of the usual shape.
 
 // decodeSubmission decodes raw, valid UTF-8 whose shape checkJSONShape
 // accepted, into js, refusing unknown fields. key, when not nil, takes a
