@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +35,10 @@ import (
 // The sink variants deliver instead to Postfix's smtp-sink (type smtp,
 // plain text, no AUTH, a separate C process that accepts everything and
 // offers PIPELINING): what is left is mailgate's own cost, without the
-// simulator's share of this process's CPU or TLS.
+// simulator's share of this process's CPU or TLS. The rtt variants reach
+// the simulator through a relay that delays every chunk by half the round
+// trip time in each direction: on loopback an SMTP round trip costs CPU,
+// on the way to Exchange Online it costs mostly waiting.
 //
 // Allocations are those of the whole process: workers, go-redis, and the
 // simulator's server side of every SMTP session; so is cpu-µs/msg (this
@@ -46,23 +50,29 @@ func BenchmarkDeliveryThroughput(b *testing.B) {
 		workers int
 		idle    time.Duration
 		sink    bool
+		rtt     time.Duration
 	}{
-		{"reuse/workers=8", 8, time.Hour, false},
-		{"reuse/workers=3", 3, time.Hour, false}, // Exchange Online's connections per mailbox
-		{"noreuse/workers=8", 8, time.Nanosecond, false},
-		{"sink/workers=8", 8, time.Hour, true},
-		{"sink/workers=3", 3, time.Hour, true},
+		{name: "reuse/workers=8", workers: 8, idle: time.Hour},
+		{name: "reuse/workers=3", workers: 3, idle: time.Hour}, // Exchange Online's connections per mailbox
+		{name: "noreuse/workers=8", workers: 8, idle: time.Nanosecond},
+		{name: "sink/workers=8", workers: 8, idle: time.Hour, sink: true},
+		{name: "sink/workers=3", workers: 3, idle: time.Hour, sink: true},
+		{name: "rtt2ms/workers=8", workers: 8, idle: time.Hour, rtt: 2 * time.Millisecond},
+		{name: "rtt2ms/workers=3", workers: 3, idle: time.Hour, rtt: 2 * time.Millisecond},
 	} {
-		b.Run(c.name, func(b *testing.B) { benchDelivery(b, c.workers, c.idle, c.sink) })
+		b.Run(c.name, func(b *testing.B) { benchDelivery(b, c.workers, c.idle, c.sink, c.rtt) })
 	}
 }
 
-func benchDelivery(b *testing.B, workers int, idle time.Duration, sink bool) {
+func benchDelivery(b *testing.B, workers int, idle time.Duration, sink bool, rtt time.Duration) {
 	s := newSetup(b, workers, idle)
-	if sink {
+	switch {
+	case sink:
 		host, port := startSMTPSink(b)
 		s.cfg.Routes[0] = config.Route{Name: routeName, Type: config.RouteSMTP, Host: host, Port: port,
 			TLS: config.RouteTLS{Mode: config.TLSNone}, Limits: s.cfg.Routes[0].Limits}
+	case rtt > 0:
+		s.cfg.Routes[0].Port = startDelayRelay(b, s.sim.Host(), s.sim.Port(), rtt/2)
 	}
 	out := newOutcomes()
 	rt := &roundTrips{}
@@ -187,4 +197,70 @@ func startSMTPSink(tb testing.TB) (host string, port int) {
 		return err == nil
 	}, "smtp-sink to listen on %s (output: %s)", addr, &out)
 	return "127.0.0.1", addr.Port
+}
+
+// startDelayRelay relays TCP connections on a free loopback port to
+// host:port, delivering every chunk oneWay after it was read, in order, in
+// both directions. It returns the port.
+func startDelayRelay(tb testing.TB, host string, port int, oneWay time.Duration) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	upstream := net.JoinHostPort(host, strconv.Itoa(port))
+	var wg sync.WaitGroup
+	tb.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", upstream)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			wg.Add(2)
+			go func() { defer wg.Done(); delayCopy(server, client, oneWay) }()
+			go func() { defer wg.Done(); delayCopy(client, server, oneWay) }()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// delayCopy copies src to dst, each chunk oneWay after it arrived, and
+// closes both when either side ends.
+func delayCopy(dst, src net.Conn, oneWay time.Duration) {
+	type chunk struct {
+		b   []byte
+		due time.Time
+	}
+	q := make(chan chunk, 1024)
+	go func() {
+		defer close(q)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				q <- chunk{append([]byte(nil), buf[:n]...), time.Now().Add(oneWay)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range q {
+		time.Sleep(time.Until(c.due))
+		if _, err := dst.Write(c.b); err != nil {
+			break
+		}
+	}
+	src.Close()
+	dst.Close()
+	for range q { // let the reader finish
+	}
 }
