@@ -306,12 +306,14 @@ func tokenRevoke(cfg *config.Config, tokenOrID string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stdout, "revoked %s\n", jti)
 	switch {
-	case rc.AckErr != nil || rc.Listening < 0:
-		fmt.Fprintf(stderr, "%d running instance(s) confirmed; the others could not be counted (%v), "+
-			"and an instance that did not confirm asks Redis on each request, so it refuses the token too\n", rc.Confirmed, rc.AckErr)
+	case rc.Listening == 0:
+		fmt.Fprintln(stderr, "no running instance holds the list in memory; an instance that does not asks Redis on each request")
+	case rc.AckErr != nil:
+		fmt.Fprintf(stderr, "the running instances' confirmations could not be collected (%v); it waited until any "+
+			"instance that missed the revocation has stopped trusting its copy of the list and asks Redis on each request\n", rc.AckErr)
 	case rc.Confirmed < rc.Listening:
-		fmt.Fprintf(stderr, "%d of %d running instance(s) confirmed; an instance that did not "+
-			"has lost its subscription and asks Redis on each request, so it refuses the token too\n", rc.Confirmed, rc.Listening)
+		fmt.Fprintf(stderr, "%d of %d running instances confirmed; one that did not has lost its subscription "+
+			"and asks Redis on each request\n", rc.Confirmed, rc.Listening)
 	default:
 		fmt.Fprintf(stderr, "%d running instance(s) confirmed\n", rc.Confirmed)
 	}

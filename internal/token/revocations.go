@@ -49,7 +49,9 @@ const (
 // what each request asks about while the list is not held in memory), the
 // id in the sorted set P:revocations scored by when the mark expires (so the
 // whole list is read with one command, not by scanning the key space), and
-// a message on the Pub/Sub channel P:revocations (package keys).
+// a message on the Pub/Sub channel P:revocations (package keys). What it
+// relies on in Redis Pub/Sub, Cluster and Sentinel is in docs/redis-ha.md
+// ("Pub/Sub: the token revocation channel").
 //
 // An instance running Watch holds the list in memory and answers IsRevoked
 // without a Redis round trip. It subscribes to the channel first and reads
@@ -312,7 +314,8 @@ func (r *Revocations) follow(ctx context.Context, log *slog.Logger) (synced bool
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
 	defer stop()
 	var ids map[string]int64 // nil until the set was read
-	heard, pruned, pinged := r.now(), r.now(), false
+	// pings counts the pings not answered yet; answers come in order.
+	heard, pruned, pings := r.now(), r.now(), 0
 	for {
 		m, err := ps.ReceiveTimeout(ctx, pingEvery)
 		now := r.now()
@@ -324,15 +327,15 @@ func (r *Revocations) follow(ctx context.Context, log *slog.Logger) (synced bool
 				return synced, err
 			case now.Sub(heard) >= staleAfter:
 				return synced, errSilent
-			case !pinged:
+			case pings == 0:
 				if err := ps.Ping(ctx); err != nil {
 					return synced, err
 				}
-				pinged = true
+				pings++
 			}
 			continue
 		}
-		heard, pinged = now, false
+		heard = now
 		r.heard.Store(&now)
 		switch m := m.(type) {
 		case *redis.Subscription:
@@ -343,17 +346,18 @@ func (r *Revocations) follow(ctx context.Context, log *slog.Logger) (synced bool
 			if ids, err = r.load(ctx); err != nil {
 				return synced, err
 			}
-			// Trusted from the answer on: it comes after every message
-			// that arrived while the set was read.
+			// Trusted from its answer on, which comes after every
+			// message that arrived while the set was read.
 			if err := ps.Ping(ctx); err != nil {
 				return synced, err
 			}
-			pinged = true
-			log.Info("token revocations held in memory", "revoked", len(ids))
+			pings++
 		case *redis.Pong:
-			if ids != nil && r.memory.Load() == nil {
+			pings = max(pings-1, 0)
+			if pings == 0 && ids != nil && r.memory.Load() == nil {
 				r.keep(ids)
 				synced = true
+				log.Info("token revocations held in memory", "revoked", len(ids))
 			}
 		case *redis.Message:
 			var n notice
