@@ -331,7 +331,6 @@ func (q *Queue) enqueueCall(m Message) (ks []string, args []any) {
 		fieldCreatedAt, ms,
 		fieldUpdatedAt, ms,
 		fieldLease, "",
-		fieldLane, laneOf(m.From),
 		fieldBody, m.Body,
 	}
 	if status == StatusScheduled {
@@ -352,10 +351,11 @@ func (q *Queue) enqueueCall(m Message) (ks []string, args []any) {
 	// message is simply due later, and waits like any other (it counts
 	// against the limits).
 	l := m.Limits
+	lane := laneOf(m.From)
 	args = append([]any{m.ID, due, useIdem, ttl.Milliseconds(), event, m.App, len(m.Body),
-		l.RouteMessages, l.RouteBytes, l.AppMessages, l.AppBytes}, fields...)
+		l.RouteMessages, l.RouteBytes, l.AppMessages, l.AppBytes, lane}, fields...)
 	ks = []string{rk.Msg(m.ID), rk.Events(m.ID), rk.Ready(), idemKey, rk.Inflight(), rk.Waiting(),
-		rk.Lane(laneOf(m.From)), rk.Lanes(), rk.LaneWait()}
+		rk.Lane(lane), rk.Lanes(), rk.LaneWait()}
 	return ks, args
 }
 
