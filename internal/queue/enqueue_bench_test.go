@@ -1,6 +1,7 @@
 package queue_test
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -21,8 +22,10 @@ import (
 // (INFO commandstats), the client round trips, and the bytes appended to
 // its AOF (appendonly yes, appendfsync everysec, as the load test runs
 // it). Messages are ~2 KB, half of them with an idempotency key, sent by
-// 64 concurrent callers; "many100" stores the same messages with
-// EnqueueMany, 100 at a time. b.N counts messages.
+// 64 concurrent callers: "single" with Enqueue (concurrent calls grouped
+// into pipelines), "single-ungrouped" with Enqueue and Options.NoGrouping
+// (one round trip each), "many100" with EnqueueMany, 100 at a time. b.N
+// counts messages; rtts/msg counts the client's round trips.
 //
 //	go test ./internal/queue -run '^$' -bench Enqueue -benchtime 20000x
 func BenchmarkEnqueue(b *testing.B) {
@@ -39,8 +42,19 @@ func BenchmarkEnqueue(b *testing.B) {
 		}
 		return m
 	}
-	measure := func(b *testing.B, q *queue.Queue, per int) {
+	measure := func(b *testing.B, opts queue.Options, per int) {
 		b.Helper()
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 64})
+		defer c.Close()
+		var open sync.WaitGroup
+		for range 64 { // the connections, opened before counting
+			open.Add(1)
+			go func() { defer open.Done(); c.Ping(b.Context()) }()
+		}
+		open.Wait()
+		trips := &tripCounter{}
+		c.AddHook(trips)
+		q := queue.New(c, opts)
 		if err := rdb.FlushAll(b.Context()).Err(); err != nil {
 			b.Fatal(err)
 		}
@@ -89,12 +103,30 @@ func BenchmarkEnqueue(b *testing.B) {
 		b.ReportMetric(cpu*1e6/msgs, "redis-cpu-µs/msg")
 		b.ReportMetric(float64(calls)/msgs, "redis-cmds/msg")
 		b.ReportMetric(float64(scripts)/msgs, "scripts/msg")
+		b.ReportMetric(float64(trips.n.Load())/msgs, "rtts/msg")
 		b.ReportMetric(aof/msgs, "aof-B/msg")
 		b.ReportMetric(msgs/b.Elapsed().Seconds(), "msgs/s")
 	}
-	q := queue.New(rdb, queue.Options{Retention: time.Hour})
-	b.Run("single", func(b *testing.B) { measure(b, q, 1) })
-	b.Run("many100", func(b *testing.B) { measure(b, q, 100) })
+	b.Run("single", func(b *testing.B) { measure(b, queue.Options{}, 1) })
+	b.Run("single-ungrouped", func(b *testing.B) { measure(b, queue.Options{NoGrouping: true}, 1) })
+	b.Run("many100", func(b *testing.B) { measure(b, queue.Options{}, 100) })
+}
+
+// tripCounter counts a client's round trips: commands and pipelines.
+type tripCounter struct{ n atomic.Int64 }
+
+func (*tripCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *tripCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (h *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
 }
 
 // info sums the named numeric fields of an INFO section.

@@ -13,10 +13,11 @@ import (
 // Every message is still stored by its own enqueueScript call, so each one
 // is atomic on its own exactly as with Enqueue; what EnqueueMany saves is
 // the round trips: the calls go to Redis as one pipeline (one write, one
-// read, on each side). A pipeline is not a transaction: when the connection
-// breaks halfway, some scripts may have run and others not. Each message's
-// outcome is therefore reported on its own, and a retry with the same ids
-// is safe because the script is idempotent by id.
+// read, on each side), sent once as group.go sends them. A pipeline is not
+// a transaction: when the connection breaks halfway, some scripts may have
+// run and others not. Each message's outcome is therefore reported on its
+// own, and a retry with the same ids is safe because the script is
+// idempotent by id.
 
 // EnqueueResult is the outcome of one message of EnqueueMany.
 type EnqueueResult struct {
@@ -26,59 +27,41 @@ type EnqueueResult struct {
 }
 
 // EnqueueMany stores every message of ms, each atomically as Enqueue does,
-// in one round trip to Redis, and returns one result per message in
-// order. Messages without an ID get one. A message with ErrRouteFull or
-// ErrAppFull was refused for its queue's limits (nothing stored); with
-// another error it was not stored, or its reply was lost:
-// EnqueueManyRetrying settles that.
+// in one round trip to Redis per route (one in practice: a batch is one
+// app's), and returns one result per message in order. Messages without
+// an ID get one. A message with ErrRouteFull or ErrAppFull was refused for
+// its queue's limits (nothing stored). With another error it was not
+// stored when neverSent says so, and may have been otherwise (its reply
+// was lost): EnqueueManyRetrying settles that as far as Redis answers.
+// With MinReplicas the route's pipeline ends with one WAIT for all of it.
 func (q *Queue) EnqueueMany(ctx context.Context, ms []Message) []EnqueueResult {
 	out := make([]EnqueueResult, len(ms))
 	if len(ms) == 0 {
 		return out
 	}
+	ps := make([]*pending, len(ms))
+	var routes []string
+	byRoute := map[string][]*pending{}
 	for i := range ms {
 		if ms[i].ID == "" {
 			ms[i].ID = NewID(q.now())
 		}
-	}
-	keys := make([][]string, len(ms))
-	args := make([][]any, len(ms))
-	for i := range ms {
-		keys[i], args[i] = q.enqueueCall(ms[i])
-	}
-	run := func() []*redis.Cmd {
-		cmds := make([]*redis.Cmd, len(ms))
-		pipe := q.rdb.Pipeline()
-		for i := range ms {
-			cmds[i] = pipe.EvalSha(ctx, enqueueScript.Hash(), keys[i], args[i]...)
+		ps[i] = q.pending(ctx, ms[i])
+		r := ms[i].Route
+		if _, ok := byRoute[r]; !ok {
+			routes = append(routes, r)
 		}
-		_, _ = pipe.Exec(ctx) // errors are read per command
-		return cmds
+		byRoute[r] = append(byRoute[r], ps[i])
 	}
-	cmds := run()
-	for _, c := range cmds {
-		if c.Err() != nil && redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-			// A fresh or restarted Redis: load the script and run them all
-			// again, which is safe (idempotent by id).
-			if err := enqueueScript.Load(ctx, q.rdb).Err(); err == nil {
-				cmds = run()
-			}
-			break
-		}
+	for _, r := range routes {
+		q.send(ctx, r, byRoute[r])
 	}
-	woken := map[string]bool{}
-	for i, c := range cmds {
-		res, err := c.Slice()
-		if storedNow(res, err) && !woken[ms[i].Route] {
-			woken[ms[i].Route] = true
-			q.notify(ms[i].Route)
-		}
-		out[i].ID, out[i].Created, out[i].Err = enqueueReply(ms[i].ID, res, err)
+	for i, p := range ps {
+		out[i].ID, out[i].Created, out[i].Err = enqueueReply(ms[i].ID, p.res, p.err)
 		if out[i].Err != nil {
 			out[i].ID = ms[i].ID
 		}
 	}
-	q.confirmMany(ctx, ms, out)
 	return out
 }
 
