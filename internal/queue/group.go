@@ -41,7 +41,8 @@ import (
 //     while it was) gets that error, which neverSent does not take for
 //     "not sent". Only a failure to get a connection at all (a refused
 //     dial, no free connection) says that nothing of the pipeline was
-//     sent.
+//     sent. A script whose reply was read before the connection broke
+//     gets its reply (scriptReply).
 //   - A caller that gives up while it waits to be sent (its context ends)
 //     is taken out of the queue first, so nothing of it is sent; once it
 //     is in a pipeline it waits for that pipeline's reply.
@@ -189,7 +190,7 @@ func (q *Queue) send(ctx context.Context, route string, ps []*pending) {
 		var noscript []*pending
 		stored := false
 		for i, p := range todo {
-			p.res, p.err = cmds[i].Slice()
+			p.res, p.err = scriptReply(cmds[i])
 			switch {
 			case p.err != nil && redis.HasErrorPrefix(p.err, "NOSCRIPT"):
 				noscript = append(noscript, p)
@@ -253,6 +254,18 @@ func (q *Queue) pipeline(ctx context.Context, c redis.Cmdable, route string, ps 
 	}
 	_, _ = pipe.Exec(ctx) // errors are read per command
 	return cmds, wait
+}
+
+// scriptReply is the reply of an enqueue script sent in a pipeline. When
+// the connection breaks partway through the replies, go-redis sets its
+// error on every command of the pipeline, those whose replies it had read
+// included; a reply read is a reply all the same (the script's is never
+// nil), and its caller is told what it says.
+func scriptReply(cmd *redis.Cmd) ([]any, error) {
+	if res, ok := cmd.Val().([]any); ok {
+		return res, nil
+	}
+	return cmd.Slice()
 }
 
 // replicated is the outcome of p, whose script answered, once WAIT has

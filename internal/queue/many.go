@@ -23,7 +23,7 @@ import (
 type EnqueueResult struct {
 	ID      string // the stored id: the first one's when Created is false
 	Created bool   // false when the Idempotency-Key named an earlier message
-	Err     error  // not stored (as far as Redis answered)
+	Err     error  // not stored, or a *UnknownOutcomeError (may be stored) from EnqueueManyRetrying
 }
 
 // EnqueueMany stores every message of ms, each atomically as Enqueue does,
@@ -69,15 +69,29 @@ func (q *Queue) EnqueueMany(ctx context.Context, ms []Message) []EnqueueResult {
 // and with their ids, while Redis fails, for up to within, as
 // EnqueueRetrying does for one. When the retries run out, one pipelined
 // read settles which of the remaining messages Redis did store. Each
-// result then says for certain whether its message is stored (Err nil) or
-// most likely not (Err set).
+// result then says that its message is stored (Err nil), or was not
+// (Err set), or, as a *UnknownOutcomeError, that an attempt reached Redis
+// and its outcome could not be learnt: it may be stored.
 func (q *Queue) EnqueueManyRetrying(ctx context.Context, ms []Message, within time.Duration) []EnqueueResult {
 	for i := range ms {
 		if ms[i].ID == "" {
 			ms[i].ID = NewID(q.now())
 		}
 	}
+	maybeRan := make([]bool, len(ms)) // an attempt may have reached Redis and run
+	note := func(idx []int, rs []EnqueueResult) {
+		for j, i := range idx {
+			if err := rs[j].Err; err != nil && !neverSent(err) {
+				maybeRan[i] = true
+			}
+		}
+	}
 	out := q.EnqueueMany(ctx, ms)
+	all := make([]int, len(ms))
+	for i := range all {
+		all[i] = i
+	}
+	note(all, out)
 	deadline := time.Now().Add(within)
 	wait := 50 * time.Millisecond
 	for {
@@ -96,36 +110,44 @@ func (q *Queue) EnqueueManyRetrying(ctx context.Context, ms []Message, within ti
 		for j, i := range todo {
 			again[j] = ms[i]
 		}
-		for j, r := range q.EnqueueMany(ctx, again) {
+		rs := q.EnqueueMany(ctx, again)
+		note(todo, rs)
+		for j, r := range rs {
 			out[todo[j]] = r
 		}
 	}
-	if todo := failed(out); len(todo) > 0 {
-		pipe := q.rdb.Pipeline()
-		ctx := context.WithoutCancel(ctx)
-		exists := make([]*redis.IntCmd, len(todo))
-		for j, i := range todo {
-			exists[j] = pipe.Exists(ctx, q.route(ms[i].Route).Msg(ms[i].ID))
+	todo := failed(out)
+	if len(todo) == 0 {
+		return out
+	}
+	pipe := q.rdb.Pipeline()
+	ctx = context.WithoutCancel(ctx)
+	exists := make([]*redis.IntCmd, len(todo))
+	for j, i := range todo {
+		exists[j] = pipe.Exists(ctx, q.route(ms[i].Route).Msg(ms[i].ID))
+	}
+	_, _ = pipe.Exec(ctx)
+	var found []int
+	for j, i := range todo {
+		switch n, err := exists[j].Result(); {
+		case err == nil && n == 1:
+			out[i] = EnqueueResult{ID: ms[i].ID, Created: true}
+			found = append(found, i)
+		case err != nil && maybeRan[i]:
+			// Redis did not answer the read either, as EnqueueRetrying.
+			out[i].Err = &UnknownOutcomeError{ID: ms[i].ID, Err: out[i].Err}
 		}
-		_, _ = pipe.Exec(ctx)
-		var found []int
-		for j, i := range todo {
-			if n, err := exists[j].Result(); err == nil && n == 1 {
-				out[i] = EnqueueResult{ID: ms[i].ID, Created: true}
-				found = append(found, i)
-			}
+	}
+	if len(found) > 0 && q.minReplicas > 0 {
+		// Found stored, but not yet known to be replicated.
+		sub := make([]Message, len(found))
+		res := make([]EnqueueResult, len(found))
+		for j, i := range found {
+			sub[j], res[j] = ms[i], out[i]
 		}
-		if len(found) > 0 && q.minReplicas > 0 {
-			// Found stored, but not yet known to be replicated.
-			sub := make([]Message, len(found))
-			res := make([]EnqueueResult, len(found))
-			for j, i := range found {
-				sub[j], res[j] = ms[i], out[i]
-			}
-			q.confirmMany(ctx, sub, res)
-			for j, i := range found {
-				out[i] = res[j]
-			}
+		q.confirmMany(ctx, sub, res)
+		for j, i := range found {
+			out[i] = res[j]
 		}
 	}
 	return out

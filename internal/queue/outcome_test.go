@@ -38,6 +38,7 @@ type replyEater struct {
 	mu    sync.Mutex
 	armed bool // eat the reply to the next script call, then go away
 	back  bool // ... and cut the connections but take new ones (Redis restarted)
+	pass  int  // ... but pass this many bytes of the replies first
 	dead  bool
 	conns map[net.Conn]bool
 }
@@ -124,11 +125,20 @@ func (p *replyEater) pipe(c net.Conn) {
 			}
 		}
 	}()
+	pass := -1 // bytes of the script's replies still to pass on
 	_, _ = io.Copy(c, readerFunc(func(b []byte) (int, error) {
+		if pass == 0 {
+			p.die() // the rest of the replies is dropped with every connection
+			return 0, io.EOF
+		}
 		n, err := up.Read(b)
 		if n > 0 && script.Load() {
-			p.die() // the reply is dropped with every connection
-			return 0, io.EOF
+			if pass < 0 {
+				pass = p.pass
+			}
+			k := min(n, pass)
+			pass -= k
+			return k, nil
 		}
 		return n, err
 	}))
@@ -140,6 +150,45 @@ func (f readerFunc) Read(b []byte) (int, error) { return f(b) }
 
 func (p *replyEater) arm()         { p.mu.Lock(); p.armed = true; p.mu.Unlock() }
 func (p *replyEater) addr() string { return p.ln.Addr().String() }
+
+// A pipeline cut short: the first script's reply arrives, the others'
+// are lost and Redis goes away. The first message is reported stored, the
+// others as of unknown outcome (they are stored too), each on its own.
+func TestEnqueueManyPipelineCutShort(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	p := newReplyEater(t, srv.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: p.addr(), MaxRetries: 1, DialerRetries: 1, DialTimeout: time.Second})
+	t.Cleanup(func() { rdb.Close() })
+	q := queue.New(rdb, queue.Options{Retention: time.Hour})
+	ctx := context.Background()
+	if _, _, err := q.Enqueue(ctx, message("warm-up\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	ms := []queue.Message{message("a\r\n"), withKey(message("b\r\n"), "kb"), message("c\r\n")}
+	for i := range ms {
+		ms[i].ID = queue.NewID(time.Now())
+	}
+	// The first reply, {1, id} in RESP: *2 :1 $26 <id>.
+	p.pass = len("*2\r\n:1\r\n$26\r\n") + len(ms[0].ID) + 2
+	p.arm()
+	res := q.EnqueueManyRetrying(ctx, ms, 300*time.Millisecond)
+	if r := res[0]; r.Err != nil || !r.Created || r.ID != ms[0].ID {
+		t.Errorf("the message whose reply arrived: %+v, want stored", r)
+	}
+	for i := 1; i < len(ms); i++ {
+		var unknown *queue.UnknownOutcomeError
+		if !errors.As(res[i].Err, &unknown) {
+			t.Errorf("message %d, whose reply was lost: %+v, want an unknown outcome", i, res[i])
+		}
+	}
+	check := queue.New(srv.Client(), queue.Options{})
+	for i, m := range ms {
+		if ok, err := check.Exists(ctx, "m365", m.ID); err != nil || !ok {
+			t.Errorf("message %d not stored (%v)", i, err)
+		}
+	}
+}
 
 // The faults under which an enqueue fails, and what it must answer.
 type fault struct {
@@ -255,6 +304,46 @@ func TestGroupedEnqueuesTellUnknownFromNotStored(t *testing.T) {
 				if unknowns > 0 || failures != n {
 					t.Errorf("%d callers told the outcome is unknown, %d failed, of %d: want all failed, none unknown",
 						unknowns, failures, n)
+				}
+			}
+		})
+	}
+}
+
+// A batch whose pipeline's replies are lost reports each of its messages
+// as of unknown outcome (they are stored), not as not stored; a batch that
+// never reached Redis, or whose writes Redis refused, reports each as not
+// stored; and one whose replies were lost but Redis is back in time, as
+// stored.
+func TestEnqueueManyRetryingTellsUnknownFromNotStored(t *testing.T) {
+	t.Parallel()
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
+			t.Parallel()
+			q, stored := faultyQueue(t, f.kind)
+			ms := []queue.Message{message("a\r\n"), withKey(message("b\r\n"), "kb"), message("c\r\n")}
+			for i := range ms {
+				ms[i].ID = queue.NewID(time.Now())
+			}
+			for i, r := range q.EnqueueManyRetrying(context.Background(), ms, 300*time.Millisecond) {
+				var unknown *queue.UnknownOutcomeError
+				isUnknown := errors.As(r.Err, &unknown)
+				switch f.kind {
+				case "lost":
+					if !isUnknown {
+						t.Errorf("message %d: %+v; want an unknown outcome", i, r)
+					}
+				case "back":
+					if r.Err != nil || !r.Created || r.ID != ms[i].ID {
+						t.Errorf("message %d: %+v; want stored", i, r)
+					}
+				default:
+					if r.Err == nil || isUnknown {
+						t.Errorf("message %d: %+v; want a plain error", i, r)
+					}
+				}
+				if got, want := stored(ms[i].ID), f.kind == "lost" || f.kind == "back"; got != want {
+					t.Errorf("message %d: stored = %v, want %v", i, got, want)
 				}
 			}
 		})
