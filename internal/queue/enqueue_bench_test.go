@@ -49,7 +49,12 @@ func BenchmarkEnqueue(b *testing.B) {
 		var open sync.WaitGroup
 		for range 64 { // the connections, opened before counting
 			open.Add(1)
-			go func() { defer open.Done(); c.Ping(b.Context()) }()
+			go func() {
+				defer open.Done()
+				if err := c.Ping(b.Context()).Err(); err != nil {
+					b.Error(err)
+				}
+			}()
 		}
 		open.Wait()
 		trips := &tripCounter{}

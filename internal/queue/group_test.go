@@ -23,7 +23,11 @@ type heldProxy struct {
 	ln      net.Listener
 	target  string
 	release chan struct{}
+	once    sync.Once
 }
+
+// open lets the replies through, from now on.
+func (p *heldProxy) open() { p.once.Do(func() { close(p.release) }) }
 
 func newHeldProxy(t *testing.T, target string) *heldProxy {
 	t.Helper()
@@ -32,7 +36,7 @@ func newHeldProxy(t *testing.T, target string) *heldProxy {
 		t.Fatal(err)
 	}
 	p := &heldProxy{ln: ln, target: target, release: make(chan struct{})}
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() { ln.Close(); p.open() })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -149,7 +153,7 @@ func TestGrouperSendsWaitingCallersTogether(t *testing.T) {
 		t.Fatalf("a caller that gave up while waiting: %v, want a withdrawn (never sent) error", err)
 	}
 
-	close(p.release)
+	p.open()
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
