@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -27,15 +28,18 @@ import (
 // result per item, in order: the id, or the problem that refused it. A
 // refused item never keeps the others out.
 //
-// Redis failing: when no message of the batch was stored and Redis is why,
-// the answer is 503 queue_unavailable for the whole batch, as for a single
-// submission (nothing stored, send it again). When Redis failed halfway
-// (a pipeline cut short), the answer is 200 and each result says what
-// became of its message: an id means stored, queue_unavailable means not
-// (as far as Redis could be asked after the retries), and sending that
-// message again with the same idempotency_key is safe. With
-// redis.min_replicas_acked, a queue_unavailable item may also be stored
-// but not yet replicated (its detail says so); the same retry settles it.
+// Redis failing: when no message of the batch is confirmed stored and Redis
+// is why, the answer is 503 queue_unavailable for the whole batch, as for a
+// single submission, its detail counting what may be stored. When Redis
+// failed halfway (a pipeline cut short), the answer is 200 and each result
+// says what became of its message: an id means stored, queue_unavailable
+// means not stored, and queue_unavailable with maybe_stored means that the
+// message's script reached Redis as it went away and Redis did not come
+// back to say whether it stored it (it is delivered if it did), as a single
+// submission's 503 says. Sending such a message again with the same
+// idempotency_key is safe either way. With redis.min_replicas_acked, a
+// queue_unavailable item may also be stored but not yet replicated (its
+// detail says so, and it has maybe_stored too); the same retry settles it.
 
 // MaxBatchMessages is the most items a batch may hold.
 const MaxBatchMessages = 500
@@ -72,6 +76,10 @@ type batchResult struct {
 	ID     string   `json:"id,omitempty"`
 	Status string   `json:"status,omitempty"`
 	Error  *Problem `json:"error,omitempty"`
+	// MaybeStored marks an Error of queue_unavailable for a message that
+	// may be stored all the same: its outcome is unknown, or it is stored
+	// but not yet replicated.
+	MaybeStored bool `json:"maybe_stored,omitempty"`
 }
 
 // batchLimit is the most of a batch's body that is read for app.
@@ -157,7 +165,7 @@ func (s *Server) submitBatch(c *echo.Context) error {
 		subs = append(subs, sub)
 		pos = append(pos, i)
 	}
-	stored, unavailable, unreplicated := 0, 0, 0
+	stored, unavailable, unknown, unreplicated := 0, 0, 0, 0
 	for j, o := range s.intake.AcceptMany(c.Request().Context(), app.Policy, subs) {
 		i := pos[j]
 		var refused *apppolicy.Refusal
@@ -183,12 +191,20 @@ func (s *Server) submitBatch(c *echo.Context) error {
 			p.Detail = fmt.Sprintf("the message may be stored but is not yet replicated (%d of %d replicas "+
 				"confirmed it within %s); send it again with the same idempotency_key to be sure it is sent once "+
 				"(message id %s)", notReplicated.Got, notReplicated.Want, notReplicated.Timeout, notReplicated.ID)
-			results[i].Error = p
+			results[i].Error, results[i].MaybeStored = p, true
 			unreplicated++
+		case errors.As(err, &qe) && qe.MaybeStored:
+			p := errQueueUnavailable()
+			p.Detail = "Redis failed while this message was being stored and did not recover within " +
+				s.intake.RetryFor().String() + "; whether it was stored cannot be known until it does, and a " +
+				"stored message is delivered. Send it again with the same idempotency_key to be sure it is " +
+				"sent once (message id " + qe.ID + ")"
+			results[i].Error, results[i].MaybeStored = p, true
+			unknown++
 		case errors.As(err, &qe):
 			p := errQueueUnavailable()
 			p.Detail = "Redis failed while this message was being stored and did not recover within " +
-				s.intake.RetryFor().String() + "; it was most likely not stored. Send it again with the same " +
+				s.intake.RetryFor().String() + "; it was not stored. Send it again with the same " +
 				"idempotency_key to be sure it is sent once (message id " + qe.ID + ")"
 			results[i].Error = p
 			unavailable++
@@ -196,28 +212,43 @@ func (s *Server) submitBatch(c *echo.Context) error {
 			results[i].Error = s.itemProblem(app, err)
 		}
 	}
-	if unreplicated > 0 && stored == 0 {
-		// Nothing of this batch is confirmed: some (or all) of it is on the
-		// master but not yet on the replicas redis.min_replicas_acked asks
-		// for. Not a success, and not "nothing stored" either.
-		p := errQueueUnavailable()
-		p.Detail = fmt.Sprintf("none of the batch's %d messages is confirmed stored: %d may be stored but are not "+
-			"yet replicated, %d were most likely not stored. Send the batch again, with the same idempotency "+
-			"keys, to be sure each is sent once", len(results), unreplicated, unavailable)
-		p.retryAfter = time.Second
-		return p
-	}
-	if unavailable > 0 && stored == 0 {
-		// Nothing of this batch is in the queue, and Redis is why: the
-		// request failed as a whole, as a single submission's would.
-		p := errQueueUnavailable()
-		p.Detail = fmt.Sprintf("Redis failed while the batch was being stored and did not recover within %s; "+
-			"none of its %d messages was stored. Send the batch again, with the same idempotency keys, "+
-			"to be sure each is sent once", s.intake.RetryFor(), len(results))
-		p.retryAfter = time.Second
-		return p
+	if stored == 0 && unknown+unreplicated+unavailable > 0 {
+		// Nothing of this batch is confirmed stored, and Redis is why: the
+		// request failed as a whole, as a single submission's would. Its
+		// detail says what may be stored all the same.
+		return batchUnavailable(len(results), unknown, unreplicated, unavailable, s.intake.RetryFor())
 	}
 	return c.JSON(http.StatusOK, map[string][]batchResult{"results": results})
+}
+
+// batchUnavailable is the answer to a batch of n messages none of which is
+// confirmed stored because Redis failed: unknown of them may be stored
+// (their outcome could not be learnt), unreplicated may be stored but are
+// not replicated, unavailable were not stored.
+func batchUnavailable(n, unknown, unreplicated, unavailable int, retryFor time.Duration) *Problem {
+	p := errQueueUnavailable()
+	p.retryAfter = time.Second
+	if unknown+unreplicated == 0 {
+		p.Detail = fmt.Sprintf("Redis failed while the batch was being stored and did not recover within %s; "+
+			"none of its %d messages was stored. Send the batch again, with the same idempotency keys, "+
+			"to be sure each is sent once", retryFor, n)
+		return p
+	}
+	var parts []string
+	if unknown > 0 {
+		parts = append(parts, fmt.Sprintf("%d may be stored: Redis failed while they were being stored and did "+
+			"not recover within %s, so whether they were cannot be known until it does, and a stored message is "+
+			"delivered", unknown, retryFor))
+	}
+	if unreplicated > 0 {
+		parts = append(parts, fmt.Sprintf("%d may be stored but are not yet replicated", unreplicated))
+	}
+	if unavailable > 0 {
+		parts = append(parts, fmt.Sprintf("%d were not stored", unavailable))
+	}
+	p.Detail = fmt.Sprintf("none of the batch's %d messages is confirmed stored: %s. Send the batch again, "+
+		"with the same idempotency keys, to be sure each is sent once", n, strings.Join(parts, "; "))
+	return p
 }
 
 // batchSubmission decodes and renders one item.

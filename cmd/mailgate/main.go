@@ -222,7 +222,7 @@ func cmdToken(args []string, stdout, stderr io.Writer, getenv func(string) strin
 	if fs.NArg() != 1 {
 		return usageError{"token revoke takes one TOKEN_OR_ID"}
 	}
-	return tokenRevoke(cfg, fs.Arg(0), stdout)
+	return tokenRevoke(cfg, fs.Arg(0), stdout, stderr)
 }
 
 // defaultTokenTTL is a year: a token that leaks from an app's
@@ -264,7 +264,10 @@ func tokenIssue(cfg *config.Config, app, admin string, ttl time.Duration, stdout
 	return nil
 }
 
-func tokenRevoke(cfg *config.Config, tokenOrID string, stdout io.Writer) error {
+// tokenRevoke returns once every running instance refuses the token: it
+// confirmed having it in memory, or it asks Redis (package token,
+// Revocations); stderr says which.
+func tokenRevoke(cfg *config.Config, tokenOrID string, stdout, stderr io.Writer) error {
 	// Revoking is always safe, so a token issued before audiences existed
 	// can be revoked whatever auth.accept_tokens_without_audience says.
 	revokeCfg := *cfg
@@ -297,10 +300,23 @@ func tokenRevoke(cfg *config.Config, tokenOrID string, stdout io.Writer) error {
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := token.NewRevocations(rdb, cfg.Redis.KeyPrefix, nil).Revoke(ctx, jti, expires); err != nil {
+	rc, err := token.NewRevocations(rdb, cfg.Redis.KeyPrefix, nil).Revoke(ctx, jti, expires)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "revoked %s\n", jti)
+	switch {
+	case rc.Listening == 0:
+		fmt.Fprintln(stderr, "no running instance holds the list in memory; an instance that does not asks Redis on each request")
+	case rc.AckErr != nil:
+		fmt.Fprintf(stderr, "the running instances' confirmations could not be collected (%v); it waited until any "+
+			"instance that missed the revocation has stopped trusting its copy of the list and asks Redis on each request\n", rc.AckErr)
+	case rc.Confirmed < rc.Listening:
+		fmt.Fprintf(stderr, "%d of %d running instances confirmed; one that did not has lost its subscription "+
+			"and asks Redis on each request\n", rc.Confirmed, rc.Listening)
+	default:
+		fmt.Fprintf(stderr, "%d running instance(s) confirmed\n", rc.Confirmed)
+	}
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/token"
 	"github.com/mailgate/mailgate/test/redistest"
+	"github.com/mailgate/mailgate/test/testwait"
 )
 
 const validConfig = `
@@ -108,8 +109,10 @@ func TestUnknownCommand(t *testing.T) {
 	}
 }
 
-// `mailgate token revoke` makes every instance refuse the token (the list is
-// in Redis), by token or by its id, and leaves the app's other tokens alone.
+// `mailgate token revoke` makes every running instance refuse the token by
+// the time it returns, by token or by its id, and leaves the app's other
+// tokens alone. The two instances hold the revocation list in memory, as
+// `serve` does, and confirm each revocation; the command says how many did.
 func TestTokenRevokeCommand(t *testing.T) {
 	srv := redistest.Start(t)
 	cfg := writeConfig(t, validConfig+"redis:\n  url: "+srv.URL()+"\n")
@@ -122,11 +125,26 @@ func TestTokenRevokeCommand(t *testing.T) {
 		return strings.TrimSpace(out.String())
 	}
 	byToken, byID, untouched := issue(), issue(), issue()
-	instance, err := token.New(token.Options{Key: []byte(key), Issuer: "mailgate", Audience: "mailgate/mailgate", Revoked: token.NewRevocations(srv.Client(), "mailgate", nil)})
-	if err != nil {
-		t.Fatal(err)
+	var instances []*token.Manager
+	for range 2 {
+		revoked := token.NewRevocations(srv.Client(), "mailgate", nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); revoked.Watch(ctx, nil) }()
+		t.Cleanup(func() { cancel(); <-done })
+		testwait.Until(t, 10*time.Second, revoked.InMemory, "the revocation list to be held in memory")
+		m, err := token.New(token.Options{Key: []byte(key), Issuer: "mailgate", Audience: "mailgate/mailgate", Revoked: revoked})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, raw := range []string{byToken, byID} {
+			if _, err := m.Verify(context.Background(), raw); err != nil {
+				t.Fatalf("before revocation: %v", err)
+			}
+		}
+		instances = append(instances, m)
 	}
-	c, err := instance.Parse(byID)
+	c, err := instances[0].Parse(byID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,14 +153,19 @@ func TestTokenRevokeCommand(t *testing.T) {
 		if code := run([]string{"token", "revoke", "--config", cfg, arg}, &out, &errOut, e); code != 0 || !strings.HasPrefix(out.String(), "revoked ") {
 			t.Fatalf("revoke: exit %d, %q %q", code, out.String(), errOut.String())
 		}
-	}
-	for _, raw := range []string{byToken, byID} {
-		if _, err := instance.Verify(context.Background(), raw); !errors.Is(err, token.ErrRevoked) {
-			t.Fatalf("a revoked token verified: %v", err)
+		if errOut.String() != "2 running instance(s) confirmed\n" {
+			t.Fatalf("revoke said %q on stderr, want both instances confirming", errOut.String())
 		}
 	}
-	if _, err := instance.Verify(context.Background(), untouched); err != nil {
-		t.Fatalf("revoking two tokens refused a third: %v", err)
+	for i, instance := range instances {
+		for _, raw := range []string{byToken, byID} {
+			if _, err := instance.Verify(context.Background(), raw); !errors.Is(err, token.ErrRevoked) {
+				t.Fatalf("instance %d: a revoked token verified: %v", i, err)
+			}
+		}
+		if _, err := instance.Verify(context.Background(), untouched); err != nil {
+			t.Fatalf("instance %d: revoking two tokens refused a third: %v", i, err)
+		}
 	}
 	var out, errOut bytes.Buffer
 	if code := run([]string{"token", "revoke", "--config", cfg, "not-a-token"}, &out, &errOut, e); code != 2 {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wneessen/go-mail/smtp"
@@ -256,12 +257,41 @@ type Result struct {
 // body exactly as stored. A refused recipient does not stop the others. The
 // returned error is a *StepError when the transaction as a whole did not go
 // through; the connection is then unusable if the error has no reply.
+//
+// When the server advertised PIPELINING the envelope goes out in one write
+// (sendPipelined); otherwise command by command, each waiting for its reply.
 func (c *Conn) Send(from string, rcpts []string, body []byte) (Result, error) {
-	var res Result
 	c.LastUsed = c.dialer.now()
-	if err := c.c.UpdateDeadline(c.dialer.commandTO); err != nil {
-		return res, stepErr(StageMail, err)
+	// An address with CR or LF would end the command early and smuggle a
+	// second one in. go-mail's Mail and Rcpt refuse it; the pipelined path
+	// writes commands itself, so both paths check here, before writing.
+	if err := validLine(from); err != nil {
+		return Result{}, stepErr(StageMail, err)
 	}
+	for _, r := range rcpts {
+		if err := validLine(r); err != nil {
+			return Result{}, stepErr(StageRcpt, err)
+		}
+	}
+	if err := c.c.UpdateDeadline(c.dialer.commandTO); err != nil {
+		return Result{}, stepErr(StageMail, err)
+	}
+	send := c.sendSerial
+	if ok, _ := c.c.Extension("PIPELINING"); ok {
+		send = c.sendPipelined
+	}
+	res, err := send(from, rcpts, body)
+	if err == nil {
+		c.LastUsed = c.dialer.now()
+	}
+	return res, err
+}
+
+// sendSerial is Send for a server without PIPELINING, through go-mail's
+// client: each command waits for its reply, SMTP's "one command, one
+// response" (RFC 2920 section 1).
+func (c *Conn) sendSerial(from string, rcpts []string, body []byte) (Result, error) {
+	var res Result
 	if err := c.c.Mail(path(from)); err != nil {
 		c.reset(err)
 		return res, stepErr(StageMail, err)
@@ -299,8 +329,133 @@ func (c *Conn) Send(from string, rcpts []string, body []byte) (Result, error) {
 	if dc, ok := w.(*smtp.DataCloser); ok {
 		res.Reply = smtpreply.Parse(250, dc.ServerResponse())
 	}
-	c.LastUsed = c.dialer.now()
 	return res, nil
+}
+
+// sendPipelined is Send for a server that advertised PIPELINING (RFC 2920):
+// MAIL FROM, every RCPT TO and DATA leave in one write, their replies are
+// read in order after it, then the body follows and its reply ends the
+// transaction: two round trips a message instead of three plus one per
+// recipient. DATA may only end a group (RFC 2920 section 3.1), so the body
+// is never sent before the server said 354. The commands are written
+// through go-mail's exported Text connection, the same one its own
+// commands use, with the parameters its Mail would add (mailParams).
+func (c *Conn) sendPipelined(from string, rcpts []string, body []byte) (Result, error) {
+	var res Result
+	t := c.c.Text
+	fmt.Fprintf(t.W, "MAIL FROM:%s%s\r\n", path(from), c.mailParams())
+	for _, r := range rcpts {
+		fmt.Fprintf(t.W, "RCPT TO:%s\r\n", path(r))
+	}
+	t.W.WriteString("DATA\r\n")
+	if err := t.W.Flush(); err != nil {
+		return res, stepErr(StageMail, err)
+	}
+
+	// Every reply of the group is read whatever the earlier ones said
+	// (RFC 2920 section 3.1: a client must check all of them), or the
+	// next reply read would belong to the wrong command.
+	_, _, mailErr := t.ReadResponse(250)
+	if mailErr != nil {
+		if _, ok := smtpreply.FromError(mailErr); ok {
+			// The RCPTs and DATA after a refused MAIL fail too (503);
+			// their replies only need reading.
+			c.abandon(len(rcpts))
+		}
+		return res, stepErr(StageMail, mailErr)
+	}
+	for _, r := range rcpts {
+		_, _, err := t.ReadResponse(25)
+		if err == nil {
+			res.Accepted = append(res.Accepted, r)
+			continue
+		}
+		reply, ok := smtpreply.FromError(err)
+		if !ok {
+			return res, stepErr(StageRcpt, err)
+		}
+		res.Refused = append(res.Refused, RecipientReply{Recipient: r, Reply: reply})
+	}
+	if len(res.Accepted) == 0 {
+		c.abandon(0)
+		return res, nil
+	}
+	if _, _, err := t.ReadResponse(354); err != nil {
+		c.reset(err)
+		return res, stepErr(StageData, err)
+	}
+
+	dw := t.DotWriter()
+	if _, err := dw.Write(body); err != nil {
+		return res, stepErr(StageData, err)
+	}
+	if err := dw.Close(); err != nil {
+		return res, stepErr(StageData, err)
+	}
+	code, msg, err := t.ReadResponse(250)
+	if err != nil {
+		c.reset(err)
+		return res, stepErr(StageData, err)
+	}
+	res.Reply = smtpreply.Parse(code, msg)
+	return res, nil
+}
+
+// abandon ends a pipelined transaction that will not carry the message: it
+// reads the replies still due (rcpts RCPTs, then DATA) and says RSET. A
+// server may answer DATA with 354 even though no recipient was accepted;
+// RFC 2920 section 3.1 then has the client send a lone "." (an empty
+// message, for nobody) before RSET.
+// A network error leaves nothing to do: the caller's next command reports
+// it, as it does after a failed RSET on the serial path.
+func (c *Conn) abandon(rcpts int) {
+	t := c.c.Text
+	for range rcpts {
+		if _, _, err := t.ReadResponse(25); !isReply(err) {
+			return
+		}
+	}
+	_, _, err := t.ReadResponse(354)
+	if err == nil {
+		if err := t.PrintfLine("."); err != nil {
+			return
+		}
+		_, _, err = t.ReadResponse(250)
+	}
+	if isReply(err) {
+		_ = c.c.Reset()
+	}
+}
+
+// isReply reports whether err is nil or a server's reply, that is whether
+// the session is still in step.
+func isReply(err error) bool {
+	_, ok := smtpreply.FromError(err)
+	return err == nil || ok
+}
+
+// mailParams are the MAIL FROM parameters go-mail's Client.Mail adds, so
+// that both paths send the same command: BODY=8BITMIME (RFC 6152) and
+// SMTPUTF8 (RFC 6531) when the server offers them. go-mail would add RET=
+// only with a DSN option, which mailgate never sets.
+func (c *Conn) mailParams() string {
+	var p string
+	if ok, _ := c.c.Extension("8BITMIME"); ok {
+		p += " BODY=8BITMIME"
+	}
+	if ok, _ := c.c.Extension("SMTPUTF8"); ok {
+		p += " SMTPUTF8"
+	}
+	return p
+}
+
+// validLine refuses what go-mail's validateLine refuses: CR or LF in a
+// command argument (RFC 5321 section 2.3.8).
+func validLine(s string) error {
+	if strings.ContainsAny(s, "\r\n") {
+		return fmt.Errorf("%q: an address must not contain CR or LF", s)
+	}
+	return nil
 }
 
 // path writes an address as the reverse- or forward-path of RFC 5321

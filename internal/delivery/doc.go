@@ -5,6 +5,9 @@
 // which sends the bytes as they are: go-mail's Msg would re-encode them) and
 // reuses it for consecutive messages of the same sending mailbox, with RSET
 // between transactions, until it has been idle for delivery.idle_timeout.
+// When the server offers PIPELINING (RFC 2920), a transaction's MAIL FROM,
+// RCPT TO and DATA go out in one write and the body after their replies:
+// two round trips a message, whatever the number of recipients (conn.go).
 // TLS is verified against the system roots plus the route's ca_file unless
 // the route says insecure_skip_verify; STARTTLS is required when the route's
 // mode is starttls, so a server that stops offering it is never talked to in

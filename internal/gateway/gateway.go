@@ -96,6 +96,10 @@ type Gateway struct {
 	tlsConfig *tls.Config
 	workers   []*delivery.Worker
 	log       *slog.Logger
+
+	// revocations is the tokens' revocation list, held in memory while
+	// Run follows it (roles api and all).
+	revocations *token.Revocations
 }
 
 // New builds a Gateway; nothing runs until Run.
@@ -128,7 +132,8 @@ func New(o Options) (*Gateway, error) {
 		MinReplicas: cfg.Redis.MinReplicasAcked, ReplicaTimeout: cfg.Redis.ReplicaAckTimeout})
 	g.health = routehealth.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
 	g.limiter = limits.New(g.rdb, cfg.Redis.KeyPrefix, o.Now)
-	tokens, err := Tokens(cfg, token.NewRevocations(g.rdb, cfg.Redis.KeyPrefix, o.Now), o.Now)
+	g.revocations = token.NewRevocations(g.rdb, cfg.Redis.KeyPrefix, o.Now)
+	tokens, err := Tokens(cfg, g.revocations, o.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +172,7 @@ func New(o Options) (*Gateway, error) {
 				break
 			}
 		}
+		metrics.RevocationsInMemory(reg, g.revocations.InMemory)
 		g.bodies = bodybudget.New(cfg.API.MaxInFlightBytes, cfg.API.MaxInFlightBytesPerApp)
 		// One accept step and one set of submission metrics for both doors.
 		submissions := metrics.NewAPI(reg)
@@ -480,6 +486,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	for _, w := range g.workers {
 		wg.Add(1)
 		go func() { defer wg.Done(); w.Run(workCtx) }()
+	}
+	if g.opts.Role != RoleWorker {
+		// Until it has loaded the list, and whenever it loses the channel,
+		// each request asks Redis (package token, Revocations).
+		wg.Add(1)
+		go func() { defer wg.Done(); g.revocations.Watch(workCtx, g.log) }()
 	}
 
 	var srv *http.Server

@@ -277,8 +277,9 @@ type Outcome struct {
 // be a BatchEnqueuer). Each one is checked and stored on its own: one
 // refused or not stored never keeps another out. The outcomes are in the
 // order of subs. A failure of Redis is reported per message, as a
-// *QueueError on each one that was, as far as Redis could be asked, not
-// stored; usually that is all of them.
+// *QueueError on each one not confirmed stored, with MaybeStored when its
+// script reached Redis as it went away and its outcome is unknown, as
+// Accept reports it; usually the whole batch shares one fate.
 func (in *Intake) AcceptMany(ctx context.Context, pol *apppolicy.Policy, subs []Submission) []Outcome {
 	out := make([]Outcome, len(subs))
 	var ms []queue.Message

@@ -29,6 +29,10 @@
 //	P:limits:{R:M}:rcpts       string: sum of the recipients in log
 //	rate:P:limits:{R:M}:gcra   string: redis_rate's per-minute state
 //	P:revoked:<jti>            string: a revoked token id (package token)
+//	P:revocations              zset: every revoked token id, scored by when its mark expires
+//	P:revocations-indexed      string: set once the marks older than the zset are in it
+//	P:revocations (channel)    Pub/Sub: each revocation, as it is made
+//	P:revocations:ack:<n>      Pub/Sub: the instances' confirmations of one revocation
 //	P:smtp-password:<id>       hash: a short SMTP password's app and hash (package smtppass)
 //	rate:P:api:<app>           string: redis_rate's state of an app's API rate limit
 //
@@ -171,6 +175,41 @@ func (s Space) Mailbox(route, mailbox string) (Mailbox, error) {
 
 // Revoked is the mark of a revoked token id.
 func (s Space) Revoked(jti string) string { return s.prefix + ":revoked:" + jti }
+
+// RevokedPattern matches every Revoked key (a SCAN MATCH pattern), for
+// finding the marks written before the Revocations set existed.
+func (s Space) RevokedPattern() string { return globEscape(s.prefix) + ":revoked:*" }
+
+// Revocations is the sorted set of every revoked token id, scored by when
+// its mark may be forgotten (unix seconds, +inf for a token without
+// expiry): what a running instance loads into memory (package token).
+func (s Space) Revocations() string { return s.prefix + ":revocations" }
+
+// RevocationsIndexed marks that the Revoked keys written before the
+// Revocations set existed have been copied into it.
+func (s Space) RevocationsIndexed() string { return s.prefix + ":revocations-indexed" }
+
+// RevocationsChannel is the Pub/Sub channel each revocation is published
+// on. Channels are not keys (no slot, no expiry), so sharing the name of the
+// Revocations set confuses nothing; on a Redis Cluster a PUBLISH reaches
+// the subscribers of every node.
+func (s Space) RevocationsChannel() string { return s.prefix + ":revocations" }
+
+// RevocationAcks is the channel on which running instances confirm the one
+// revocation that named it; nonce makes it unique to that revocation.
+func (s Space) RevocationAcks(nonce string) string { return s.prefix + ":revocations:ack:" + nonce }
+
+// globEscape escapes what SCAN MATCH would read as a pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
 
 // SMTPPassword is the record of the short SMTP password with id.
 func (s Space) SMTPPassword(id string) string { return s.prefix + ":smtp-password:" + id }

@@ -31,8 +31,16 @@ func TestLayout(t *testing.T) {
 		}
 	}
 	if a.APIRate("app") == b.APIRate("app") || a.Revoked("j") == b.Revoked("j") ||
-		a.SMTPPassword("p") == b.SMTPPassword("p") {
+		a.SMTPPassword("p") == b.SMTPPassword("p") || a.Revocations() == b.Revocations() ||
+		a.RevocationsIndexed() == b.RevocationsIndexed() || a.RevocationsChannel() == b.RevocationsChannel() ||
+		a.RevocationAcks("n") == b.RevocationAcks("n") {
 		t.Error("two prefixes share a key")
+	}
+	// The pattern finds the marks of its prefix only, whatever the prefix.
+	for prefix, want := range map[string]string{"a": "a:revoked:*", "x*[y]?\\": "x\\*\\[y\\]\\?\\\\:revoked:*"} {
+		if got := New(prefix).RevokedPattern(); got != want {
+			t.Errorf("RevokedPattern of %q = %q, want %q", prefix, got, want)
+		}
 	}
 	if New("").Prefix() != DefaultPrefix {
 		t.Error("empty prefix is not the default")

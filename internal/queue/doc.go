@@ -27,7 +27,9 @@
 // Enqueue writes the hash, the first event, the ready entry and the
 // idempotency record in one script: a message is either wholly stored and
 // queued or not at all, and the API answers 202 only after the script
-// returned. Durability beyond that is Redis's: run it with
+// returned. Concurrent enqueues of one route travel to Redis together, as
+// one pipeline of such scripts, each still atomic on its own (group.go,
+// which also says what a caller is told when Redis fails mid-pipeline). Durability beyond that is Redis's: run it with
 // `appendonly yes` and `appendfsync always` (with `everysec` a crash of the
 // Redis host can lose the last second of accepted messages).
 //

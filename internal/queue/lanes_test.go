@@ -119,6 +119,43 @@ func TestLanePace(t *testing.T) {
 	}
 }
 
+// A lane that emptied while it still waits (its pace, here) keeps the wait
+// for the next message that joins it, and a message joining a lane whose
+// time is already set does not move it earlier; a message due before the
+// lane's time (its only message is scheduled for later) does.
+func TestLaneJoinedWhileWaiting(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	o := queue.ClaimOptions{Max: 1, Pace: 2 * time.Second}
+	b.enqueue(t, from("alice@contoso.com", "1"))
+	if jobs, _ := must2(b.q.ClaimBatch(ctx, "m365", time.Minute, o))(t); len(jobs) != 1 {
+		t.Fatal("nothing claimed")
+	}
+	second := b.enqueue(t, from("alice@contoso.com", "2")) // the lane was empty, its pace runs
+	third := b.enqueue(t, from("alice@contoso.com", "3"))  // joins a lane whose time is set
+	b.clock.Advance(time.Second)
+	if jobs, next := must2(b.q.ClaimBatch(ctx, "m365", time.Minute, o))(t); len(jobs) != 0 || next.IsZero() {
+		t.Fatalf("claimed %d within the pace of an emptied lane (next %s)", len(jobs), next)
+	}
+	b.clock.Advance(time.Second)
+	if jobs, _ := must2(b.q.ClaimBatch(ctx, "m365", time.Minute, o))(t); len(jobs) != 1 || jobs[0].ID != second {
+		t.Fatalf("after the pace: %v, want the second message", jobs)
+	}
+	b.clock.Advance(2 * time.Second)
+	if jobs, _ := must2(b.q.ClaimBatch(ctx, "m365", time.Minute, o))(t); len(jobs) != 1 || jobs[0].ID != third {
+		t.Fatalf("after the next pace: %v, want the third message", jobs)
+	}
+
+	later := from("bob@contoso.com", "later")
+	later.SendAt = b.clock.Now().Add(time.Hour)
+	b.enqueue(t, later)
+	now := b.enqueue(t, from("bob@contoso.com", "now"))
+	if jobs, _ := must2(b.q.ClaimBatch(ctx, "m365", time.Minute, o))(t); len(jobs) != 1 || jobs[0].ID != now {
+		t.Fatalf("a message due now in a lane whose only message is scheduled: %v, want it claimed", jobs)
+	}
+}
+
 // A message deleted (or cancelled) while it waits leaves an entry in its
 // lane that the claim drops.
 func TestLaneSkipsWhatLeftReady(t *testing.T) {

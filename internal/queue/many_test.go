@@ -2,7 +2,10 @@ package queue_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mailgate/mailgate/internal/queue"
 )
@@ -59,6 +62,47 @@ func TestEnqueueMany(t *testing.T) {
 	}
 	if d, err := b.q.Depth(ctx, "m365"); err != nil || d.Ready != 3 {
 		t.Fatalf("ready %d (%v) after a retry, want 3", d.Ready, err)
+	}
+}
+
+// Concurrent EnqueueRetrying calls (sent together in pipelines) each get
+// their own message's id, and every message is stored once; a second call
+// with an earlier call's idempotency key gets the earlier id.
+func TestEnqueueRetryingConcurrent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	const n = 200
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := message(fmt.Sprintf("m%d\r\n", i))
+			m.ID = queue.NewID(b.clock.Now())
+			if i%2 == 0 {
+				m.IdempotencyKey = fmt.Sprintf("k%d", i)
+			}
+			id, created, err := b.q.EnqueueRetrying(ctx, m, time.Second)
+			if err != nil || !created || id != m.ID {
+				t.Errorf("message %d: %q %v %v, want %q", i, id, created, err, m.ID)
+			}
+			ids[i] = id
+		}()
+	}
+	wg.Wait()
+	if d, err := b.q.Depth(ctx, "m365"); err != nil || d.Ready != n {
+		t.Fatalf("ready %d (%v), want %d", d.Ready, err, n)
+	}
+	for i, id := range ids {
+		if st, err := b.q.Get(ctx, "m365", id); err != nil || st.Subject != "Disk full" {
+			t.Fatalf("message %d: %v %v", i, st, err)
+		}
+	}
+	m := withKey(message("again\r\n"), "k0")
+	if id, created, err := b.q.EnqueueRetrying(ctx, m, time.Second); err != nil || created || id != ids[0] {
+		t.Fatalf("key k0 again: %q %v %v, want %q not created", id, created, err, ids[0])
 	}
 }
 

@@ -25,64 +25,6 @@ func (e *NotReplicatedError) Error() string {
 		e.ID, e.Got, e.Want, e.Timeout)
 }
 
-// enqueueReplicated runs the enqueue script and then WAIT on the master that
-// owns the route's hash slot, in one pipeline on one connection: WAIT only
-// counts the writes of its own connection, and on a cluster a keyless WAIT
-// would otherwise land on any node (docs/redis-ha.md, "Replication is
-// asynchronous; WAIT measures it").
-//
-// A small write to the route's sync key goes between the two. When the
-// script writes nothing (an idempotent replay, or a repeat of a call whose
-// reply was lost), WAIT would otherwise measure whatever this pooled
-// connection wrote last; the replication stream is ordered, so a replica
-// that has the sync write has the message too.
-func (q *Queue) enqueueReplicated(ctx context.Context, keys []string, args []any, id, route string) ([]any, error) {
-	node, err := q.masterFor(ctx, keys[0])
-	if err != nil {
-		return nil, err
-	}
-	res, got, err := q.runWithWait(ctx, node, keys, args, route)
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		if err = enqueueScript.Load(ctx, node).Err(); err == nil {
-			res, got, err = q.runWithWait(ctx, node, keys, args, route)
-		}
-	}
-	if err != nil {
-		if cc, ok := q.rdb.(*redis.ClusterClient); ok {
-			// The node client follows no MOVED and sees no failover: have
-			// the cluster client learn the new slot owners for the retry.
-			cc.ReloadState(ctx)
-		}
-		return nil, err
-	}
-	if len(res) > 0 {
-		if code, _ := res[0].(int64); code < 0 {
-			return res, nil // the route or the app is full: nothing was stored
-		}
-	}
-	if got < q.minReplicas {
-		return nil, &NotReplicatedError{ID: id, Want: q.minReplicas, Got: got, Timeout: q.replicaTimeout}
-	}
-	return res, nil
-}
-
-func (q *Queue) runWithWait(ctx context.Context, node redis.Cmdable, keys []string, args []any, route string) ([]any, int, error) {
-	pipe := node.Pipeline()
-	script := enqueueScript.EvalSha(ctx, pipe, keys, args...)
-	pipe.Set(ctx, q.route(route).ReplicaSync(), strconv.FormatInt(q.now().UnixMilli(), 10), time.Minute)
-	wait := pipe.Do(ctx, "WAIT", q.minReplicas, q.replicaTimeout.Milliseconds())
-	_, _ = pipe.Exec(ctx)
-	res, err := script.Slice()
-	if err != nil {
-		return nil, 0, err
-	}
-	n, err := wait.Int()
-	if err != nil {
-		return nil, 0, fmt.Errorf("WAIT: %w", err)
-	}
-	return res, n, nil
-}
-
 // confirmReplicated waits for the replicas after a plain read found the
 // message stored (EnqueueRetrying's last word).
 func (q *Queue) confirmReplicated(ctx context.Context, route, id string) error {

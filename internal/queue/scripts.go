@@ -5,7 +5,7 @@ package queue
 // its lane through enlane, or Claim never finds it (Migrate repairs such an
 // id at the next start). They expect the locals lp (the lane key prefix),
 // lanes (the lanes zset) and lanewait (the lane-wait hash).
-const laneFns = `
+const laneFns = laneTimeLua + `
 local function lane_of(msg)
   local l = redis.call("HGET", msg, $F_LANE)
   if l and l ~= "" then return l end
@@ -15,7 +15,21 @@ local function lane_of(msg)
 end
 local function enlane(lane, id, score)
   redis.call("ZADD", lp .. lane, score, id)
+  lane_due(lanes, lanewait, lane, score)
+end
+`
+
+// laneTimeLua keeps a lane's time in the lanes zset when a message due at
+// score joins it: never after that message's due time, never before the
+// wait recorded for the lane (ZADD LT, which also adds a lane not there).
+// A lane already due no later than score keeps its time, so the wait is
+// only read when the time may change: under load, a sender's lane holds a
+// backlog, and a message joining it costs one ZSCORE.
+const laneTimeLua = `
+local function lane_due(lanes, lanewait, lane, score)
   local s = tonumber(score)
+  local cur = redis.call("ZSCORE", lanes, lane)
+  if cur and tonumber(cur) <= s then return end
   local w = tonumber(redis.call("HGET", lanewait, lane) or "0")
   if w > s then s = w end
   redis.call("ZADD", lanes, "LT", s, lane)
@@ -27,13 +41,23 @@ end
 // says whether it counts, so each decrement happens once however often a
 // script meets the message; a counter that would drop to zero or below is
 // removed, so the hash holds only the apps with something waiting and a
-// stray decrement cannot make room that does not exist.
+// stray decrement cannot make room that does not exist. An increment reads
+// the three counters with one HMGET and writes them with one HSET (the
+// script is atomic, so that is an increment): the enqueue script reads
+// them for its limits anyway.
 const countLua = `
+local function counters(waiting, app)
+  local v = redis.call("HMGET", waiting, $W_BYTES, $W_APPPFX .. app .. $W_APP_MESSAGES, $W_APPPFX .. app .. $W_APP_BYTES)
+  return tonumber(v[1] or "0"), tonumber(v[2] or "0"), tonumber(v[3] or "0")
+end
+local function add_counts(waiting, app, size, bytes, messages, appbytes)
+  redis.call("HSET", waiting, $W_BYTES, bytes + size,
+    $W_APPPFX .. app .. $W_APP_MESSAGES, messages + 1, $W_APPPFX .. app .. $W_APP_BYTES, appbytes + size)
+end
 local function count(msg, waiting, app, size)
   redis.call("HSET", msg, $F_WAITING_BYTES, size)
-  redis.call("HINCRBY", waiting, $W_BYTES, size)
-  redis.call("HINCRBY", waiting, $W_APPPFX .. app .. $W_APP_MESSAGES, 1)
-  redis.call("HINCRBY", waiting, $W_APPPFX .. app .. $W_APP_BYTES, size)
+  local bytes, messages, appbytes = counters(waiting, app)
+  add_counts(waiting, app, size, bytes, messages, appbytes)
 end
 `
 
@@ -62,7 +86,8 @@ end
 // ARGV[5] first event (JSON), ARGV[6] app, ARGV[7] size (bytes),
 // ARGV[8] route max messages, ARGV[9] route max bytes,
 // ARGV[10] app max messages, ARGV[11] app max bytes (0: no limit),
-// ARGV[12..] field, value pairs of the hash (the lane among them),
+// ARGV[12] lane, ARGV[13..] field, value pairs of the hash (all but the
+// lane and waiting_bytes, which the script writes from ARGV[12] and ARGV[7]),
 // KEYS[7] the message's lane zset, KEYS[8] lanes zset, KEYS[9] lane-wait hash
 // Returns {1, id} when stored now; {2, id} when this very id was stored
 // already (a retried call whose first reply was lost: a no-op); {0, first
@@ -73,7 +98,14 @@ end
 // stored is never refused. A limit is only reached by a queue that holds
 // something, so a message bigger than a bytes limit still goes through an
 // empty queue rather than never.
-var enqueueScript = script(countLua + `
+//
+// Redis is single-threaded, so every command here is paid by every
+// submission of every instance: nothing is read whose value the caller
+// knows (the lane), the hash is written by one HSET, the counters are read
+// by one HMGET (not at all in an empty route, whose counters are cleared)
+// and written by one HSET, and the lane's time is only touched when it
+// changes. Each write is also appended to the AOF.
+var enqueueScript = script(countLua + laneTimeLua + `
 if ARGV[3] == "1" then
   local existing = redis.call("GET", KEYS[4])
   if existing == ARGV[1] then return {2, existing} end
@@ -86,23 +118,21 @@ local function over(max, cur, add)
   return max > 0 and cur > 0 and cur + add > max
 end
 local n = redis.call("ZCARD", KEYS[3]) + redis.call("ZCARD", KEYS[5])
-if n == 0 then redis.call("DEL", KEYS[6]) end
-local function counter(field) return tonumber(redis.call("HGET", KEYS[6], field) or "0") end
-if over(ARGV[8], n, 1) or over(ARGV[9], counter($W_BYTES), size) then return {-1, ""} end
-if over(ARGV[10], counter($W_APPPFX .. app .. $W_APP_MESSAGES), 1) or
-   over(ARGV[11], counter($W_APPPFX .. app .. $W_APP_BYTES), size) then return {-2, ""} end
-local fields = {}
-for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call("HSET", KEYS[1], unpack(fields))
-count(KEYS[1], KEYS[6], app, size)
+local bytes, messages, appbytes = 0, 0, 0
+if n == 0 then
+  redis.call("DEL", KEYS[6])
+else
+  bytes, messages, appbytes = counters(KEYS[6], app)
+end
+if over(ARGV[8], n, 1) or over(ARGV[9], bytes, size) then return {-1, ""} end
+if over(ARGV[10], messages, 1) or over(ARGV[11], appbytes, size) then return {-2, ""} end
+local lane = ARGV[12]
+redis.call("HSET", KEYS[1], $F_LANE, lane, $F_WAITING_BYTES, ARGV[7], unpack(ARGV, 13))
+add_counts(KEYS[6], app, size, bytes, messages, appbytes)
 redis.call("RPUSH", KEYS[2], ARGV[5])
 redis.call("ZADD", KEYS[3], ARGV[2], ARGV[1])
-local lane = redis.call("HGET", KEYS[1], $F_LANE)
 redis.call("ZADD", KEYS[7], ARGV[2], ARGV[1])
-local s = tonumber(ARGV[2])
-local w = tonumber(redis.call("HGET", KEYS[9], lane) or "0")
-if w > s then s = w end
-redis.call("ZADD", KEYS[8], "LT", s, lane)
+lane_due(KEYS[8], KEYS[9], lane, ARGV[2])
 if ARGV[3] == "1" then
   redis.call("SET", KEYS[4], ARGV[1], "PX", ARGV[4])
 end

@@ -14,8 +14,11 @@
 // Verification pins the algorithm to HS256 (so "alg: none" and RS/HS
 // confusion are refused before any key is used), checks issuer, audience,
 // expiry and not-before against an injected clock, and asks the revocation
-// list in Redis, shared by every instance, whether the jti was revoked. The
-// HMAC comparison of golang-jwt is constant-time (crypto/hmac.Equal).
+// list, shared by every instance through Redis, whether the jti was revoked
+// (revocations.go: a running instance holds the list in memory, kept
+// current over Pub/Sub, and asks Redis per request only while it cannot be
+// sure its copy is current). The HMAC comparison of golang-jwt is
+// constant-time (crypto/hmac.Equal).
 //
 // Key rotation: a Manager signs with one key and verifies with it and with
 // any previous keys (auth.previous_signing_keys), so tokens signed before a
@@ -32,9 +35,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/redis/go-redis/v9"
-
-	"github.com/mailgate/mailgate/internal/keys"
 )
 
 // Scopes of a token.
@@ -225,49 +225,6 @@ func IsAuthError(err error) bool {
 		}
 	}
 	return false
-}
-
-// Revocations is the list of revoked token ids, in Redis so every instance
-// refuses a revoked token at once.
-type Revocations struct {
-	rdb  redis.UniversalClient
-	keys keys.Space
-	now  func() time.Time
-}
-
-// NewRevocations returns the revocation list under prefix.
-func NewRevocations(rdb redis.UniversalClient, prefix string, now func() time.Time) *Revocations {
-	if now == nil {
-		now = time.Now
-	}
-	return &Revocations{rdb: rdb, keys: keys.New(prefix), now: now}
-}
-
-func (r *Revocations) key(jti string) string { return r.keys.Revoked(jti) }
-
-// Revoke adds jti to the list. The entry lives until the token would have
-// expired anyway (forever for a token without expiry).
-func (r *Revocations) Revoke(ctx context.Context, jti string, expires time.Time) error {
-	var ttl time.Duration
-	if !expires.IsZero() {
-		ttl = expires.Sub(r.now()) + time.Minute // outlive the verification leeway
-		if ttl <= 0 {
-			return nil // already expired: nothing to refuse
-		}
-	}
-	if err := r.rdb.Set(ctx, r.key(jti), r.now().UTC().Format(time.RFC3339), ttl).Err(); err != nil {
-		return fmt.Errorf("revoke %s: %w", jti, err)
-	}
-	return nil
-}
-
-// IsRevoked reports whether jti was revoked.
-func (r *Revocations) IsRevoked(ctx context.Context, jti string) (bool, error) {
-	n, err := r.rdb.Exists(ctx, r.key(jti)).Result()
-	if err != nil {
-		return false, fmt.Errorf("ask revocation list: %w", err)
-	}
-	return n == 1, nil
 }
 
 func randomID() string {

@@ -166,7 +166,7 @@ func TestRevokedOnOneInstanceRefusedOnAnother(t *testing.T) {
 	if _, err := instanceB.Verify(ctx, raw); err != nil {
 		t.Fatalf("before revocation: %v", err)
 	}
-	if err := token.NewRevocations(srv.Client(), "mailgate", fixed).Revoke(ctx, c.ID, c.ExpiresAt.Time); err != nil {
+	if _, err := token.NewRevocations(srv.Client(), "mailgate", fixed).Revoke(ctx, c.ID, c.ExpiresAt.Time); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := instanceB.Verify(ctx, raw); !errors.Is(err, token.ErrRevoked) {

@@ -14,7 +14,11 @@
 #   3. mailgate from the working tree again, the same messages sent as
 #      batches of BATCH (POST /v1/messages/batch) from BATCH_C clients;
 #   4. Postfix (Debian's package) as its own instance from a temporary
-#      config directory, smtpd on a loopback port, relayhost an smtp-sink.
+#      config directory, smtpd on a loopback port, relayhost an smtp-sink;
+#   5. the ceiling: the same load against test/bench/nullserver, an HTTP
+#      server that reads each request and answers 202 and nothing else,
+#      which is what the load generator and net/http cost on this machine
+#      with no gateway, Redis or mail in between (NULL=0 skips it).
 # Each mailgate gets a fresh redis-server with AOF `everysec` and a route of
 # type smtp (no TLS) to its smtp-sink, 8 connections. The load generator
 # (test/bench/loadgen) posts N JSON submissions from C clients; Postfix's
@@ -36,6 +40,7 @@ BATCH=${BATCH:-100}
 BATCH_C=${BATCH_C:-8} # clients sending batches: 8 × 100 messages in flight
 ROLE=${ROLE:-all}
 POSTFIX=${POSTFIX:-1} # 0: skip Postfix (its run takes about a minute)
+NULL=${NULL:-1}       # 0: skip the null server's ceiling
 # The baseline: by default where this branch last met main (the state
 # before the change under test); give BASE=<rev> once it is merged.
 BASE=${BASE:-$(git -C "$(dirname "$0")" merge-base HEAD main)}
@@ -68,7 +73,8 @@ echo "building mailgate at $BASE (baseline) and at the working tree ..." >&2
 mkdir -p "$T/base"
 git -C "$ROOT" archive "$BASE" | tar -x -C "$T/base"
 (cd "$T/base" && go build -o "$T/mailgate-base" ./cmd/mailgate)
-(cd "$ROOT" && go build -o "$T/mailgate-new" ./cmd/mailgate && go build -o "$T/loadgen" ./test/bench/loadgen)
+(cd "$ROOT" && go build -o "$T/mailgate-new" ./cmd/mailgate && go build -o "$T/loadgen" ./test/bench/loadgen &&
+	go build -o "$T/nullserver" ./test/bench/nullserver)
 
 # sink PORT FILE: an smtp-sink counting messages into FILE.
 sink() {
@@ -201,15 +207,25 @@ if [ "$POSTFIX" != 0 ]; then
 	pf=$(cat "$T/pf.out")
 fi
 echo "postfix $(postconf -d -h mail_version): $pf" >&2
+ceiling=""
+if [ "$NULL" != 0 ]; then
+	np=$(freeport)
+	"$T/nullserver" -listen 127.0.0.1:"$np" &
+	PIDS+=($!)
+	waitport "$np"
+	ceiling=$("$T/loadgen" -url "http://127.0.0.1:$np" -token none -n "$N" -c "$C" -size "$SIZE")
+	echo "null server (ceiling): $ceiling" >&2
+fi
 
-python3 - "$base" "$new" "$batch" "$pf" "$BASE" "$BATCH" <<'EOF'
+python3 - "$base" "$new" "$batch" "$pf" "$ceiling" "$BASE" "$BATCH" <<'EOF'
 import sys
 def kv(s): return dict(x.split("=", 1) for x in s.split() if "=" in x)
-base, new, batch, pf = (kv(s) for s in sys.argv[1:5])
-rev, n = sys.argv[5], sys.argv[6]
+base, new, batch, pf, null = (kv(s) for s in sys.argv[1:6])
+rev, n = sys.argv[6], sys.argv[7]
 f = lambda d, k: float(d.get(k, "0").strip('"') or 0)
 rows = [("mailgate " + rev[:10] + " (baseline)", base), ("mailgate (this tree)", new),
-        ("mailgate, batches of " + n, batch), ("postfix (smtp-source -s 20)", pf)]
+        ("mailgate, batches of " + n, batch), ("postfix (smtp-source -s 20)", pf),
+        ("null server (ceiling)", null)]
 print("%-32s %10s %9s %9s %9s %13s %15s" % ("", "accept/s", "p50", "p99", "e2e/s", "CPU µs/msg", "redis µs/msg"))
 for name, d in rows:
     print("%-32s %10.0f %9s %9s %9s %13s %15s" % (name, f(d, "accept_rate"), d.get("p50", "-"), d.get("p99", "-"),
@@ -222,4 +238,6 @@ print("this tree / postfix:   accept %.2fx  e2e %.2fx" % (r(f(new, "accept_rate"
 print("batches / postfix:     accept %.2fx  e2e %.2fx" % (r(f(batch, "accept_rate"), f(pf, "accept_rate")), r(f(batch, "delivery_rate"), f(pf, "delivery_rate"))))
 print("batches / baseline:    accept %.2fx  CPU per message %.2fx" % (r(f(batch, "accept_rate"), f(base, "accept_rate")),
     r(f(batch, "cpu_us_per_msg"), f(base, "cpu_us_per_msg"))))
+print("ceiling / baseline:    accept %.2fx  (no gateway at all: the most any single-submission change can give here)" % (
+    r(f(null, "accept_rate"), f(base, "accept_rate"))))
 EOF

@@ -326,7 +326,7 @@ func TestSMTPRefusalsQueueNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := token.NewRevocations(e.redis.Client(), "mailgate", nil).Revoke(ctx, claims.ID, time.Time{}); err != nil {
+	if _, err := token.NewRevocations(e.redis.Client(), "mailgate", nil).Revoke(ctx, claims.ID, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	revokedPw := e.issuePassword("monitoring")
