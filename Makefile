@@ -33,3 +33,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseAddress -fuzztime $(FUZZTIME) ./internal/compose
 	$(GO) test -run '^$$' -fuzz FuzzBuild -fuzztime $(FUZZTIME) ./internal/compose
 	$(GO) test -run '^$$' -fuzz FuzzParseJSONToMIME -fuzztime $(FUZZTIME) ./api
+	$(GO) test -run '^$$' -fuzz FuzzFastSubmissionMatchesEncodingJSON -fuzztime $(FUZZTIME) ./api
+	$(GO) test -run '^$$' -fuzz FuzzAppendQPMatchesWriter -fuzztime $(FUZZTIME) ./internal/compose
+	$(GO) test -run '^$$' -fuzz FuzzPlainMailboxMatchesNetMail -fuzztime $(FUZZTIME) ./internal/addrpolicy
+	$(GO) test -run '^$$' -fuzz FuzzSqueezeSpace -fuzztime $(FUZZTIME) ./internal/addrpolicy

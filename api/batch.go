@@ -257,7 +257,7 @@ func (s *Server) batchSubmission(app *appPolicy, item []byte, now time.Time) (in
 		return intake.Submission{}, err
 	}
 	var js batchItem
-	if err := decodeStrict(item, &js); err != nil {
+	if err := decodeSubmission(item, &js.jsonSubmission, &js.IdempotencyKey); err != nil {
 		return intake.Submission{}, err
 	}
 	sub, err := js.submission()

@@ -104,7 +104,7 @@ func parseJSON(body io.Reader, size int64) (*submission, error) {
 		return nil, err
 	}
 	var js jsonSubmission
-	if err := decodeStrict(raw, &js); err != nil {
+	if err := decodeSubmission(raw, &js, nil); err != nil {
 		return nil, err
 	}
 	return js.submission()

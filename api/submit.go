@@ -147,6 +147,24 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 	}
 	res, err := s.intake.Accept(c.Request().Context(), app.Policy, intake.Submission{ID: id, Message: msg,
 		IdempotencyKey: key, KeyTTL: keyTTL, SendAt: opts.sendAt, Metadata: metadata})
+	if err != nil {
+		return s.acceptError(err, app)
+	}
+	c.Response().Header().Set("Location", "/v1/messages/"+res.ID)
+	status := queue.StatusQueued
+	if !opts.sendAt.IsZero() {
+		status = queue.StatusScheduled
+	}
+	if b := appendAccepted(nil, res.ID, status); b != nil {
+		return c.Blob(http.StatusAccepted, echo.MIMEApplicationJSON, b)
+	}
+	return c.JSON(http.StatusAccepted, map[string]string{"id": res.ID, "status": status})
+}
+
+// acceptError maps what the intake refused or could not do to HTTP. It is
+// apart from accept so that the targets of errors.As, which escape, are
+// only allocated for an error.
+func (s *Server) acceptError(err error, app *appPolicy) error {
 	var refused *apppolicy.Refusal
 	var unavailable *intake.QueueError
 	var notReplicated *queue.NotReplicatedError
@@ -182,15 +200,8 @@ func (s *Server) accept(c *echo.Context, app *appPolicy, id string, msg *compose
 				"(message id " + unavailable.ID + ")"
 		}
 		return p
-	case err != nil:
-		return err
 	}
-	c.Response().Header().Set("Location", "/v1/messages/"+res.ID)
-	status := queue.StatusQueued
-	if !opts.sendAt.IsZero() {
-		status = queue.StatusScheduled
-	}
-	return c.JSON(http.StatusAccepted, map[string]string{"id": res.ID, "status": status})
+	return err
 }
 
 // fullProblem answers a submission refused for a full queue: 429 when the

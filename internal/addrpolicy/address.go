@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/mail"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/htmlindex"
@@ -48,7 +49,10 @@ func CheckAddrSpec(addr string) (string, error) {
 		return "", err
 	}
 	at := strings.LastIndexByte(addr, '@')
-	return addr[:at] + "@" + strings.ToLower(addr[at+1:]), nil
+	if domain := addr[at+1:]; strings.IndexFunc(domain, unicode.IsUpper) >= 0 {
+		return addr[:at] + "@" + strings.ToLower(domain), nil
+	}
+	return addr, nil
 }
 
 // ValidateAddress checks that addr is a bare address mailgate can handle: an
@@ -109,24 +113,27 @@ func ParseMailbox(s string) (*mail.Address, error) {
 	if msg := singleMailbox(s); msg != "" {
 		return nil, errors.New(msg)
 	}
-	// net/mail keeps an encoded word it cannot decode as it is; a name
-	// mailgate re-renders must be known to be what it says.
-	var unknown string
-	p := &mail.AddressParser{WordDecoder: &mime.WordDecoder{
-		CharsetReader: func(cs string, r io.Reader) (io.Reader, error) {
-			d, err := charsetReader(cs, r)
-			if err != nil {
-				unknown = cs
-			}
-			return d, err
-		},
-	}}
-	a, err := p.Parse(s)
-	if err != nil {
-		return nil, fmt.Errorf("is not a valid address: %s", trimMailErr(err))
-	}
-	if unknown != "" {
-		return nil, fmt.Errorf("display name is in charset %q, which mailgate cannot decode; use UTF-8", unknown)
+	a, ok := parsePlainMailbox(s)
+	if !ok {
+		// net/mail keeps an encoded word it cannot decode as it is; a name
+		// mailgate re-renders must be known to be what it says.
+		var unknown string
+		p := &mail.AddressParser{WordDecoder: &mime.WordDecoder{
+			CharsetReader: func(cs string, r io.Reader) (io.Reader, error) {
+				d, err := charsetReader(cs, r)
+				if err != nil {
+					unknown = cs
+				}
+				return d, err
+			},
+		}}
+		var err error
+		if a, err = p.Parse(s); err != nil {
+			return nil, fmt.Errorf("is not a valid address: %s", trimMailErr(err))
+		}
+		if unknown != "" {
+			return nil, fmt.Errorf("display name is in charset %q, which mailgate cannot decode; use UTF-8", unknown)
+		}
 	}
 	addr, err := CheckAddrSpec(a.Address)
 	if err != nil {
@@ -148,6 +155,62 @@ func ParseMailbox(s string) (*mail.Address, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// parsePlainMailbox parses the two shapes nearly every client sends,
+// "jane@contoso.com" and "Jane Doe <jane@contoso.com>", without net/mail's
+// general parser (and its allocations): an addr-spec of dot-atoms (RFC 5322
+// section 3.4.1), alone or in angle brackets after a display name of words
+// of ASCII letters and digits separated by single spaces. For exactly these
+// net/mail returns the same Address: the addr-spec as written and the words
+// as written (nothing to unquote or decode). Anything else is not ok and
+// goes to net/mail (TestPlainMailboxMatchesNetMail).
+func parsePlainMailbox(s string) (*mail.Address, bool) {
+	if !strings.HasSuffix(s, ">") {
+		if !isPlainAddrSpec(s) {
+			return nil, false
+		}
+		return &mail.Address{Address: s}, true
+	}
+	lt := strings.IndexByte(s, '<')
+	if lt < 0 || !isPlainAddrSpec(s[lt+1:len(s)-1]) {
+		return nil, false
+	}
+	name := strings.TrimRight(s[:lt], " ")
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !isAlnum(c) && (c != ' ' || i == 0 || name[i-1] == ' ') {
+			return nil, false
+		}
+	}
+	return &mail.Address{Name: name, Address: s[lt+1 : len(s)-1]}, true
+}
+
+// isPlainAddrSpec reports whether s is local@domain, both dot-atoms (atext
+// and single dots inside), which is all net/mail's addr-spec parser checks
+// of such a string.
+func isPlainAddrSpec(s string) bool {
+	at := strings.IndexByte(s, '@')
+	return at >= 0 && isDotAtomText(s[:at]) && isDotAtomText(s[at+1:])
+}
+
+// isDotAtomText reports whether s is an RFC 5322 dot-atom-text in ASCII.
+func isDotAtomText(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '.' {
+			if s[i-1] == '.' {
+				return false
+			}
+			continue
+		}
+		if !isAlnum(c) && strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseHeaderMailbox parses one mailbox found in the header of a raw
@@ -393,6 +456,9 @@ func CleanName(s string) string {
 // blank line that ends the header (RFC 5322 section 3.2.2 forbids it). Display
 // names, subjects and extra header values all go through it.
 func SqueezeSpace(s string) string {
+	if squeezed(s) {
+		return s
+	}
 	var b strings.Builder
 	space := false
 	for i := 0; i < len(s); i++ {
@@ -408,4 +474,21 @@ func SqueezeSpace(s string) string {
 		b.WriteByte(c)
 	}
 	return b.String()
+}
+
+// squeezed reports whether SqueezeSpace would return s as it is: no blank
+// at either end, no tab, no two spaces in a row.
+func squeezed(s string) bool {
+	if s == "" {
+		return true
+	}
+	if s[0] == ' ' || s[len(s)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\t' || s[i] == ' ' && s[i+1] == ' ' {
+			return false
+		}
+	}
+	return true
 }

@@ -270,7 +270,10 @@ func ValidateDomain(d string) error {
 	case strings.Contains(d, "*"):
 		return fmt.Errorf("domain %q: a wildcard may only be a leading *. after *@ (*@*.contoso.com)", d)
 	}
-	for _, label := range strings.Split(d, ".") {
+	labels, last := 0, "" // counted and kept as they go: no slice of labels
+	for rest := d; ; {
+		label, more, found := strings.Cut(rest, ".")
+		labels, last = labels+1, label
 		if label == "" {
 			return fmt.Errorf("domain %q has an empty label", d)
 		}
@@ -289,12 +292,15 @@ func ValidateDomain(d string) error {
 				return fmt.Errorf("domain %q contains %q; only letters, digits, hyphens and dots are allowed", d, c)
 			}
 		}
+		if !found {
+			break
+		}
+		rest = more
 	}
-	labels := strings.Split(d, ".")
-	if len(labels) < 2 {
+	if labels < 2 {
 		return fmt.Errorf("domain %q has a single label: it is not a domain name such as contoso.com", d)
 	}
-	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+	if strings.Trim(last, "0123456789") == "" {
 		return fmt.Errorf("domain %q is an IP address; use a domain name", d)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 )
 
@@ -26,6 +27,13 @@ func EncodedLen(n int) int {
 // token's encoding landed. go-mail would base64-encode the content into a
 // buffer it grows as it goes and then copy it out, about five times the
 // attachment in allocations (see the package comment).
+//
+// The text and HTML parts go the same way (newTextBody), for the same
+// reason on a smaller scale: go-mail quoted-printable-encodes a part into a
+// buffer it grows from nothing, from a copy of the string, and then copies
+// it out. Their encoding is done beforehand, into a buffer sized once, by
+// appendQP, which writes what go-mail's encoder writes (mime/quotedprintable,
+// as go-mail v0.8.1 msgWriter.writeBody does for EncodingQP).
 type attachmentBody struct {
 	content []byte
 	// owned: the message may be rendered in content's array (Attachment.Owned).
@@ -33,6 +41,27 @@ type attachmentBody struct {
 	// mark is the token's body as go-mail writes it: one base64 line and
 	// its CRLF. 24 random bytes make a line no client can predict.
 	mark []byte
+	// encoded, for a text or HTML part, is its body already encoded,
+	// which goes in as it is.
+	encoded []byte
+	text    bool
+}
+
+// newTextBody returns the body of a text or HTML part. Its mark is also
+// the token to give go-mail in the part's place: 32 hexadecimal digits of
+// 16 random bytes, which quoted-printable leaves as they are, on one line
+// without a line break (go-mail ends the part as the encoder leaves it).
+func newTextBody(s string) *attachmentBody {
+	var random [16]byte
+	_, _ = rand.Read(random[:]) // crypto/rand.Read never fails
+	return &attachmentBody{mark: hex.AppendEncode(nil, random[:]), encoded: encodeQP(s), text: true}
+}
+
+// encodeQP is s in quoted-printable as go-mail writes a text part. Most
+// text grows by a soft line break every 75 characters and CR before each
+// LF; the buffer grows only for text with many characters to escape.
+func encodeQP(s string) []byte {
+	return appendQP(make([]byte, 0, len(s)+len(s)/16+64), s)
 }
 
 func newAttachmentBody(content []byte) (*attachmentBody, []byte) {
@@ -43,11 +72,20 @@ func newAttachmentBody(content []byte) (*attachmentBody, []byte) {
 }
 
 // encodedLen is the size of the content as go-mail would write it.
-func (a *attachmentBody) encodedLen() int { return EncodedLen(len(a.content)) }
+func (a *attachmentBody) encodedLen() int {
+	if a.text {
+		return len(a.encoded)
+	}
+	return EncodedLen(len(a.content))
+}
 
-// appendEncoded appends the content in base64 lines to dst, which must
-// have the room (encodedLen) so that nothing is reallocated.
+// appendEncoded appends the content in base64 lines (a text part: its
+// encoding) to dst, which must have the room (encodedLen) so that nothing
+// is reallocated.
 func (a *attachmentBody) appendEncoded(dst []byte) []byte {
+	if a.text {
+		return append(dst, a.encoded...)
+	}
 	for c := a.content; len(c) > 0; {
 		n := min(len(c), base64Line)
 		dst = base64.StdEncoding.AppendEncode(dst, c[:n])
@@ -94,7 +132,7 @@ func splice(skeleton []byte, bodies []*attachmentBody, extra int) ([]byte, error
 		// A part's body follows the blank line that ends its header.
 		k := bytes.Index(skeleton[from:], b.mark)
 		if k < 0 || !bytes.HasSuffix(skeleton[:from+k], []byte("\r\n\r\n")) {
-			return nil, fmt.Errorf("attachment %d is not where go-mail should have written it", i)
+			return nil, fmt.Errorf("body %d is not where go-mail should have written it", i)
 		}
 		at[i] = from + k
 		from = at[i] + len(b.mark)

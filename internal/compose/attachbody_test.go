@@ -2,8 +2,11 @@ package compose
 
 import (
 	"bytes"
+	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"time"
 
 	gomail "github.com/wneessen/go-mail"
 )
@@ -182,5 +185,94 @@ func TestBuildOwnedLargeAttachment(t *testing.T) {
 	}
 	if root := parseMessage(t, msg.Bytes); !bytes.Equal(root.parts[1].body, content) || !bytes.Equal(owned, content) {
 		t.Error("an owned attachment without the room was not rendered as an ordinary one")
+	}
+}
+
+// textBodies are texts whose quoted-printable encoding has something to
+// get right: long lines (soft breaks at 75), lines of 75 to 77
+// characters, every kind of line break, trailing blanks, '=' and
+// non-ASCII (escaped, three bytes for one), and a text that escapes far
+// more than encodeQP's first guess at the size.
+var textBodies = []string{
+	"x",
+	strings.Repeat("Lorem ipsum dolor sit amet. ", 72)[:2000],
+	"line 1\nline 2\r\nline 3\rline 4\n\n",
+	"trailing  \nblanks\t\n  ",
+	strings.Repeat("a", 75) + "\n" + strings.Repeat("b", 76) + "\n" + strings.Repeat("c", 77),
+	"ü = 1 €, 😀, \x7f",
+	strings.Repeat("=", 1000) + strings.Repeat("é", 500),
+}
+
+// TestSpliceTextMatchesGoMail renders messages twice with go-mail, once
+// encoding the text and HTML itself and once with their tokens spliced
+// afterwards (newTextBody), and expects the same bytes, for a text alone
+// (go-mail's single-part rendering), HTML alone, both, and both with an
+// attachment.
+func TestSpliceTextMatchesGoMail(t *testing.T) {
+	t.Parallel()
+	render := func(t *testing.T, text, html string, attach, spliced bool) []byte {
+		t.Helper()
+		m := gomail.NewMsg(gomail.WithNoDefaultUserAgent(), gomail.WithBoundary("b0undary"))
+		if err := m.From("a@contoso.com"); err != nil {
+			t.Fatal(err)
+		}
+		m.SetDateWithValue(time.Date(2026, 12, 1, 15, 0, 0, 0, time.UTC))
+		m.SetMessageIDWithValue("id@contoso.com")
+		var bodies []*attachmentBody
+		part := func(s string) func(io.Writer) (int64, error) {
+			if !spliced {
+				return bytesWriter([]byte(s))
+			}
+			b := newTextBody(s)
+			bodies = append(bodies, b)
+			return bytesWriter(b.mark)
+		}
+		switch {
+		case text != "" && html != "":
+			m.SetBodyWriter(gomail.TypeTextPlain, part(text))
+			m.AddAlternativeWriter(gomail.TypeTextHTML, part(html))
+		case text != "":
+			m.SetBodyWriter(gomail.TypeTextPlain, part(text))
+		default:
+			m.SetBodyWriter(gomail.TypeTextHTML, part(html))
+		}
+		if attach {
+			content := randomBytes(7, 100)
+			w := bytesWriter(content)
+			if spliced {
+				b, token := newAttachmentBody(content)
+				bodies = append(bodies, b)
+				w = bytesWriter(token)
+			}
+			m.SetAttachments([]*gomail.File{{Name: "f.bin", ContentType: "application/octet-stream", Header: map[string][]string{}, Writer: w}})
+		}
+		var buf bytes.Buffer
+		if _, err := m.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if !spliced {
+			return buf.Bytes()
+		}
+		out, err := splice(buf.Bytes(), bodies, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) != cap(out) {
+			t.Errorf("spliced message is %d bytes in a buffer of %d: the size is not computed exactly", len(out), cap(out))
+		}
+		return out
+	}
+	for i, text := range textBodies {
+		html := "<p>" + textBodies[len(textBodies)-1-i] + "</p>"
+		for _, c := range []struct {
+			text, html string
+			attach     bool
+		}{{text, "", false}, {"", html, false}, {text, html, false}, {text, html, true}} {
+			want := render(t, c.text, c.html, c.attach, false)
+			if got := render(t, c.text, c.html, c.attach, true); !bytes.Equal(got, want) {
+				t.Errorf("text %d (html %v, attachment %v): spliced rendering differs from go-mail's\nwant %q\n got %q",
+					i, c.html != "", c.attach, want, got)
+			}
+		}
 	}
 }

@@ -209,18 +209,25 @@ func build(in Input, opt Options) (*Message, error) {
 		m.SetGenHeader(gomail.Header(name), addrpolicy.SqueezeSpace(in.Headers[name]))
 	}
 
+	// The text and HTML go in as tokens too (newTextBody), before the
+	// embeds and the attachments, which is the order go-mail writes them in
+	// and splice takes the bodies in.
+	var textBodies []*attachmentBody
+	textPart := func(s string) func(io.Writer) (int64, error) {
+		body := newTextBody(s)
+		textBodies = append(textBodies, body)
+		return bytesWriter(body.mark)
+	}
 	switch {
 	case in.Text != "" && in.HTML != "":
-		m.SetBodyWriter(gomail.TypeTextPlain, stringWriter(in.Text))
-		m.AddAlternativeWriter(gomail.TypeTextHTML, stringWriter(in.HTML))
+		m.SetBodyWriter(gomail.TypeTextPlain, textPart(in.Text))
+		m.AddAlternativeWriter(gomail.TypeTextHTML, textPart(in.HTML))
 	case in.Text != "":
-		m.SetBodyWriter(gomail.TypeTextPlain, stringWriter(in.Text))
+		m.SetBodyWriter(gomail.TypeTextPlain, textPart(in.Text))
 	default:
-		m.SetBodyWriter(gomail.TypeTextHTML, stringWriter(in.HTML))
+		m.SetBodyWriter(gomail.TypeTextHTML, textPart(in.HTML))
 	}
 
-	// go-mail writes the embeds before the attachments; splice takes the
-	// bodies in that order.
 	var files, embeds []*gomail.File
 	var embedBodies, fileBodies []*attachmentBody
 	for _, a := range atts {
@@ -248,14 +255,24 @@ func build(in Input, opt Options) (*Message, error) {
 	m.SetEmbeds(embeds)
 	m.SetAttachments(files)
 
-	// Without the attachments' content the rendering is small: text and
-	// HTML in quoted-printable, headers and part headers.
+	// Without the bodies the rendering is small: the header (a few hundred
+	// bytes, and its values up to three times over once encoded), part
+	// headers and boundaries. The buffer grows if that is not enough.
+	header := len(subject) + len(in.From) + len(in.ReplyTo)
+	for _, l := range [][]string{in.To, in.Cc} {
+		for _, a := range l {
+			header += len(a)
+		}
+	}
+	for name, v := range in.Headers {
+		header += len(name) + len(v)
+	}
 	var buf bytes.Buffer
-	buf.Grow((len(in.Text)+len(in.HTML))*9/8 + 1024*len(atts) + 4096)
+	buf.Grow(512 + 3*header + 512*(len(textBodies)+len(atts)))
 	if _, err := m.WriteTo(&buf); err != nil {
 		return nil, fmt.Errorf("compose: render message: %w", err)
 	}
-	out, err := splice(buf.Bytes(), append(embedBodies, fileBodies...), 2)
+	out, err := splice(buf.Bytes(), append(append(textBodies, embedBodies...), fileBodies...), 2)
 	if err != nil {
 		return nil, fmt.Errorf("compose: render message: %w", err)
 	}
@@ -278,13 +295,6 @@ func build(in Input, opt Options) (*Message, error) {
 		MessageID:  msgID,
 		Bytes:      out,
 	}, nil
-}
-
-func stringWriter(s string) func(io.Writer) (int64, error) {
-	return func(w io.Writer) (int64, error) {
-		n, err := io.WriteString(w, s)
-		return int64(n), err
-	}
 }
 
 func bytesWriter(b []byte) func(io.Writer) (int64, error) {

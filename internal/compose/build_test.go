@@ -511,3 +511,18 @@ func BenchmarkParseRawLarge(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBuildText renders a typical submission: a display-name From,
+// one recipient, a subject and about 2 KB of text, as the load generator
+// of test/bench sends it.
+func BenchmarkBuildText(b *testing.B) {
+	in := Input{From: "Bench <bench@example.com>", To: []string{"ops@example.com"}, Subject: "Load test",
+		Text: strings.Repeat("Lorem ipsum dolor sit amet. ", 72)[:2000]}
+	opt := Options{Now: time.Date(2026, 12, 1, 15, 0, 0, 0, time.UTC), MessageIDLocal: "06h34jp0gq5xv9z1txqd87rfq0"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Build(in, opt); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

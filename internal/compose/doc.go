@@ -42,7 +42,13 @@
 //     nothing at all when the caller hands it over (Attachment.Owned) in an
 //     array with room for the message (EncodedLen): the message is then
 //     rendered in that array, the content encoded forwards over itself. The
-//     API reads large bodies and file parts with that room. Writing
+//     API reads large bodies and file parts with that room. The text and
+//     HTML parts are handled the same way: go-mail would quoted-printable
+//     encode each into a buffer grown from nothing, from a copy of the
+//     string; Build encodes them beforehand with the encoder go-mail uses
+//     (mime/quotedprintable) and splices them in, byte for byte what go-mail
+//     writes (TestSpliceTextMatchesGoMail), which halves what rendering a
+//     typical 2 KB message allocates. Writing
 //     the multipart/mixed level ourselves would save the token search but
 //     take the MIME tree away from go-mail, which is what it is here for.
 //

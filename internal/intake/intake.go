@@ -218,6 +218,25 @@ func checked(pol *apppolicy.Policy, s Submission) (queue.Message, error) {
 
 // outcome counts and logs what storing s gave, and returns Accept's answer.
 func (in *Intake) outcome(pol *apppolicy.Policy, s Submission, stored string, created bool, err error) (Result, error) {
+	if err != nil {
+		return Result{}, in.failure(pol, s, err)
+	}
+	if created {
+		in.count(pol.App(), "accepted", len(s.Message.Bytes))
+		// Typed attributes: one line per message, without boxing each value.
+		in.log.LogAttrs(context.Background(), slog.LevelInfo, "message queued", slog.String("app", pol.App()),
+			slog.String("id", stored), slog.String("route", pol.Route()),
+			slog.Int("recipients", len(s.Message.Recipients)), slog.Int("bytes", len(s.Message.Bytes)))
+	} else {
+		in.count(pol.App(), "idempotent_replay", 0)
+	}
+	return Result{ID: stored, Created: created}, nil
+}
+
+// failure counts and logs a message that was not stored and returns the
+// error for it. It is apart from outcome so that the targets of errors.As,
+// which escape, are only allocated for an error.
+func (in *Intake) failure(pol *apppolicy.Policy, s Submission, err error) error {
 	if full := errors.Is(err, queue.ErrRouteFull); full || errors.Is(err, queue.ErrAppFull) {
 		result := "app_queue_full"
 		if full {
@@ -225,30 +244,20 @@ func (in *Intake) outcome(pol *apppolicy.Policy, s Submission, stored string, cr
 		}
 		in.log.Warn("queue full: message refused", "app", pol.App(), "route", pol.Route(), "id", s.ID, "limit", result)
 		in.count(pol.App(), result, 0)
-		return Result{}, &FullError{ID: s.ID, App: !full, RetryAfter: QueueFullRetryAfter, Err: err}
+		return &FullError{ID: s.ID, App: !full, RetryAfter: QueueFullRetryAfter, Err: err}
 	}
 	var notReplicated *queue.NotReplicatedError
 	if errors.As(err, &notReplicated) {
 		in.log.Warn("message stored but not confirmed by enough Redis replicas; the client is told to retry",
 			"app", pol.App(), "id", s.ID, "route", pol.Route(), "replicas", notReplicated.Got, "want", notReplicated.Want)
 		in.count(pol.App(), "not_replicated", 0)
-		return Result{}, &QueueError{ID: s.ID, Err: err}
+		return &QueueError{ID: s.ID, Err: err}
 	}
-	if err != nil {
-		var unknown *queue.UnknownOutcomeError
-		maybe := errors.As(err, &unknown)
-		in.log.Error("could not queue a message", "app", pol.App(), "id", s.ID, "maybe_stored", maybe, "err", err)
-		in.count(pol.App(), "queue_unavailable", 0)
-		return Result{}, &QueueError{ID: s.ID, Err: err, MaybeStored: maybe}
-	}
-	if created {
-		in.count(pol.App(), "accepted", len(s.Message.Bytes))
-		in.log.Info("message queued", "app", pol.App(), "id", stored, "route", pol.Route(),
-			"recipients", len(s.Message.Recipients), "bytes", len(s.Message.Bytes))
-	} else {
-		in.count(pol.App(), "idempotent_replay", 0)
-	}
-	return Result{ID: stored, Created: created}, nil
+	var unknown *queue.UnknownOutcomeError
+	maybe := errors.As(err, &unknown)
+	in.log.Error("could not queue a message", "app", pol.App(), "id", s.ID, "maybe_stored", maybe, "err", err)
+	in.count(pol.App(), "queue_unavailable", 0)
+	return &QueueError{ID: s.ID, Err: err, MaybeStored: maybe}
 }
 
 // BatchEnqueuer stores many messages in one round trip; *queue.Queue is one.
