@@ -110,11 +110,5 @@ func TestComposeFile(t *testing.T) {
 // replaced by made-up ones.
 func loadComposeConfig(t *testing.T) *config.Config {
 	t.Helper()
-	dir := t.TempDir()
-	for name, content := range map[string]string{"signing-key": strings.Repeat("k", 48), "m365-client-secret": "client-secret"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return loadWithSecrets(t, "compose.config.yaml", "/run/secrets/", dir)
+	return loadWithSecrets(t, "compose.config.yaml", fakeSecrets(t), "/run/secrets/")
 }

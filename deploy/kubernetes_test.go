@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/test/testpki"
 )
 
 // kustomization is the part of kustomize's Kustomization the manifests use,
@@ -31,6 +32,8 @@ type kustomization struct {
 	Kind               string            `json:"kind"`
 	Namespace          string            `json:"namespace,omitempty"`
 	Resources          []string          `json:"resources,omitempty"`
+	Components         []string          `json:"components,omitempty"`
+	Patches            []patch           `json:"patches,omitempty"`
 	ConfigMapGenerator []generator       `json:"configMapGenerator,omitempty"`
 	Images             []image           `json:"images,omitempty"`
 	Replicas           []replicas        `json:"replicas,omitempty"`
@@ -44,6 +47,11 @@ type generator struct {
 	Options  *struct {
 		Labels map[string]string `json:"labels,omitempty"`
 	} `json:"options,omitempty"`
+}
+
+// patch is a patch file; its target is the object it names.
+type patch struct {
+	Path string `json:"path"`
 }
 
 type image struct {
@@ -64,6 +72,11 @@ type manifests struct {
 	pdbs            []*policyv1.PodDisruptionBudget
 	serviceMonitors []*monitoringv1.ServiceMonitor
 	kinds           []string
+	// patches are the objects of the patch files: partial, so only
+	// decoded, not checked as whole objects.
+	patches *manifests
+	// config is the configuration the kustomization generates, if any.
+	config *config.Config
 }
 
 // TestKubernetesManifests decodes every manifest of the kustomize base and
@@ -221,17 +234,32 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment) {
 	}
 }
 
-// decodeKustomization decodes dir's kustomization.yaml and every manifest
-// it lists, strictly, and loads the configuration it generates. Resources
-// that are directories are checked on their own (by their own call).
+// decodeKustomization decodes dir's kustomization.yaml (a Kustomization or
+// a Component) and every manifest and patch it lists, strictly, and loads
+// the configuration it generates. Resources and components that are
+// directories are checked on their own (by their own call).
 func decodeKustomization(t *testing.T, dir string) manifests {
 	t.Helper()
 	var k kustomization
 	decodeStrict(t, filepath.Join(dir, "kustomization.yaml"), mustRead(t, filepath.Join(dir, "kustomization.yaml")), &k)
-	if k.APIVersion != "kustomize.config.k8s.io/v1beta1" || k.Kind != "Kustomization" {
+	switch k.APIVersion + " " + k.Kind {
+	case "kustomize.config.k8s.io/v1beta1 Kustomization", "kustomize.config.k8s.io/v1alpha1 Component":
+	default:
 		t.Errorf("%s/kustomization.yaml: apiVersion %q kind %q", dir, k.APIVersion, k.Kind)
 	}
-	var m manifests
+	m := manifests{patches: &manifests{}}
+	for _, c := range k.Components {
+		if _, err := os.Stat(filepath.Join(dir, c, "kustomization.yaml")); err != nil {
+			t.Errorf("%s/kustomization.yaml: component %s: %v", dir, c, err)
+		}
+	}
+	for _, p := range k.Patches {
+		if p.Path == "" {
+			t.Errorf("%s/kustomization.yaml: a patch without a path", dir)
+			continue
+		}
+		decodeManifests(t, filepath.Join(dir, p.Path), m.patches)
+	}
 	for _, r := range k.Resources {
 		p := filepath.Join(dir, r)
 		st, err := os.Stat(p)
@@ -255,7 +283,7 @@ func decodeKustomization(t *testing.T, dir string) manifests {
 				continue
 			}
 			if f == "config.yaml" {
-				loadConfig(t, p, "/run/secrets/mailgate/")
+				m.config = loadConfig(t, p, fakeSecrets(t))
 			}
 		}
 	}
@@ -336,33 +364,58 @@ func stripComments(b []byte) []byte {
 	return out
 }
 
-// loadConfig loads a Kubernetes configuration with its secret files (under
-// secretDir) replaced by made-up ones.
-func loadConfig(t *testing.T, path, secretDir string) *config.Config {
+// k8sSecretDirs are where the Kubernetes manifests mount their Secrets:
+// mailgate-secrets, and the SMTP door's kubernetes.io/tls Secret.
+var k8sSecretDirs = []string{"/run/secrets/mailgate/", "/run/secrets/mailgate-smtp/"}
+
+// loadConfig loads a Kubernetes configuration with its secret files
+// replaced by the made-up ones in dir (fakeSecrets).
+func loadConfig(t *testing.T, path, dir string) *config.Config {
 	t.Helper()
-	dir := t.TempDir()
-	for name, content := range map[string]string{
-		"signing-key":        strings.Repeat("k", 48),
-		"m365-client-secret": "client-secret",
-		"redis-url":          "redis://:password@redis:6379/0",
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c := loadWithSecrets(t, path, secretDir, dir)
-	if c.Redis.URL != "redis://:password@redis:6379/0" {
+	c := loadWithSecrets(t, path, dir, k8sSecretDirs...)
+	if c.Redis.URL != fakeRedisURL {
 		t.Errorf("%s: redis.url_file was not read", path)
 	}
 	return c
 }
 
+const fakeRedisURL = "redis://:password@redis:6379/0"
+
+// fakeSecrets writes made-up versions of every secret file the kit's
+// configurations read into a new directory: the signing key, the OAuth
+// client secret, the Redis URL, and a certificate for the SMTP door under
+// the names compose (smtp.crt, smtp.key) and a kubernetes.io/tls Secret
+// (tls.crt, tls.key) give it.
+func fakeSecrets(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"signing-key":        strings.Repeat("k", 48),
+		"m365-client-secret": "client-secret",
+		"redis-url":          fakeRedisURL,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	certPEM, keyPEM := testpki.SelfSigned(t, "relay.contoso.com")
+	for name, content := range map[string][]byte{"smtp.crt": certPEM, "smtp.key": keyPEM, "tls.crt": certPEM, "tls.key": keyPEM} {
+		if err := os.WriteFile(filepath.Join(dir, name), content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
 // loadWithSecrets loads path the way `mailgate serve` does (unknown keys,
 // bad values and a From policy its routes cannot honour all fail), with the
-// files it names under secretDir read from dir instead.
-func loadWithSecrets(t *testing.T, path, secretDir, dir string) *config.Config {
+// files it names under each of secretDirs read from dir instead.
+func loadWithSecrets(t *testing.T, path, dir string, secretDirs ...string) *config.Config {
 	t.Helper()
-	text := strings.ReplaceAll(string(mustRead(t, path)), secretDir, dir+string(filepath.Separator))
+	text := string(mustRead(t, path))
+	for _, d := range secretDirs {
+		text = strings.ReplaceAll(text, d, dir+string(filepath.Separator))
+	}
 	p := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
