@@ -47,6 +47,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailgate/mailgate/internal/bodybudget"
+	"github.com/mailgate/mailgate/internal/certreload"
 	"github.com/mailgate/mailgate/internal/config"
 	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/smtppass"
@@ -110,11 +111,14 @@ func New(o Options) (*Server, error) {
 		s.hostname = h
 	}
 	if cfg.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		// A renewed certificate (certbot, a Kubernetes secret update) is
+		// served from the next handshake on, as on the HTTPS listener:
+		// devices keep connecting through a renewal without a restart.
+		certs, err := certreload.New(cfg.TLS.CertFile, cfg.TLS.KeyFile, o.Log)
 		if err != nil {
 			return nil, fmt.Errorf("smtp.tls: %w", err)
 		}
-		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.tls = &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
 	}
 	for _, a := range o.Config.Apps {
 		for _, n := range a.SMTP.Networks {
