@@ -24,6 +24,9 @@ type limitListener struct {
 	metrics  *metrics.SMTP
 	now      func() time.Time
 	hostname string
+	// appOf is the app whose smtp.networks hold an address, for the
+	// metric of a refusal made before the client said who it is.
+	appOf func(netip.Addr) string
 }
 
 // counts are the open connections of all of a server's listeners: the
@@ -62,7 +65,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			continue
 		}
 		l.metrics.Connection("served")
-		tc := &trackedConn{Conn: c, l: l, rec: &record{ip: ip, start: l.now(), implicitTLS: l.tls}}
+		tc := &trackedConn{Conn: c, l: l, rec: &record{ip: ip, start: l.now(), implicitTLS: l.tls},
+			replies: replyReader{atLineStart: true, off: l.tls}}
 		l.mu.Lock()
 		l.conns[tc] = struct{}{}
 		l.mu.Unlock()
@@ -109,6 +113,41 @@ type trackedConn struct {
 	l    *limitListener
 	rec  *record
 	once sync.Once
+
+	wmu     sync.Mutex // writes may come from a BDAT session's goroutine too
+	replies replyReader
+}
+
+// Write sends p to the client and notes the refusals that go-smtp made
+// itself (replies.go).
+func (c *trackedConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	n, err := c.Conn.Write(p)
+	if rep, ok := c.replies.write(p[:n]); ok && rep.code >= 400 && !c.rec.own.take(rep.code) {
+		c.protocolRefusal(rep)
+	}
+	return n, err
+}
+
+func (c *trackedConn) protocolRefusal(rep reply) {
+	reason := protocolReason(rep)
+	var app string
+	c.rec.set(func(r *record) {
+		r.protoRefusals++
+		if len(r.refusals) < 20 {
+			r.refusals = append(r.refusals, "go-smtp "+rep.String()+" "+reason)
+		}
+		app = r.app
+	})
+	if app == "" && c.l.appOf != nil {
+		app = c.l.appOf(c.rec.ip)
+	}
+	c.l.metrics.ProtocolRefusal(app, reason, rep.code)
+	if reason == "message_too_big" || reason == "too_many_recipients" {
+		// Counted with the door's own refusals of a message or recipient.
+		c.l.metrics.Message(app, rep.code, 0)
+	}
 }
 
 func (c *trackedConn) Close() error {
@@ -145,6 +184,10 @@ type record struct {
 	queued    []string
 	refusals  []string
 	lastError string
+	// protoRefusals counts the refusals go-smtp made itself; own is the
+	// refusal the session is answering, which is not one of them.
+	protoRefusals int
+	own           announced
 }
 
 func (r *record) set(f func(r *record)) {
@@ -176,6 +219,9 @@ func (r *record) log(l *slog.Logger, now time.Time) {
 	}
 	if len(r.refusals) > 0 {
 		args = append(args, "refused", strings.Join(r.refusals, "; "))
+	}
+	if r.protoRefusals > 0 {
+		args = append(args, "protocol_refusals", r.protoRefusals)
 	}
 	if len(r.refusals) > 0 && len(r.queued) == 0 {
 		l.Warn("SMTP connection closed", args...)

@@ -154,7 +154,7 @@ func (s *Server) listen(addr string, implicitTLS bool) error {
 			byIP: map[netip.Addr]int{}, conns: map[*trackedConn]struct{}{}}
 	}
 	s.listeners = append(s.listeners, &limitListener{Listener: ln, counts: s.counts, tls: implicitTLS,
-		log: s.opts.Log, metrics: s.opts.Metrics, now: s.opts.Now, hostname: s.hostname})
+		log: s.opts.Log, metrics: s.opts.Metrics, now: s.opts.Now, hostname: s.hostname, appOf: s.appOfNetwork})
 	return nil
 }
 
