@@ -256,7 +256,7 @@ func TestProtocolRefusalsCountedAndLogged(t *testing.T) {
 	replies := converse(t, s.Addr(), "127.0.0.1", "EHLO scanner.lan",
 		"MAIL FROM:<scan@contoso.com> SIZE=20000", // go-smtp: 552
 		"MAIL FROM:<scan@contoso.com>", "RCPT TO:<a@contoso.com>", "RCPT TO:<b@contoso.com>",
-		"RCPT TO:<c@contoso.com>", // go-smtp: 452
+		"RCPT TO:<c@contoso.com>",              // go-smtp: 452
 		"RSET", "MAIL FROM:<evil@example.com>", // the door: 550
 		"RCPT TO:<c@contoso.com>", // go-smtp: 502, no transaction
 		"XYZZY now",               // go-smtp: 501
