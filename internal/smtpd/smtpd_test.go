@@ -2,9 +2,11 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/textproto"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/token"
 	"github.com/mailgate/mailgate/test/syncbuf"
+	"github.com/mailgate/mailgate/test/testpki"
 	"github.com/mailgate/mailgate/test/testwait"
 )
 
@@ -351,5 +354,102 @@ func TestReplyReader(t *testing.T) {
 		if got != w.want {
 			t.Errorf("write %q: reply %q, want %q", w.p, got, w.want)
 		}
+	}
+}
+
+// Under TLS, after STARTTLS or on the implicit-TLS listener, go-smtp's own
+// refusals are still counted and logged: the socket carries ciphertext, so
+// they are read from go-smtp's clear copy.
+func TestProtocolRefusalsUnderTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "smtp.crt"), filepath.Join(dir, "smtp.key")
+	testpki.WriteSelfSigned(t, cert, key, "mailgate.test")
+	reg := prometheus.NewPedanticRegistry()
+	s, logs := startServerWith(t, func(o *Options) {
+		o.Metrics = metrics.NewSMTP(reg)
+		o.Config.SMTP.MaxRecipients = 1
+		o.Config.SMTP.MaxMessageBytes = 10000
+		o.Config.SMTP.ListenTLS = "127.0.0.1:0"
+		o.Config.SMTP.TLS = config.SMTPTLS{CertFile: cert, KeyFile: key}
+	})
+	session := func(tp *textproto.Conn) {
+		t.Helper()
+		for _, c := range []struct {
+			line string
+			code int
+		}{{"EHLO scanner.lan", 250}, {"MAIL FROM:<scan@contoso.com> SIZE=20000", 552}, {"MAIL FROM:<scan@contoso.com>", 250},
+			{"RCPT TO:<a@contoso.com>", 250}, {"RCPT TO:<b@contoso.com>", 452}, {"RCPT TO:bad", 501},
+			{"MAIL FROM:<evil@example.com>", 550}, {"RSET", 250}, {"DATA", 502}, {"QUIT", 221}} {
+			if err := tp.PrintfLine("%s", c.line); err != nil {
+				t.Fatal(err)
+			}
+			if _, msg, err := tp.ReadResponse(c.code); err != nil {
+				t.Fatalf("%s: %v %s", c.line, err, msg)
+			}
+		}
+	}
+	dial := func(addr string, implicit bool) *textproto.Conn {
+		conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		cfg := &tls.Config{InsecureSkipVerify: true} // the test's self-signed certificate
+		if implicit {
+			tc := tls.Client(conn, cfg)
+			if err := tc.Handshake(); err != nil {
+				t.Fatal(err)
+			}
+			tp := textproto.NewConn(tc)
+			if _, _, err := tp.ReadResponse(220); err != nil {
+				t.Fatal(err)
+			}
+			return tp
+		}
+		tp := textproto.NewConn(conn)
+		for _, c := range []struct {
+			line string
+			code int
+		}{{"", 220}, {"EHLO scanner.lan", 250}, {"STARTTLS", 220}} {
+			if c.line != "" {
+				if err := tp.PrintfLine("%s", c.line); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, msg, err := tp.ReadResponse(c.code); err != nil {
+				t.Fatalf("%q: %v %s", c.line, err, msg)
+			}
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		return textproto.NewConn(tc)
+	}
+	session(dial(s.Addr(), false))
+	session(dial(s.TLSAddr(), true))
+	testwait.Until(t, 5*time.Second, func() bool { return strings.Count(logs.String(), "SMTP connection closed") == 2 },
+		"both connections' log lines")
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		for _, w := range []string{"tls=true", "protocol_refusals=4", "go-smtp 552 5.3.4 message_too_big", "go-smtp 452 4.5.3 too_many_recipients",
+			"go-smtp 501 5.5.2 syntax", "go-smtp 502 5.5.1 bad_sequence", "MAIL FROM:<evil@example.com> 550 5.7.1"} {
+			if !strings.Contains(line, w) {
+				t.Errorf("log line lacks %s:\n%s", w, line)
+			}
+		}
+	}
+	for _, c := range []struct {
+		reason, code string
+	}{{"message_too_big", "552"}, {"too_many_recipients", "452"}, {"syntax", "501"}, {"bad_sequence", "502"}} {
+		if n := counterValue(t, reg, "mailgate_smtp_protocol_refusals_total", map[string]string{"app": "scanner", "reason": c.reason, "code": c.code}); n != 2 {
+			t.Errorf("mailgate_smtp_protocol_refusals_total{reason=%q,code=%q} = %v, want 2", c.reason, c.code, n)
+		}
+	}
+	if n := counterValue(t, reg, "mailgate_smtp_protocol_refusals_total", nil); n != 8 {
+		t.Errorf("mailgate_smtp_protocol_refusals_total sums to %v, want 8 (the door's 550s are not go-smtp's)", n)
 	}
 }
