@@ -45,7 +45,7 @@ func NewSMTP(reg prometheus.Registerer) *SMTP {
 		}, []string{"app"}),
 		protocolRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailgate_smtp_protocol_refusals_total",
-			Help: "SMTP replies of 4xx or 5xx that go-smtp sends itself, before the door decides anything, by app (\"\" when unknown), reason (message_too_big: SIZE= or a BDAT chunk over smtp.max_message_bytes; too_many_recipients: over smtp.max_recipients; syntax; bad_sequence; line_too_long; too_many_errors; timeout; other) and code. message_too_big and too_many_recipients count in mailgate_smtp_messages_total too. Not seen under TLS.",
+			Help: "SMTP replies of 4xx or 5xx that go-smtp sends itself, before the door decides anything, by app (\"\" when unknown), reason (message_too_big: SIZE= or a BDAT chunk over smtp.max_message_bytes; too_many_recipients: over smtp.max_recipients; syntax; bad_sequence; line_too_long; too_many_errors; timeout; other) and code. message_too_big and too_many_recipients count in mailgate_smtp_messages_total too.",
 		}, []string{"app", "reason", "code"}),
 	}
 	reg.MustRegister(m.connections, m.open, m.authFails, m.messages, m.bytes, m.protocolRefusals)

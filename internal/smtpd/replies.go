@@ -20,15 +20,22 @@ import (
 //
 // A message body over smtp.max_message_bytes during DATA is not among
 // them: go-smtp's reader returns ErrDataTooLarge to the session's Data,
-// which answers and counts it. So the door reads the replies it writes:
-// the served connection (trackedConn) sees every byte go-smtp writes, and
-// a reply of 4xx or 5xx that the session did not announce (session.refuse)
-// is go-smtp's own. Only the last line of each reply is looked at (its
-// code and enhanced code), with no allocation.
+// which answers and counts it. So the door reads the replies it writes,
+// and a reply of 4xx or 5xx that the session did not announce
+// (session.refuse) is go-smtp's own. Only the start of each reply's first
+// line is looked at (its code and enhanced code), with no allocation.
 //
-// Under TLS the connection below go-smtp sees ciphertext, so a STARTTLS
-// session and the implicit-TLS listener are not read: go-smtp's own
-// refusals there stay uncounted.
+// Where the bytes are read: before TLS, on the served connection itself
+// (trackedConn.Write). Once TLS has begun (STARTTLS, or the implicit-TLS
+// listener) that connection carries ciphertext, and the only clear copy
+// go-smtp gives is its Server.Debug writer, which gets both what it reads
+// and what it writes. So each connection has its own go-smtp server with
+// its own Debug writer (clearReplies), and a chunk there is a reply when
+// a socket write came just before it: go-smtp writes a reply to the
+// connection and then to Debug, and a command is read without a write.
+// (A TLS 1.3 KeyUpdate that the client asks for makes a read write; the
+// command read then is taken for a reply, and counts only if it starts
+// with a code, which no command does.)
 
 // replyReader follows the replies written on one connection.
 type replyReader struct {
