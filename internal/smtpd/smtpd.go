@@ -28,8 +28,9 @@
 //
 // Every connection is logged once, when it ends, with the client's
 // address, its authentication, TLS, the ids queued and each refusal with
-// its reason: the line an administrator retiring a relay reads to see why
-// a device fails.
+// its reason, including those go-smtp answers itself before the session
+// sees the command (replies.go): the line an administrator retiring a
+// relay reads to see why a device fails.
 package smtpd
 
 import (
