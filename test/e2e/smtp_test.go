@@ -495,7 +495,10 @@ func TestSMTPRefusalsQueueNothing(t *testing.T) {
 		`mailgate_smtp_messages_total{app="",code="530"} 2`,
 		`mailgate_smtp_messages_total{app="",code="535"} 1`,
 		`mailgate_smtp_messages_total{app="monitoring",code="550"} 4`,
-		`mailgate_smtp_messages_total{app="monitoring",code="552"} 2`,
+		// Two by the door (SIZE=300000 over the app's limit, a body too
+		// big), one by go-smtp (SIZE= over smtp.max_message_bytes).
+		`mailgate_smtp_messages_total{app="monitoring",code="552"} 3`,
+		`mailgate_smtp_protocol_refusals_total{app="monitoring",code="552",reason="message_too_big"} 1`,
 		`mailgate_smtp_messages_total{app="scanner",code="554"} 1`,
 		`mailgate_smtp_connections_total{result="served"}`,
 	} {
