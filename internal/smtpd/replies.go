@@ -7,8 +7,8 @@ import (
 
 // go-smtp answers some commands itself, before the session sees them, and
 // offers no hook for it (v0.25 and v0.26: Server.ErrorLog reports only
-// internal errors, Server.Debug is one writer for all connections and
-// both directions). Those replies, from conn.go and server.go:
+// internal errors; Server.Debug is one writer per server that gets both
+// directions). Those replies, from conn.go and server.go:
 //
 //	552 5.3.4  MAIL FROM with SIZE= over smtp.max_message_bytes; a BDAT chunk over it
 //	452 4.5.3  RCPT TO beyond smtp.max_recipients
@@ -34,8 +34,8 @@ import (
 // a socket write came just before it: go-smtp writes a reply to the
 // connection and then to Debug, and a command is read without a write.
 // (A TLS 1.3 KeyUpdate that the client asks for makes a read write; the
-// command read then is taken for a reply, and counts only if it starts
-// with a code, which no command does.)
+// chunk read then is taken for a reply, and counts only if it starts with
+// a code and a space: no command does, a line of a message body might.)
 
 // replyReader follows the replies written on one connection.
 type replyReader struct {
