@@ -16,6 +16,8 @@ type SMTP struct {
 	authFails   *prometheus.CounterVec
 	messages    *prometheus.CounterVec
 	bytes       *prometheus.CounterVec
+
+	protocolRefusals *prometheus.CounterVec
 }
 
 // NewSMTP registers the SMTP door's metrics on reg.
@@ -41,8 +43,12 @@ func NewSMTP(reg prometheus.Registerer) *SMTP {
 			Name: "mailgate_smtp_received_bytes_total",
 			Help: "Bytes of messages accepted over SMTP, by app.",
 		}, []string{"app"}),
+		protocolRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailgate_smtp_protocol_refusals_total",
+			Help: "SMTP replies of 4xx or 5xx that go-smtp sends itself, before the door decides anything, by app (\"\" when unknown), reason (message_too_big: SIZE= or a BDAT chunk over smtp.max_message_bytes; too_many_recipients: over smtp.max_recipients; syntax; bad_sequence; line_too_long; too_many_errors; timeout; other) and code. message_too_big and too_many_recipients count in mailgate_smtp_messages_total too.",
+		}, []string{"app", "reason", "code"}),
 	}
-	reg.MustRegister(m.connections, m.open, m.authFails, m.messages, m.bytes)
+	reg.MustRegister(m.connections, m.open, m.authFails, m.messages, m.bytes, m.protocolRefusals)
 	return m
 }
 
@@ -81,5 +87,13 @@ func (m *SMTP) Message(app string, code int, size int) {
 	m.messages.WithLabelValues(app, strconv.Itoa(code)).Inc()
 	if code == 250 {
 		m.bytes.WithLabelValues(app).Add(float64(size))
+	}
+}
+
+// ProtocolRefusal records a refusal that the SMTP library answered itself,
+// before the door's session saw the command.
+func (m *SMTP) ProtocolRefusal(app, reason string, code int) {
+	if m != nil {
+		m.protocolRefusals.WithLabelValues(app, reason, strconv.Itoa(code)).Inc()
 	}
 }

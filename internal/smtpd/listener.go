@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -24,6 +25,9 @@ type limitListener struct {
 	metrics  *metrics.SMTP
 	now      func() time.Time
 	hostname string
+	// appOf is the app whose smtp.networks hold an address, for the
+	// metric of a refusal made before the client said who it is.
+	appOf func(netip.Addr) string
 }
 
 // counts are the open connections of all of a server's listeners: the
@@ -62,7 +66,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			continue
 		}
 		l.metrics.Connection("served")
-		tc := &trackedConn{Conn: c, l: l, rec: &record{ip: ip, start: l.now(), implicitTLS: l.tls}}
+		tc := &trackedConn{Conn: c, l: l, rec: &record{ip: ip, start: l.now(), implicitTLS: l.tls},
+			closed: make(chan struct{}), replies: replyReader{atLineStart: true, off: l.tls},
+			clear: replyReader{atLineStart: true}}
 		l.mu.Lock()
 		l.conns[tc] = struct{}{}
 		l.mu.Unlock()
@@ -106,14 +112,113 @@ func (l *limitListener) release(tc *trackedConn) {
 // closing logs as one line.
 type trackedConn struct {
 	net.Conn
-	l    *limitListener
-	rec  *record
+	l      *limitListener
+	rec    *record
+	once   sync.Once
+	closed chan struct{}
+
+	wmu sync.Mutex // writes may come from a BDAT session's goroutine too
+	// replies reads what is written in clear on the socket; once TLS has
+	// begun, clear reads go-smtp's Debug copy of it, and wrote tells that
+	// copy's replies from the commands it also gets.
+	replies replyReader
+	clear   replyReader
+	wrote   bool
+}
+
+// trackedOf is the served connection under c, which may be a TLS one.
+func trackedOf(c net.Conn) *trackedConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	return c.(*trackedConn)
+}
+
+// Write sends p to the client and notes the refusals that go-smtp made
+// itself (replies.go).
+func (c *trackedConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	n, err := c.Conn.Write(p)
+	c.wrote = n > 0
+	if rep, ok := c.replies.write(p[:n]); ok {
+		c.noteReply(rep)
+	}
+	return n, err
+}
+
+func (c *trackedConn) noteReply(rep reply) {
+	if rep.code >= 400 && !c.rec.own.take(rep.code) {
+		c.protocolRefusal(rep)
+	}
+}
+
+// clearReplies is go-smtp's Debug writer for one connection: it gets, in
+// clear, every chunk go-smtp reads and, right after the socket write that
+// sent it, every reply.
+type clearReplies trackedConn
+
+func (d *clearReplies) Write(p []byte) (int, error) {
+	c := (*trackedConn)(d)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if !c.replies.off || !c.wrote {
+		// Before TLS the socket itself is read; without a write just
+		// before, p is what the client sent.
+		return len(p), nil
+	}
+	c.wrote = false
+	if rep, ok := c.clear.write(p); ok {
+		c.noteReply(rep)
+	}
+	return len(p), nil
+}
+
+// oneConn is a listener that yields one connection, then waits for its end:
+// go-smtp serves a connection only through a listener.
+type oneConn struct {
+	c    net.Conn
+	done <-chan struct{}
 	once sync.Once
+}
+
+func (l *oneConn) Accept() (net.Conn, error) {
+	var c net.Conn
+	l.once.Do(func() { c = l.c })
+	if c != nil {
+		return c, nil
+	}
+	<-l.done
+	return nil, net.ErrClosed
+}
+
+func (l *oneConn) Close() error   { return nil }
+func (l *oneConn) Addr() net.Addr { return l.c.LocalAddr() }
+
+func (c *trackedConn) protocolRefusal(rep reply) {
+	reason := protocolReason(rep)
+	var app string
+	c.rec.set(func(r *record) {
+		r.protoRefusals++
+		if len(r.refusals) < 20 {
+			r.refusals = append(r.refusals, "go-smtp "+rep.String()+" "+reason)
+		}
+		app = r.app
+	})
+	if app == "" && c.l.appOf != nil {
+		app = c.l.appOf(c.rec.ip)
+	}
+	c.l.metrics.ProtocolRefusal(app, reason, rep.code)
+	if reason == "message_too_big" || reason == "too_many_recipients" {
+		// Counted with the door's own refusals of a message or recipient.
+		c.l.metrics.Message(app, rep.code, 0)
+	}
 }
 
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
+		close(c.closed)
 		c.l.release(c)
 		c.l.metrics.Closed()
 		c.rec.log(c.l.log, c.l.now())
@@ -145,6 +250,10 @@ type record struct {
 	queued    []string
 	refusals  []string
 	lastError string
+	// protoRefusals counts the refusals go-smtp made itself; own is the
+	// refusal the session is answering, which is not one of them.
+	protoRefusals int
+	own           announced
 }
 
 func (r *record) set(f func(r *record)) {
@@ -176,6 +285,9 @@ func (r *record) log(l *slog.Logger, now time.Time) {
 	}
 	if len(r.refusals) > 0 {
 		args = append(args, "refused", strings.Join(r.refusals, "; "))
+	}
+	if r.protoRefusals > 0 {
+		args = append(args, "protocol_refusals", r.protoRefusals)
 	}
 	if len(r.refusals) > 0 && len(r.queued) == 0 {
 		l.Warn("SMTP connection closed", args...)

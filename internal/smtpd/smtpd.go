@@ -28,8 +28,9 @@
 //
 // Every connection is logged once, when it ends, with the client's
 // address, its authentication, TLS, the ids queued and each refusal with
-// its reason: the line an administrator retiring a relay reads to see why
-// a device fails.
+// its reason, including those go-smtp answers itself before the session
+// sees the command (replies.go): the line an administrator retiring a
+// relay reads to see why a device fails.
 package smtpd
 
 import (
@@ -41,7 +42,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -81,10 +81,8 @@ type Server struct {
 	networks []appNetwork
 	insecure []appNetwork
 
-	servers   []*smtp.Server
 	listeners []*limitListener
 	counts    *counts // shared by the listeners
-	mu        sync.Mutex
 }
 
 type appNetwork struct {
@@ -158,7 +156,7 @@ func (s *Server) listen(addr string, implicitTLS bool) error {
 			byIP: map[netip.Addr]int{}, conns: map[*trackedConn]struct{}{}}
 	}
 	s.listeners = append(s.listeners, &limitListener{Listener: ln, counts: s.counts, tls: implicitTLS,
-		log: s.opts.Log, metrics: s.opts.Metrics, now: s.opts.Now, hostname: s.hostname})
+		log: s.opts.Log, metrics: s.opts.Metrics, now: s.opts.Now, hostname: s.hostname, appOf: s.appOfNetwork})
 	return nil
 }
 
@@ -199,25 +197,49 @@ func (s *Server) newSMTPServer() *smtp.Server {
 // of a listener that failed for another reason.
 func (s *Server) Serve() error {
 	errs := make(chan error, len(s.listeners))
-	s.mu.Lock()
 	for _, l := range s.listeners {
-		srv := s.newSMTPServer()
 		var ln net.Listener = l
 		if l.tls {
 			ln = tls.NewListener(l, s.tls)
 		}
-		s.servers = append(s.servers, srv)
-		go func() { errs <- srv.Serve(ln) }()
+		go func() { errs <- s.serve(ln) }()
 	}
-	s.mu.Unlock()
 	var first error
 	for range s.listeners {
-		if err := <-errs; err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) && first == nil {
+		if err := <-errs; err != nil && !errors.Is(err, net.ErrClosed) && first == nil {
 			first = err
 			s.closeListeners()
 		}
 	}
 	return first
+}
+
+// serve gives each connection of ln its own go-smtp server, because a
+// server's Debug writer is the only place where go-smtp shows the replies
+// it writes in clear text once TLS has begun (replies.go); a server is a
+// small struct and Serve a goroutine waiting for the connection's end.
+func (s *Server) serve(ln net.Listener) error {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		var te interface{ Temporary() bool }
+		if errors.As(err, &te) && te.Temporary() {
+			// Out of file descriptors and the like: wait as net/http and
+			// go-smtp do.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.opts.Log.Warn("SMTP: accept failed, retrying", "err", err, "in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		delay = 0
+		tc := trackedOf(c)
+		srv := s.newSMTPServer()
+		srv.Debug = (*clearReplies)(tc)
+		go func() { _ = srv.Serve(&oneConn{c: c, done: tc.closed}) }()
+	}
 }
 
 // Shutdown stops accepting connections, lets transactions under way (MAIL
@@ -226,9 +248,6 @@ func (s *Server) Serve() error {
 // transaction cut this way was not answered 250, so its client sends it
 // again.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	servers := s.servers
-	s.mu.Unlock()
 	s.closeListeners()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
@@ -240,9 +259,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
-	for _, srv := range servers {
-		_ = srv.Close()
-	}
+	s.closeAll()
 	return err
 }
 
@@ -264,6 +281,20 @@ func (s *Server) closeIdle() int {
 		_ = c.Close()
 	}
 	return busy
+}
+
+// closeAll closes every connection still open; go-smtp then ends its
+// session.
+func (s *Server) closeAll() {
+	s.counts.mu.Lock()
+	conns := make([]*trackedConn, 0, len(s.counts.conns))
+	for c := range s.counts.conns {
+		conns = append(conns, c)
+	}
+	s.counts.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
 }
 
 // appOfNetwork returns the app whose smtp.networks holds ip.

@@ -2,20 +2,26 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/textproto"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mailgate/mailgate/internal/bodybudget"
 	"github.com/mailgate/mailgate/internal/config"
+	"github.com/mailgate/mailgate/internal/metrics"
 	"github.com/mailgate/mailgate/internal/token"
 	"github.com/mailgate/mailgate/test/syncbuf"
+	"github.com/mailgate/mailgate/test/testpki"
 	"github.com/mailgate/mailgate/test/testwait"
 )
 
@@ -236,5 +242,214 @@ func TestBodyBudgetRefusesWhatDoesNotFit(t *testing.T) {
 	}
 	if all, mine := budget.InUse("scanner"); all != 300 || mine != 0 {
 		t.Fatalf("%d bytes of the budget held after the messages (%d by the door's app), want only the other's 300", all, mine)
+	}
+}
+
+// The refusals go-smtp answers itself, before the session sees the
+// command, are counted and logged like the door's own, and the door's own
+// are not counted twice.
+func TestProtocolRefusalsCountedAndLogged(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewPedanticRegistry()
+	s, logs := startServerWith(t, func(o *Options) {
+		o.Metrics = metrics.NewSMTP(reg)
+		o.Config.SMTP.MaxRecipients = 2
+		o.Config.SMTP.MaxMessageBytes = 10000
+	})
+	replies := converse(t, s.Addr(), "127.0.0.1", "EHLO scanner.lan",
+		"MAIL FROM:<scan@contoso.com> SIZE=20000", // go-smtp: 552
+		"MAIL FROM:<scan@contoso.com>", "RCPT TO:<a@contoso.com>", "RCPT TO:<b@contoso.com>",
+		"RCPT TO:<c@contoso.com>",              // go-smtp: 452
+		"RSET", "MAIL FROM:<evil@example.com>", // the door: 550
+		"RCPT TO:<c@contoso.com>", // go-smtp: 502, no transaction
+		"XYZZY now",               // go-smtp: 501
+		"QUIT")
+	want := []string{"552 5.3.4", "250", "250", "250", "452 4.5.3", "250", "550 5.7.1", "502 5.5.1", "501 5.5.2"}
+	for i, w := range want {
+		if !strings.HasPrefix(replies[i+2], w) {
+			t.Fatalf("reply %d is %q, want %s; all: %q", i+2, replies[i+2], w, replies)
+		}
+	}
+	testwait.Until(t, 5*time.Second, func() bool { return strings.Contains(logs.String(), "SMTP connection closed") },
+		"the connection's log line")
+	for _, w := range []string{"protocol_refusals=4", "go-smtp 552 5.3.4 message_too_big", "go-smtp 452 4.5.3 too_many_recipients",
+		"MAIL FROM:<evil@example.com> 550 5.7.1", "go-smtp 502 5.5.1 bad_sequence", "go-smtp 501 5.5.2 syntax"} {
+		if !strings.Contains(logs.String(), w) {
+			t.Errorf("log line lacks %s:\n%s", w, logs.String())
+		}
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP mailgate_smtp_messages_total SMTP transactions that ended, by app ("" when unknown), and reply code (250 accepted and queued; 5xx refused; 4xx temporary).
+# TYPE mailgate_smtp_messages_total counter
+mailgate_smtp_messages_total{app="scanner",code="452"} 1
+mailgate_smtp_messages_total{app="scanner",code="550"} 1
+mailgate_smtp_messages_total{app="scanner",code="552"} 1
+`), "mailgate_smtp_messages_total"); err != nil {
+		t.Error(err)
+	}
+	for _, c := range []struct {
+		reason, code string
+	}{{"message_too_big", "552"}, {"too_many_recipients", "452"}, {"bad_sequence", "502"}, {"syntax", "501"}} {
+		if n := counterValue(t, reg, "mailgate_smtp_protocol_refusals_total", map[string]string{"app": "scanner", "reason": c.reason, "code": c.code}); n != 1 {
+			t.Errorf("mailgate_smtp_protocol_refusals_total{reason=%q,code=%q} = %v, want 1", c.reason, c.code, n)
+		}
+	}
+	if n := counterValue(t, reg, "mailgate_smtp_protocol_refusals_total", nil); n != 4 {
+		t.Errorf("mailgate_smtp_protocol_refusals_total sums to %v, want 4 (the door's 550 is not go-smtp's)", n)
+	}
+}
+
+// counterValue sums the counters called name whose labels include labels.
+func counterValue(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue metric
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+func TestReplyReader(t *testing.T) {
+	t.Parallel()
+	r := replyReader{atLineStart: true}
+	writes := []struct {
+		p    string
+		want string // "" when no reply ends in p
+	}{
+		{"220 mailgate.test ESMTP Service Ready\r\n", "220"},
+		{"250-Hello x\r\n", ""},
+		{"250 SIZE 10\r\n", "250"},
+		{"552 5.3.4 Max message size exceeded\r\n", "552 5.3.4"},
+		{"500 5.5.2 Error: bad", "500 5.5.2"}, // a line split over two writes
+		{" syntax\r\n", ""},
+		{"452 4.5.3 Maximum limit of 2 recipients reached\r\n", "452 4.5.3"},
+		{"220 2.0.0 Ready to start TLS\r\n", "220 2.0.0"},
+		{"500 5.5.2 ciphertext from now on\r\n", ""},
+	}
+	for _, w := range writes {
+		rep, ok := r.write([]byte(w.p))
+		got := ""
+		if ok {
+			got = rep.String()
+		}
+		if got != w.want {
+			t.Errorf("write %q: reply %q, want %q", w.p, got, w.want)
+		}
+	}
+}
+
+// Under TLS, after STARTTLS or on the implicit-TLS listener, go-smtp's own
+// refusals are still counted and logged: the socket carries ciphertext, so
+// they are read from go-smtp's clear copy.
+func TestProtocolRefusalsUnderTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "smtp.crt"), filepath.Join(dir, "smtp.key")
+	testpki.WriteSelfSigned(t, cert, key, "mailgate.test")
+	reg := prometheus.NewPedanticRegistry()
+	s, logs := startServerWith(t, func(o *Options) {
+		o.Metrics = metrics.NewSMTP(reg)
+		o.Config.SMTP.MaxRecipients = 1
+		o.Config.SMTP.MaxMessageBytes = 10000
+		o.Config.SMTP.ListenTLS = "127.0.0.1:0"
+		o.Config.SMTP.TLS = config.SMTPTLS{CertFile: cert, KeyFile: key}
+	})
+	session := func(tp *textproto.Conn) {
+		t.Helper()
+		for _, c := range []struct {
+			line string
+			code int
+		}{{"EHLO scanner.lan", 250}, {"MAIL FROM:<scan@contoso.com> SIZE=20000", 552}, {"MAIL FROM:<scan@contoso.com>", 250},
+			{"RCPT TO:<a@contoso.com>", 250}, {"RCPT TO:<b@contoso.com>", 452}, {"RCPT TO:bad", 501},
+			{"MAIL FROM:<evil@example.com>", 550}, {"RSET", 250}, {"DATA", 502}, {"QUIT", 221}} {
+			if err := tp.PrintfLine("%s", c.line); err != nil {
+				t.Fatal(err)
+			}
+			if _, msg, err := tp.ReadResponse(c.code); err != nil {
+				t.Fatalf("%s: %v %s", c.line, err, msg)
+			}
+		}
+	}
+	dial := func(addr string, implicit bool) *textproto.Conn {
+		conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		cfg := &tls.Config{InsecureSkipVerify: true} // the test's self-signed certificate
+		if implicit {
+			tc := tls.Client(conn, cfg)
+			if err := tc.Handshake(); err != nil {
+				t.Fatal(err)
+			}
+			tp := textproto.NewConn(tc)
+			if _, _, err := tp.ReadResponse(220); err != nil {
+				t.Fatal(err)
+			}
+			return tp
+		}
+		tp := textproto.NewConn(conn)
+		for _, c := range []struct {
+			line string
+			code int
+		}{{"", 220}, {"EHLO scanner.lan", 250}, {"STARTTLS", 220}} {
+			if c.line != "" {
+				if err := tp.PrintfLine("%s", c.line); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, msg, err := tp.ReadResponse(c.code); err != nil {
+				t.Fatalf("%q: %v %s", c.line, err, msg)
+			}
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		return textproto.NewConn(tc)
+	}
+	session(dial(s.Addr(), false))
+	session(dial(s.TLSAddr(), true))
+	testwait.Until(t, 5*time.Second, func() bool { return strings.Count(logs.String(), "SMTP connection closed") == 2 },
+		"both connections' log lines")
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		for _, w := range []string{"tls=true", "protocol_refusals=4", "go-smtp 552 5.3.4 message_too_big", "go-smtp 452 4.5.3 too_many_recipients",
+			"go-smtp 501 5.5.2 syntax", "go-smtp 502 5.5.1 bad_sequence", "MAIL FROM:<evil@example.com> 550 5.7.1"} {
+			if !strings.Contains(line, w) {
+				t.Errorf("log line lacks %s:\n%s", w, line)
+			}
+		}
+	}
+	for _, c := range []struct {
+		reason, code string
+	}{{"message_too_big", "552"}, {"too_many_recipients", "452"}, {"syntax", "501"}, {"bad_sequence", "502"}} {
+		if n := counterValue(t, reg, "mailgate_smtp_protocol_refusals_total", map[string]string{"app": "scanner", "reason": c.reason, "code": c.code}); n != 2 {
+			t.Errorf("mailgate_smtp_protocol_refusals_total{reason=%q,code=%q} = %v, want 2", c.reason, c.code, n)
+		}
+	}
+	if n := counterValue(t, reg, "mailgate_smtp_protocol_refusals_total", nil); n != 8 {
+		t.Errorf("mailgate_smtp_protocol_refusals_total sums to %v, want 8 (the door's 550s are not go-smtp's)", n)
 	}
 }

@@ -495,7 +495,10 @@ func TestSMTPRefusalsQueueNothing(t *testing.T) {
 		`mailgate_smtp_messages_total{app="",code="530"} 2`,
 		`mailgate_smtp_messages_total{app="",code="535"} 1`,
 		`mailgate_smtp_messages_total{app="monitoring",code="550"} 4`,
-		`mailgate_smtp_messages_total{app="monitoring",code="552"} 2`,
+		// Two by the door (SIZE=300000 over the app's limit, a body too
+		// big), one by go-smtp (SIZE= over smtp.max_message_bytes).
+		`mailgate_smtp_messages_total{app="monitoring",code="552"} 3`,
+		`mailgate_smtp_protocol_refusals_total{app="monitoring",code="552",reason="message_too_big"} 1`,
 		`mailgate_smtp_messages_total{app="scanner",code="554"} 1`,
 		`mailgate_smtp_connections_total{result="served"}`,
 	} {
@@ -820,3 +823,55 @@ func TestSMTPPostfixRelay(t *testing.T) {
 type logString struct{ read func() string }
 
 func (l logString) String() string { return l.read() }
+
+// The refusals go-smtp answers itself, before the door decides anything
+// (SIZE= over smtp.max_message_bytes, a recipient over smtp.max_recipients,
+// malformed commands), show in /metrics by app, over STARTTLS and in
+// clear, like the door's own.
+func TestSMTPProtocolRefusalsInMetrics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withSMTP(t, func(c *config.Config) { c.SMTP.MaxRecipients = 3 }))
+	e.start(gateway.RoleAPI)
+	tok := e.token("monitoring")
+
+	c := dialSMTP(t, e.smtpAddr, unlistedIP)
+	c.send("EHLO client.lan", 250)
+	c.startTLS()
+	c.send("AUTH PLAIN "+plain(tok), 235)
+	c.want("MAIL FROM:<alerts@alerts.contoso.com> SIZE=40000000", 552, "5.3.4") // over smtp.max_message_bytes
+	c.send("MAIL FROM:<alerts@alerts.contoso.com>", 250)
+	for i := range 3 {
+		c.send(fmt.Sprintf("RCPT TO:<u%d@contoso.com>", i), 250)
+	}
+	c.want("RCPT TO:<u3@contoso.com>", 452, "4.5.3")
+	c.want("RCPT u4@contoso.com", 501, "5.5.2")
+	c.want("MAIL FROM:<ceo@contoso.com>", 550, "5.7.1") // the door's own
+	c.send("QUIT", 221)
+
+	plainC := dialSMTP(t, e.smtpAddr, unlistedIP)
+	plainC.want("XYZZ", 500, "5.5.2")
+	plainC.send("QUIT", 221)
+
+	want := []string{
+		`mailgate_smtp_protocol_refusals_total{app="monitoring",code="552",reason="message_too_big"} 1`,
+		`mailgate_smtp_protocol_refusals_total{app="monitoring",code="452",reason="too_many_recipients"} 1`,
+		`mailgate_smtp_protocol_refusals_total{app="monitoring",code="501",reason="syntax"} 1`,
+		`mailgate_smtp_protocol_refusals_total{app="",code="500",reason="syntax"} 1`,
+		`mailgate_smtp_messages_total{app="monitoring",code="552"} 1`,
+		`mailgate_smtp_messages_total{app="monitoring",code="452"} 1`,
+		`mailgate_smtp_messages_total{app="monitoring",code="550"} 1`,
+	}
+	var m string
+	testwait.Until(t, 5*time.Second, func() bool {
+		m = string(e.do("GET", "/metrics", "", "", nil, nil).body)
+		for _, w := range want {
+			if !strings.Contains(m, w+"\n") {
+				return false
+			}
+		}
+		return true
+	}, "the refusals in /metrics")
+	if strings.Contains(m, `mailgate_smtp_protocol_refusals_total{app="monitoring",code="550"`) {
+		t.Errorf("the door's own refusal counted as go-smtp's:\n%s", m)
+	}
+}
