@@ -46,6 +46,13 @@ import (
 //   - A caller that gives up while it waits to be sent (its context ends)
 //     is taken out of the queue first, so nothing of it is sent; once it
 //     is in a pipeline it waits for that pipeline's reply.
+//   - A reply refusing a script before it ran (MOVED once go-redis's
+//     redirections ran out, CLUSTERDOWN, NOSCRIPT...) is "not run" too
+//     (notRun).
+//   - On Redis Cluster, go-redis learns that a master died only through
+//     its own retries, which the scripts do without: a failed pipeline
+//     has the cluster client reload its layout (staleLayout), so that
+//     EnqueueRetrying's next attempt goes to the promoted replica.
 //
 // All the scripts of a pipeline are of one route, so on Redis Cluster the
 // pipeline goes to one node (every key of a route shares its hash tag);
