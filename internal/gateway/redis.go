@@ -26,7 +26,9 @@ import (
 // tries) would make every request of an outage wait about 2 s for its 503.
 // The API answers and retries where it matters, and the workers have loops
 // of their own. A cluster client still follows MOVED and ASK redirects, so a
-// resharding or a promoted replica costs one extra round trip, not an error.
+// resharding or a promoted replica costs one extra round trip, not an error;
+// a master that dies and stays dead costs errors until its replica is
+// promoted and the client has read the new layout (newClusterClient).
 func NewRedisClient(c config.Redis) (redis.UniversalClient, error) {
 	// WAIT blocks for up to replica_ack_timeout; the read deadline must not
 	// cut it short (go-redis's default read timeout is 3 s).
@@ -87,6 +89,10 @@ func newSentinelClient(s config.RedisSentinel, readTimeout time.Duration) (redis
 	return redis.NewFailoverClient(o), nil
 }
 
+// clusterStateReloadInterval is how old the cluster client's layout may
+// grow before a command has it read again (see newClusterClient).
+const clusterStateReloadInterval = 10 * time.Second
+
 func newClusterClient(c config.RedisCluster, readTimeout time.Duration) (redis.UniversalClient, error) {
 	o := &redis.ClusterOptions{Addrs: c.Addrs}
 	if c.URL != "" {
@@ -109,6 +115,15 @@ func newClusterClient(c config.RedisCluster, readTimeout time.Duration) (redis.U
 		o.TLSConfig = tc
 	}
 	o.DialerRetries, o.MaxRetries = 1, 1
+	// go-redis reads the cluster's layout again on a MOVED reply, when a
+	// retried command fails over, and then only every
+	// ClusterStateReloadInterval (60 s by default). The enqueue scripts are
+	// never retried by go-redis and ask for a reload themselves when they
+	// fail (internal/queue); this shorter interval is the backstop for any
+	// other command that fails on a master that died and stays dead. It
+	// costs one CLUSTER SLOTS per interval, and only while commands are
+	// sent (the reload is triggered by a command, not by a timer).
+	o.ClusterStateReloadInterval = clusterStateReloadInterval
 	if readTimeout > 0 {
 		o.ReadTimeout = readTimeout
 	}

@@ -44,6 +44,13 @@ func TestNewRedisClientTopologies(t *testing.T) {
 	if got := fromURL.(*redis.ClusterClient).Options().Addrs; len(got) != 2 {
 		t.Errorf("cluster url: addrs %v, want two", got)
 	}
+	// A master that dies and stays dead is not the layout for a minute
+	// (go-redis's default) for commands go-redis does not retry.
+	for _, c := range []redis.UniversalClient{cl, fromURL} {
+		if ri := c.(*redis.ClusterClient).Options().ClusterStateReloadInterval; ri != clusterStateReloadInterval {
+			t.Errorf("cluster layout reloaded every %s, want %s", ri, clusterStateReloadInterval)
+		}
+	}
 
 	se, err := NewRedisClient(config.Redis{Sentinel: config.RedisSentinel{MasterName: "mymaster", Addrs: []string{"127.0.0.1:26379"}}})
 	if err != nil {

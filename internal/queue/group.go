@@ -46,6 +46,13 @@ import (
 //   - A caller that gives up while it waits to be sent (its context ends)
 //     is taken out of the queue first, so nothing of it is sent; once it
 //     is in a pipeline it waits for that pipeline's reply.
+//   - A reply refusing a script before it ran (MOVED once go-redis's
+//     redirections ran out, CLUSTERDOWN, NOSCRIPT...) is "not run" too
+//     (notRun).
+//   - On Redis Cluster, go-redis learns that a master died only through
+//     its own retries, which the scripts do without: a failed pipeline
+//     has the cluster client reload its layout (staleLayout), so that
+//     EnqueueRetrying's next attempt goes to the promoted replica.
 //
 // All the scripts of a pipeline are of one route, so on Redis Cluster the
 // pipeline goes to one node (every key of a route shares its hash tag);
@@ -212,17 +219,41 @@ func (q *Queue) send(ctx context.Context, route string, ps []*pending) {
 		}
 		todo = noscript
 	}
-	if cc, ok := q.rdb.(*redis.ClusterClient); ok && q.minReplicas > 0 {
+	if cc, ok := q.rdb.(*redis.ClusterClient); ok {
 		for _, p := range ps {
-			if p.err != nil && !isAnswer(p.err) {
-				// The node client follows no MOVED and sees no failover:
-				// have the cluster client learn the slot owners for the
-				// retry.
+			if staleLayout(p.err, q.minReplicas > 0) {
+				// Have the cluster client learn the slot owners for the
+				// retry (in the background: ReloadState does not wait).
 				cc.ReloadState(ctx)
 				break
 			}
 		}
 	}
+}
+
+// staleLayout reports whether err, an enqueue's error on a Redis Cluster,
+// may come from the cluster client's outdated view of which node serves
+// the route's slot, so that the layout should be read again.
+//
+// go-redis reloads the layout when a MOVED reply comes, when a retried
+// command fails over to another node, and every ClusterStateReloadInterval.
+// A script is sent once (onceCmd), so an error reaching a node that died
+// (a refused or timed-out dial, a broken connection) is returned as is and
+// reloads nothing: without this, an instance sending only enqueues would
+// keep sending a dead master's slots to its address after a replica took
+// over, until the next periodic reload. Any error that is not a Redis reply
+// therefore asks for a reload. With MinReplicas the scripts go to the node
+// client of the master (direct), which follows no MOVED either: then any
+// error but an answer about the message does.
+func staleLayout(err error, direct bool) bool {
+	switch {
+	case err == nil, isAnswer(err), errors.Is(err, errWithdrawn):
+		return false
+	case direct:
+		return true
+	}
+	var reply redis.Error
+	return !errors.As(err, &reply)
 }
 
 // pipeline sends the scripts of ps on c, then, with MinReplicas, the sync

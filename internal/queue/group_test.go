@@ -176,3 +176,47 @@ func TestGrouperSendsWaitingCallersTogether(t *testing.T) {
 		t.Errorf("the withdrawn message: stored %v (%v), want not stored", ok, err)
 	}
 }
+
+// The replies with which Redis refuses a command before running it say
+// that the script did not run, as real replies read by go-redis; a
+// script's own error reply does not (it may come after some writes), and
+// only errors that are not Redis replies ask a cluster client for a new
+// layout (unless the node client was used, which follows no MOVED).
+func TestRefusalRepliesAreNotRun(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t).Client()
+	ctx := context.Background()
+	reply := func(msg string) error {
+		t.Helper()
+		err := rdb.Eval(ctx, "return redis.error_reply(ARGV[1])", nil, msg).Err()
+		if err == nil {
+			t.Fatalf("no error for %q", msg)
+		}
+		return err
+	}
+	for _, msg := range []string{"MOVED 1234 127.0.0.1:7001", "ASK 1234 127.0.0.1:7001",
+		"CLUSTERDOWN Hash slot not served", "TRYAGAIN Multiple keys request during rehashing of slot",
+		"LOADING Redis is loading the dataset in memory", "NOSCRIPT No matching script. Please use EVAL."} {
+		err := reply(msg)
+		if !neverSent(err) {
+			t.Errorf("%q taken for a script that may have run", msg)
+		}
+		if staleLayout(err, false) || !staleLayout(err, true) {
+			t.Errorf("%q: stale layout %v through the cluster client, %v through a node client; want false, true",
+				msg, staleLayout(err, false), staleLayout(err, true))
+		}
+	}
+	for _, msg := range []string{"OOM command not allowed when used memory > 'maxmemory'.", "ERR user_script:1: boom", "MOVEDX 1"} {
+		if err := reply(msg); neverSent(err) {
+			t.Errorf("%q taken for a script that did not run", msg)
+		}
+	}
+	dial := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+	if !staleLayout(dial, false) || !staleLayout(io.EOF, false) {
+		t.Error("a refused dial or a broken connection does not ask for a new layout")
+	}
+	if staleLayout(nil, true) || staleLayout(fmt.Errorf("%w: %w", errWithdrawn, context.Canceled), true) ||
+		staleLayout(&NotReplicatedError{ID: "x", Want: 1}, true) {
+		t.Error("no error, a withdrawn call or too few replicas asks for a new layout")
+	}
+}

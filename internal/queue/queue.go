@@ -468,18 +468,40 @@ func (e *UnknownOutcomeError) Error() string {
 }
 func (e *UnknownOutcomeError) Unwrap() error { return e.Err }
 
-// neverSent reports whether err shows that a command never reached Redis:
-// no connection could be made (dial refused or timed out, or no connection
-// of the pool became free), or the caller gave up before its turn to be
-// sent. Any other error (EOF, a reset, a read timeout) may come after Redis
-// ran the command. Enqueue sends a script at most once (group.go), so the
+// neverSent reports whether err shows that a command never ran: it never
+// reached Redis (no connection could be made: dial refused or timed out,
+// or no connection of the pool became free; or the caller gave up before
+// its turn to be sent), or Redis refused it before running it (notRun).
+// Any other error (EOF, a reset, a read timeout) may come after Redis ran
+// the command. Enqueue sends a script at most once (group.go), so the
 // error is that of the one attempt.
 func neverSent(err error) bool {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return true
 	}
-	return errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed) || errors.Is(err, errWithdrawn)
+	return errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed) || errors.Is(err, errWithdrawn) || notRun(err)
+}
+
+// notRunReplies begin the error replies with which Redis refuses a command
+// before running it: the slot is served elsewhere (MOVED, ASK), the
+// cluster or the slot is not served now (CLUSTERDOWN, TRYAGAIN), the node
+// is still loading its data (LOADING), the script is not loaded
+// (NOSCRIPT). go-redis follows MOVED and ASK itself, so one reaches the
+// caller only once its redirections ran out. A script's own error reply
+// (OOM, a Lua error) is not among them: it may come after some of its
+// writes.
+var notRunReplies = []string{"MOVED ", "ASK ", "CLUSTERDOWN ", "TRYAGAIN ", "LOADING ", "NOSCRIPT "}
+
+// notRun reports whether err is a Redis reply refusing the command before
+// it ran.
+func notRun(err error) bool {
+	for _, p := range notRunReplies {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Claim takes the next due message of route for lease, or returns nil
