@@ -242,14 +242,13 @@ type record struct {
 	implicitTLS bool
 	busy        atomic.Bool // inside a transaction (MAIL to the end of DATA)
 
-	mu        sync.Mutex
-	helo      string
-	tls       bool
-	auth      string // "" | token | password | network
-	app       string
-	queued    []string
-	refusals  []string
-	lastError string
+	mu       sync.Mutex
+	helo     string
+	tls      bool
+	auth     string // "" | token | password | network
+	app      string
+	queued   []string
+	refusals []string
 	// protoRefusals counts the refusals go-smtp made itself; own is the
 	// refusal the session is answering, which is not one of them.
 	protoRefusals int

@@ -202,6 +202,13 @@ func (ss *session) mail(from string, opts *smtp.MailOptions) error {
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	cmd := "RCPT TO:<" + to + ">"
+	if ss.app.ID == "" {
+		// go-smtp lets RCPT through when an earlier MAIL FROM of the
+		// connection was accepted, even though a later one was refused and
+		// ended that transaction: there is no sender to deliver for.
+		ss.refuse(cmd, replyMailFirst, "no MAIL FROM in force: the last one was refused")
+		return replyMailFirst
+	}
 	if err := ss.s.opts.Door.CheckRecipient(ss.app.ID, to, len(ss.rcpts)+1); err != nil {
 		return ss.doorError(cmd, err, "")
 	}
@@ -306,6 +313,11 @@ func (ss *session) Reset() { ss.resetTx() }
 // Logout may run on another goroutine (a shutdown closing the connection),
 // so it touches only what is atomic.
 func (ss *session) Logout() error { ss.setBusy(false); return nil }
+
+// replyMailFirst answers a recipient outside a transaction (RFC 5321
+// section 4.1.4: RCPT needs a MAIL FROM first; RFC 3463 5.5.1).
+var replyMailFirst = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1},
+	Message: "Bad sequence of commands: send MAIL FROM first (the last MAIL FROM was refused)"}
 
 // replyBusy answers a message that the memory budget cannot hold now: a
 // temporary refusal (RFC 3463 4.3.1, mail system full), so the client

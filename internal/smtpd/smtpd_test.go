@@ -453,3 +453,27 @@ func TestProtocolRefusalsUnderTLS(t *testing.T) {
 		t.Errorf("mailgate_smtp_protocol_refusals_total sums to %v, want 8 (the door's 550s are not go-smtp's)", n)
 	}
 }
+
+// A MAIL FROM refused after an accepted one ends the transaction: go-smtp
+// still counts the first as received, so the door itself answers the RCPT
+// that follows with a bad-sequence reply, not a policy refusal for an app
+// of no name, and queues nothing.
+func TestRecipientAfterRefusedMailIsOutOfSequence(t *testing.T) {
+	t.Parallel()
+	door := &fakeDoor{}
+	s, _ := startServerWith(t, func(o *Options) { o.Door = door })
+	replies := converse(t, s.Addr(), "127.0.0.1", "EHLO scanner.lan", "MAIL FROM:<scan@contoso.com>",
+		"MAIL FROM:<evil@example.com>", "RCPT TO:<a@contoso.com>", "DATA", "QUIT")
+	if !strings.HasPrefix(replies[2], "250 ") || !strings.HasPrefix(replies[3], "550 5.7.1 ") {
+		t.Fatalf("replies: %q", replies)
+	}
+	if !strings.HasPrefix(replies[4], "503 5.5.1 ") || !strings.Contains(replies[4], "MAIL FROM") {
+		t.Errorf("RCPT after a refused MAIL FROM: %q, want 503 5.5.1 asking for MAIL FROM", replies[4])
+	}
+	if strings.HasPrefix(replies[5], "354") {
+		t.Errorf("DATA accepted after a refused MAIL FROM: %q", replies)
+	}
+	if len(door.accepted) != 0 {
+		t.Errorf("queued %d messages", len(door.accepted))
+	}
+}
