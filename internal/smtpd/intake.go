@@ -1,11 +1,16 @@
 package smtpd
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailgate/mailgate/internal/apppolicy"
@@ -83,7 +88,8 @@ func (d *IntakeDoor) Accept(ctx context.Context, s Submission) (string, error) {
 		return "", err
 	}
 	msg.Bytes = append(append(make([]byte, 0, len(s.Received)+len(msg.Bytes)), s.Received...), msg.Bytes...)
-	res, err := d.intake.Accept(ctx, p, intake.Submission{ID: s.ID, Message: msg, EnvelopeFrom: s.EnvelopeFrom})
+	res, err := d.intake.Accept(ctx, p, intake.Submission{ID: s.ID, Message: msg, EnvelopeFrom: s.EnvelopeFrom,
+		IdempotencyKey: retryKey(s)})
 	var r *apppolicy.Refusal
 	if errors.As(err, &r) {
 		return "", refusalReply(r)
@@ -141,3 +147,35 @@ func fieldName(f string) string {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// retryKey is the idempotency key of a message that names itself: one with
+// a Message-ID of its own. SMTP has no Idempotency-Key; a client that lost
+// the 250 (the connection broke after the end of data) keeps the message
+// and sends it again later, byte for byte (RFC 5321 section 4.5.4.1: a
+// reply not received is a failure to be retried). The key is a digest of
+// the envelope and the bytes as received, so only that same message, from
+// the same app, within queue.IdempotencyTTL, is recognised: it is answered
+// with the first one's id and not queued twice. A message without a
+// Message-ID gets no key: a device that sends the same alert twice, bytes
+// and all, means it twice.
+func retryKey(s Submission) string {
+	if !hasMessageID(s.Raw) {
+		return ""
+	}
+	h := sha256.New()
+	h.Write([]byte(s.EnvelopeFrom))
+	for _, r := range s.Recipients {
+		h.Write([]byte{0})
+		h.Write([]byte(r))
+	}
+	h.Write([]byte{0, 0})
+	h.Write(s.Raw)
+	return "smtp-retry:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// hasMessageID reports whether the header section of raw has a Message-ID
+// field.
+func hasMessageID(raw []byte) bool {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+	return err == nil && strings.TrimSpace(h.Get("Message-Id")) != ""
+}
