@@ -37,10 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-waitport() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing listens on $1" >&2; return 1; }
-ticks() { awk '{print $14+$15}' /proc/"$1"/stat; }
-rcpu() { redis-cli -p "$1" info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/{s+=$2} END{print s}'; }
+. "$(dirname "$0")/lib.sh" # freeport, waitport, ticks, rcpu, bench_redis, bench_config
 mallocs() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^go_memstats_mallocs_total /{m=$2} /^go_memstats_alloc_bytes_total /{b=$2} END{print m, b}'; }
 
 names=()
@@ -63,31 +60,10 @@ run() {
 	mkdir -p "$d/redis"
 	local rp hp
 	rp=$(freeport); hp=$(freeport)
-	redis-server --port "$rp" --bind 127.0.0.1 --dir "$d/redis" --appendonly yes \
-		--appendfsync everysec --save "" --logfile "$d/redis.log" &
-	local redis=$!
-	PIDS+=($redis)
-	cat >"$d/config.yaml" <<EOF
-listen: 127.0.0.1:$hp
-redis:
-  url: redis://127.0.0.1:$rp/0
-auth:
-  signing_key: "bench-signing-key-0123456789abcdef0123456789"
-routes:
-  - name: sink
-    type: smtp
-    host: 127.0.0.1
-    port: 25
-    tls:
-      mode: none
-    limits:
-      max_connections: 8
-apps:
-  - id: bench
-    route: sink
-    from:
-      default: "Bench <bench@example.com>"
-EOF
+	bench_redis "$rp" "$d/redis"
+	local redis=${PIDS[-1]}
+	# No mail leaves a role api process: the route only has to be valid.
+	bench_config "$hp" "$rp" 25 >"$d/config.yaml"
 	waitport "$rp"
 	"$T/mailgate-$name" serve --config "$d/config.yaml" --role api >"$d/mailgate.log" 2>&1 &
 	local mg=$!
