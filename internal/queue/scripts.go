@@ -282,7 +282,7 @@ return 1
 // the attempt, so its outcome is the truth, and taking it avoids a second
 // delivery. A sent or failed message no longer waits: it leaves the
 // waiting counters.
-var completeScript = script(uncountLua + `
+var completeScript = script(uncountLua + laneTimeLua + `
 local lanes, lanewait = KEYS[8], KEYS[9]
 local lease = redis.call("HGET", KEYS[2], $F_LEASE)
 if lease ~= ARGV[2] then
@@ -322,10 +322,7 @@ elseif ARGV[10] == "1" then
 else
   redis.call("ZADD", KEYS[4], ARGV[5], ARGV[1])
   redis.call("ZADD", KEYS[7], ARGV[5], ARGV[1])
-  local s = tonumber(ARGV[5])
-  local w = tonumber(redis.call("HGET", lanewait, ARGV[9]) or "0")
-  if w > s then s = w end
-  redis.call("ZADD", lanes, "LT", s, ARGV[9])
+  lane_due(lanes, lanewait, ARGV[9], ARGV[5])
 end
 return 1
 `)
