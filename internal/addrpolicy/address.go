@@ -7,7 +7,6 @@ import (
 	"mime"
 	"net/mail"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/htmlindex"
@@ -49,8 +48,10 @@ func CheckAddrSpec(addr string) (string, error) {
 		return "", err
 	}
 	at := strings.LastIndexByte(addr, '@')
-	if domain := addr[at+1:]; strings.IndexFunc(domain, unicode.IsUpper) >= 0 {
-		return addr[:at] + "@" + strings.ToLower(domain), nil
+	// strings.ToLower returns the domain itself when it has nothing to
+	// lower: only a domain that changes costs a new address.
+	if domain := strings.ToLower(addr[at+1:]); domain != addr[at+1:] {
+		return addr[:at] + "@" + domain, nil
 	}
 	return addr, nil
 }

@@ -66,11 +66,21 @@ func BenchmarkQP(b *testing.B) {
 	})
 }
 
+// TestQPLiteral holds qpLiteral to mime/quotedprintable's Writer: a byte
+// is literal when the Writer writes it as it is between two letters.
 func TestQPLiteral(t *testing.T) {
 	for c := 0; c < 256; c++ {
-		want := c >= '!' && c <= '~' && c != '=' || c == ' ' || c == '\t'
-		if got := qpLiteral(byte(c)); got != want {
-			t.Errorf("qpLiteral(%#x) = %v", c, got)
+		in := []byte{'a', byte(c), 'a'}
+		var out bytes.Buffer
+		w := quotedprintable.NewWriter(&out)
+		if _, err := w.Write(in); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if want := bytes.Equal(out.Bytes(), in); qpLiteral(byte(c)) != want {
+			t.Errorf("qpLiteral(%#x) = %v, the Writer writes %q", c, !want, out.Bytes())
 		}
 	}
 }
