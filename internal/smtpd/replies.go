@@ -33,9 +33,11 @@ import (
 // its own Debug writer (clearReplies), and a chunk there is a reply when
 // a socket write came just before it: go-smtp writes a reply to the
 // connection and then to Debug, and a command is read without a write.
-// (A TLS 1.3 KeyUpdate that the client asks for makes a read write; the
-// chunk read then is taken for a reply, and counts only if it starts with
-// a code and a space: no command does, a line of a message body might.)
+// Two reads follow a write that was not a reply: the first command after
+// STARTTLS (the handshake wrote last) and a chunk read after a TLS 1.3
+// KeyUpdate the client asked for. Such a chunk is taken for a reply, and
+// counts only if it starts with a code and a space: no SMTP verb does, a
+// line of a message body might.
 
 // replyReader follows the replies written on one connection.
 type replyReader struct {
