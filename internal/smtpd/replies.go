@@ -1,9 +1,6 @@
 package smtpd
 
-import (
-	"strconv"
-	"sync"
-)
+import "strconv"
 
 // go-smtp answers some commands itself, before the session sees them, and
 // offers no hook for it (v0.25 and v0.26: Server.ErrorLog reports only
@@ -128,30 +125,6 @@ func protocolReason(r reply) string {
 		return "syntax"
 	}
 	return "other"
-}
-
-// announced is the refusal the session is about to answer, so that its
-// reply is not counted again as go-smtp's.
-type announced struct {
-	mu   sync.Mutex
-	code int
-}
-
-func (a *announced) set(code int) {
-	a.mu.Lock()
-	a.code = code
-	a.mu.Unlock()
-}
-
-// take reports whether a reply with code was announced, and forgets it.
-func (a *announced) take(code int) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.code != code {
-		return false
-	}
-	a.code = 0
-	return true
 }
 
 func (r reply) String() string {
