@@ -129,6 +129,11 @@ type Conn struct {
 	// Dialer's clock.
 	LastUsed time.Time
 	dialer   *Dialer
+	// pipelining and mailParams come from the EHLO reply, which holds for
+	// the whole session (the last EHLO is the one after STARTTLS), so they
+	// are read once at Dial rather than for every message.
+	pipelining bool
+	mailParams string
 }
 
 // StepError is a failure at one stage of the exchange, with the server's
@@ -235,7 +240,9 @@ func (d *Dialer) dial(ctx context.Context, mailbox string, observe func(Step)) (
 		}
 		observe(Step{StageAuth, "authenticated as " + mailbox})
 	}
-	return &Conn{c: c, Mailbox: mailbox, LastUsed: d.now(), dialer: d}, nil
+	pipelining, _ := c.Extension("PIPELINING")
+	return &Conn{c: c, Mailbox: mailbox, LastUsed: d.now(), dialer: d,
+		pipelining: pipelining, mailParams: mailParams(c)}, nil
 }
 
 // RecipientReply is a recipient refused at RCPT.
@@ -277,7 +284,7 @@ func (c *Conn) Send(from string, rcpts []string, body []byte) (Result, error) {
 		return Result{}, stepErr(StageMail, err)
 	}
 	send := c.sendSerial
-	if ok, _ := c.c.Extension("PIPELINING"); ok {
+	if c.pipelining {
 		send = c.sendPipelined
 	}
 	res, err := send(from, rcpts, body)
@@ -343,7 +350,7 @@ func (c *Conn) sendSerial(from string, rcpts []string, body []byte) (Result, err
 func (c *Conn) sendPipelined(from string, rcpts []string, body []byte) (Result, error) {
 	var res Result
 	t := c.c.Text
-	fmt.Fprintf(t.W, "MAIL FROM:%s%s\r\n", path(from), c.mailParams())
+	fmt.Fprintf(t.W, "MAIL FROM:%s%s\r\n", path(from), c.mailParams)
 	for _, r := range rcpts {
 		fmt.Fprintf(t.W, "RCPT TO:%s\r\n", path(r))
 	}
@@ -438,12 +445,12 @@ func isReply(err error) bool {
 // that both paths send the same command: BODY=8BITMIME (RFC 6152) and
 // SMTPUTF8 (RFC 6531) when the server offers them. go-mail would add RET=
 // only with a DSN option, which mailgate never sets.
-func (c *Conn) mailParams() string {
+func mailParams(c *smtp.Client) string {
 	var p string
-	if ok, _ := c.c.Extension("8BITMIME"); ok {
+	if ok, _ := c.Extension("8BITMIME"); ok {
 		p += " BODY=8BITMIME"
 	}
-	if ok, _ := c.c.Extension("SMTPUTF8"); ok {
+	if ok, _ := c.Extension("SMTPUTF8"); ok {
 		p += " SMTPUTF8"
 	}
 	return p

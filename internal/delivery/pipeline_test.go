@@ -99,7 +99,7 @@ func TestPipelinedTransactionsAgainstPostfix(t *testing.T) {
 		"smtpd_data_restrictions":      "check_sender_access inline:{nodata@contoso.com=REJECT}, reject_unauth_pipelining",
 	}})
 	c := dialPlain(t, pf.Host, pf.Port)
-	if ok, _ := c.c.Extension("PIPELINING"); !ok {
+	if !c.pipelining {
 		t.Fatal("Postfix did not advertise PIPELINING: this test would not exercise the pipelined path")
 	}
 	for _, tc := range []sendCase{
@@ -142,7 +142,7 @@ func TestSerialWhenPipeliningIsNotOffered(t *testing.T) {
 	relay := startGroupingRelay(t, pf.Addr(), false)
 	host, port := splitAddr(t, relay.addr)
 	c := dialPlain(t, host, port)
-	if ok, _ := c.c.Extension("PIPELINING"); ok {
+	if c.pipelining {
 		t.Fatal("Postfix advertised PIPELINING despite smtpd_discard_ehlo_keywords")
 	}
 	for _, tc := range []sendCase{
@@ -195,7 +195,7 @@ func TestPipelinedRefusalsFromTheSimulator(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	if ok, _ := c.c.Extension("PIPELINING"); !ok {
+	if !c.pipelining {
 		t.Fatal("the simulator did not advertise PIPELINING")
 	}
 	relay := "relay@contoso.com"

@@ -148,7 +148,7 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 }
 
 func (c *trackedConn) noteReply(rep reply) {
-	if rep.code >= 400 && !c.rec.own.take(rep.code) {
+	if rep.code >= 400 && !c.rec.takeOwn(rep.code) {
 		c.protocolRefusal(rep)
 	}
 }
@@ -250,9 +250,10 @@ type record struct {
 	queued   []string
 	refusals []string
 	// protoRefusals counts the refusals go-smtp made itself; own is the
-	// refusal the session is answering, which is not one of them.
+	// code of the refusal the session is answering, which is not one of
+	// them (0 once its reply was seen).
 	protoRefusals int
-	own           announced
+	own           int
 }
 
 func (r *record) set(f func(r *record)) {
@@ -261,13 +262,28 @@ func (r *record) set(f func(r *record)) {
 	f(r)
 }
 
-// refused notes one refusal: the command, the reply and the reason.
-func (r *record) refused(what string) {
+// refused notes one refusal of the session: the command, the reply and
+// the reason, and the reply's code, so that its reply is not counted again
+// as go-smtp's.
+func (r *record) refused(what string, code int) {
 	r.set(func(r *record) {
 		if len(r.refusals) < 20 {
 			r.refusals = append(r.refusals, what)
 		}
+		r.own = code
 	})
+}
+
+// takeOwn reports whether a reply with code is the refusal the session
+// announced, and forgets it.
+func (r *record) takeOwn(code int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.own != code {
+		return false
+	}
+	r.own = 0
+	return true
 }
 
 func (r *record) log(l *slog.Logger, now time.Time) {

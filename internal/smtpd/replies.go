@@ -1,9 +1,6 @@
 package smtpd
 
-import (
-	"strconv"
-	"sync"
-)
+import "strconv"
 
 // go-smtp answers some commands itself, before the session sees them, and
 // offers no hook for it (v0.25 and v0.26: Server.ErrorLog reports only
@@ -33,9 +30,11 @@ import (
 // its own Debug writer (clearReplies), and a chunk there is a reply when
 // a socket write came just before it: go-smtp writes a reply to the
 // connection and then to Debug, and a command is read without a write.
-// (A TLS 1.3 KeyUpdate that the client asks for makes a read write; the
-// chunk read then is taken for a reply, and counts only if it starts with
-// a code and a space: no command does, a line of a message body might.)
+// Two reads follow a write that was not a reply: the first command after
+// STARTTLS (the handshake wrote last) and a chunk read after a TLS 1.3
+// KeyUpdate the client asked for. Such a chunk is taken for a reply, and
+// counts only if it starts with a code and a space: no SMTP verb does, a
+// line of a message body might.
 
 // replyReader follows the replies written on one connection.
 type replyReader struct {
@@ -126,30 +125,6 @@ func protocolReason(r reply) string {
 		return "syntax"
 	}
 	return "other"
-}
-
-// announced is the refusal the session is about to answer, so that its
-// reply is not counted again as go-smtp's.
-type announced struct {
-	mu   sync.Mutex
-	code int
-}
-
-func (a *announced) set(code int) {
-	a.mu.Lock()
-	a.code = code
-	a.mu.Unlock()
-}
-
-// take reports whether a reply with code was announced, and forgets it.
-func (a *announced) take(code int) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.code != code {
-		return false
-	}
-	a.code = 0
-	return true
 }
 
 func (r reply) String() string {

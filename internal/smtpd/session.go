@@ -122,8 +122,7 @@ func (ss *session) login(password string) error {
 // refuse notes a refusal for the connection's log line and the metrics.
 func (ss *session) refuse(cmd string, e *smtp.SMTPError, reason string) {
 	line := fmt.Sprintf("%s %d %d.%d.%d %s", cmd, e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], reason)
-	ss.rec.refused(line)
-	ss.rec.own.set(e.Code)
+	ss.rec.refused(line, e.Code)
 	if cmd == "AUTH" {
 		ss.s.opts.Metrics.AuthFailure(metricReason(reason))
 	} else {
