@@ -29,9 +29,10 @@
 // queued or not at all, and the API answers 202 only after the script
 // returned. Concurrent enqueues of one route travel to Redis together, as
 // one pipeline of such scripts, each still atomic on its own (group.go,
-// which also says what a caller is told when Redis fails mid-pipeline). Durability beyond that is Redis's: run it with
-// `appendonly yes` and `appendfsync always` (with `everysec` a crash of the
-// Redis host can lose the last second of accepted messages).
+// which also says what a caller is told when Redis fails mid-pipeline).
+// Durability beyond that is Redis's: run it with `appendonly yes` and
+// `appendfsync always` (with `everysec` a crash of the Redis host can lose
+// the last second of accepted messages).
 //
 // # Lanes: what waits for a mailbox is not claimed
 //

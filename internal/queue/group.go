@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -257,13 +255,7 @@ func staleLayout(err error, direct bool) bool {
 }
 
 // pipeline sends the scripts of ps on c, then, with MinReplicas, the sync
-// write and WAIT, whose command it returns.
-//
-// The sync write goes between the scripts and WAIT because a script may
-// write nothing (an idempotent replay, or a repeat of a call whose reply
-// was lost), and WAIT would then measure whatever this pooled connection
-// wrote last; the replication stream is ordered, so a replica that has the
-// sync write has every message of the pipeline too.
+// write and WAIT (queueWait), whose command it returns.
 func (q *Queue) pipeline(ctx context.Context, c redis.Cmdable, route string, ps []*pending) ([]*redis.Cmd, *redis.Cmd) {
 	pipe := c.Pipeline()
 	cmds := make([]*redis.Cmd, len(ps))
@@ -280,8 +272,7 @@ func (q *Queue) pipeline(ctx context.Context, c redis.Cmdable, route string, ps 
 	}
 	var wait *redis.Cmd
 	if q.minReplicas > 0 {
-		pipe.Set(ctx, q.route(route).ReplicaSync(), strconv.FormatInt(q.now().UnixMilli(), 10), time.Minute)
-		wait = pipe.Do(ctx, "WAIT", q.minReplicas, q.replicaTimeout.Milliseconds())
+		wait = q.queueWait(ctx, pipe, route)
 	}
 	_, _ = pipe.Exec(ctx) // errors are read per command
 	return cmds, wait
@@ -313,10 +304,7 @@ func (q *Queue) replicated(p *pending, wait *redis.Cmd) error {
 	if err != nil {
 		return fmt.Errorf("WAIT: %w", err)
 	}
-	if n < q.minReplicas {
-		return &NotReplicatedError{ID: p.id, Want: q.minReplicas, Got: n, Timeout: q.replicaTimeout}
-	}
-	return nil
+	return q.shortOfReplicas(p.id, n)
 }
 
 // isAnswer reports whether err is an answer about the message rather than

@@ -92,20 +92,13 @@ func (q *Queue) EnqueueManyRetrying(ctx context.Context, ms []Message, within ti
 		all[i] = i
 	}
 	note(all, out)
-	deadline := time.Now().Add(within)
-	wait := 50 * time.Millisecond
+	pause := newRetryPause(within)
 	for {
 		todo := failed(out)
-		if len(todo) == 0 || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+		if len(todo) == 0 || pause.over(ctx) {
 			break
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
-		wait = min(2*wait, time.Second)
+		pause.wait(ctx)
 		again := make([]Message, len(todo))
 		for j, i := range todo {
 			again[j] = ms[i]

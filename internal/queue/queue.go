@@ -403,8 +403,7 @@ func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Dura
 	if m.ID == "" {
 		m.ID = NewID(q.now())
 	}
-	deadline := time.Now().Add(within)
-	wait := 50 * time.Millisecond
+	pause := newRetryPause(within)
 	var notReplicated *NotReplicatedError
 	maybeRan := false // an attempt may have reached Redis and run
 	for {
@@ -415,20 +414,14 @@ func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Dura
 		if errors.Is(err, ErrRouteFull) || errors.Is(err, ErrAppFull) {
 			return "", false, err // an answer, not a failure: nothing was stored
 		}
-		if err == nil || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+		if err == nil || pause.over(ctx) {
 			break
 		}
 		if errors.As(err, &notReplicated) {
 			// WAIT has already waited its timeout; the caller decides.
 			return "", false, err
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
-		wait = min(2*wait, time.Second)
+		pause.wait(ctx)
 	}
 	if err != nil {
 		ok, xerr := q.Exists(context.WithoutCancel(ctx), m.Route, m.ID)
@@ -449,6 +442,35 @@ func (q *Queue) EnqueueRetrying(ctx context.Context, m Message, within time.Dura
 		// reached it): not stored.
 	}
 	return id, created, err
+}
+
+// retryPause paces the attempts of EnqueueRetrying and EnqueueManyRetrying:
+// 50 ms between the first two, doubling up to a second, while the next
+// attempt would still start within the window.
+type retryPause struct {
+	deadline time.Time
+	next     time.Duration
+}
+
+func newRetryPause(within time.Duration) *retryPause {
+	return &retryPause{deadline: time.Now().Add(within), next: 50 * time.Millisecond}
+}
+
+// over reports whether no attempt is left: ctx ended, or the next pause
+// would end past the window.
+func (r *retryPause) over(ctx context.Context) bool {
+	return ctx.Err() != nil || time.Now().Add(r.next).After(r.deadline)
+}
+
+// wait sleeps the next pause, or until ctx ends.
+func (r *retryPause) wait(ctx context.Context) {
+	t := time.NewTimer(r.next)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+	case <-t.C:
+	}
+	r.next = min(2*r.next, time.Second)
 }
 
 // UnknownOutcomeError is an enqueue whose outcome could not be learnt: an

@@ -33,13 +33,31 @@ func (q *Queue) confirmReplicated(ctx context.Context, route, id string) error {
 		return err
 	}
 	pipe := node.Pipeline()
-	pipe.Set(ctx, q.route(route).ReplicaSync(), strconv.FormatInt(q.now().UnixMilli(), 10), time.Minute)
-	wait := pipe.Do(ctx, "WAIT", q.minReplicas, q.replicaTimeout.Milliseconds())
+	wait := q.queueWait(ctx, pipe, route)
 	_, _ = pipe.Exec(ctx)
 	n, err := wait.Int()
 	if err != nil {
 		return err
 	}
+	return q.shortOfReplicas(id, n)
+}
+
+// queueWait queues on pipe, which goes to route's master, a write to the
+// route's sync key and a WAIT for MinReplicas, and returns the WAIT.
+//
+// The sync write goes before WAIT because what was sent before it may
+// have written nothing (an idempotent replay, or a repeat of a call whose
+// reply was lost), and WAIT would then measure whatever this pooled
+// connection wrote last; the replication stream is ordered, so a replica
+// that has the sync write has everything written before it too.
+func (q *Queue) queueWait(ctx context.Context, pipe redis.Pipeliner, route string) *redis.Cmd {
+	pipe.Set(ctx, q.route(route).ReplicaSync(), strconv.FormatInt(q.now().UnixMilli(), 10), time.Minute)
+	return pipe.Do(ctx, "WAIT", q.minReplicas, q.replicaTimeout.Milliseconds())
+}
+
+// shortOfReplicas is nil when n replicas are enough, else the
+// *NotReplicatedError of message id.
+func (q *Queue) shortOfReplicas(id string, n int) error {
 	if n < q.minReplicas {
 		return &NotReplicatedError{ID: id, Want: q.minReplicas, Got: n, Timeout: q.replicaTimeout}
 	}
