@@ -89,7 +89,10 @@ type Message struct {
 	Recipients []string // envelope RCPT TO: bare addresses, domain lower-cased, deduplicated
 	Subject    string   // decoded
 	MessageID  string   // without angle brackets
-	Bytes      []byte   // the final message, CRLF line endings, no Bcc header
+	// OwnMessageID is set when a raw message brought its Message-ID (one
+	// was not added): the message names itself (the SMTP door's retry key).
+	OwnMessageID bool
+	Bytes        []byte // the final message, CRLF line endings, no Bcc header
 }
 
 // Sender is one address of a header that names a sender.

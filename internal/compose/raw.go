@@ -123,7 +123,7 @@ func parseRaw(raw []byte, opt Options) (*Message, error) {
 	h.Del("Bcc")
 	h.Del("Resent-Bcc")
 
-	msgID, err := rawMessageID(&h, opt.MessageIDLocal, from)
+	msgID, own, err := rawMessageID(&h, opt.MessageIDLocal, from)
 	if err != nil {
 		return nil, err
 	}
@@ -158,14 +158,15 @@ func parseRaw(raw []byte, opt Options) (*Message, error) {
 	}
 
 	return &Message{
-		From:       from,
-		Senders:    senders,
-		To:         displayList(to),
-		Cc:         displayList(cc),
-		Recipients: recipients,
-		Subject:    cleanName(subject),
-		MessageID:  msgID,
-		Bytes:      b,
+		From:         from,
+		Senders:      senders,
+		To:           displayList(to),
+		Cc:           displayList(cc),
+		Recipients:   recipients,
+		Subject:      cleanName(subject),
+		MessageID:    msgID,
+		OwnMessageID: own,
+		Bytes:        b,
 	}, nil
 }
 
@@ -409,20 +410,20 @@ func rawList(h textproto.Header, key string) ([]*mail.Address, *Error) {
 	return out, nil
 }
 
-// rawMessageID keeps an existing Message-ID, or adds one.
-func rawMessageID(h *textproto.Header, local string, from *mail.Address) (string, error) {
+// rawMessageID keeps an existing Message-ID (own is true), or adds one.
+func rawMessageID(h *textproto.Header, local string, from *mail.Address) (id string, own bool, err error) {
 	if v := strings.TrimSpace(h.Get("Message-Id")); v != "" {
 		mh := gmail.Header{Header: message.Header{Header: *h}}
 		if id, err := mh.MessageID(); err == nil && id != "" {
-			return id, nil
+			return id, true, nil
 		}
-		return strings.Trim(v, "<> \t"), nil
+		return strings.Trim(v, "<> \t"), true, nil
 	}
-	id, err := messageID(local, from)
+	id, err = messageID(local, from)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	h.Del("Message-Id")
 	h.AddRaw([]byte("Message-ID: <" + id + ">\r\n"))
-	return id, nil
+	return id, false, nil
 }

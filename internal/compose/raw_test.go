@@ -84,6 +84,9 @@ func TestParseRawValid(t *testing.T) {
 	if id, err := h.MessageID(); err != nil || id != "keep-me@client.example" || msg.MessageID != id {
 		t.Errorf("Message-ID = %q, %v, Message.MessageID = %q", id, err, msg.MessageID)
 	}
+	if !msg.OwnMessageID {
+		t.Error("OwnMessageID = false for a message that brought its Message-ID")
+	}
 	if got := h.Get("Date"); got != "Tue, 01 Apr 2025 10:00:00 +0200" {
 		t.Errorf("Date = %q", got)
 	}
@@ -214,6 +217,10 @@ func TestParseRawAddsMissingFields(t *testing.T) {
 			}
 			if id, err := h.MessageID(); err != nil || id != tt.wantID || msg.MessageID != tt.wantID {
 				t.Errorf("Message-ID = %q, %v, Message.MessageID = %q, want %q", id, err, msg.MessageID, tt.wantID)
+			}
+			// The ids mailgate adds are built from MessageIDLocal.
+			if added := strings.HasPrefix(tt.wantID, "01J9ZQ4.test@"); msg.OwnMessageID == added {
+				t.Errorf("OwnMessageID = %v for Message-ID %s", msg.OwnMessageID, tt.wantID)
 			}
 			if got := h.Get("Date"); got != tt.wantDate {
 				t.Errorf("Date = %q, want %q", got, tt.wantDate)

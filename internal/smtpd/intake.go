@@ -1,8 +1,6 @@
 package smtpd
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,7 +8,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailgate/mailgate/internal/apppolicy"
@@ -89,7 +86,7 @@ func (d *IntakeDoor) Accept(ctx context.Context, s Submission) (string, error) {
 	}
 	msg.Bytes = append(append(make([]byte, 0, len(s.Received)+len(msg.Bytes)), s.Received...), msg.Bytes...)
 	res, err := d.intake.Accept(ctx, p, intake.Submission{ID: s.ID, Message: msg, EnvelopeFrom: s.EnvelopeFrom,
-		IdempotencyKey: retryKey(s)})
+		IdempotencyKey: retryKey(s, msg.OwnMessageID)})
 	var r *apppolicy.Refusal
 	if errors.As(err, &r) {
 		return "", refusalReply(r)
@@ -158,8 +155,8 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 // with the first one's id and not queued twice. A message without a
 // Message-ID gets no key: a device that sends the same alert twice, bytes
 // and all, means it twice.
-func retryKey(s Submission) string {
-	if !hasMessageID(s.Raw) {
+func retryKey(s Submission, ownMessageID bool) string {
+	if !ownMessageID {
 		return ""
 	}
 	h := sha256.New()
@@ -171,11 +168,4 @@ func retryKey(s Submission) string {
 	h.Write([]byte{0, 0})
 	h.Write(s.Raw)
 	return "smtp-retry:" + hex.EncodeToString(h.Sum(nil))
-}
-
-// hasMessageID reports whether the header section of raw has a Message-ID
-// field.
-func hasMessageID(raw []byte) bool {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
-	return err == nil && strings.TrimSpace(h.Get("Message-Id")) != ""
 }
