@@ -95,7 +95,8 @@ type Revocations struct {
 	// memory is the in-memory list (id → when its mark expires, unix
 	// seconds), nil while it is not known to be complete.
 	memory atomic.Pointer[map[string]int64]
-	// heard is when (by now) the subscription last delivered anything.
+	// heard is when (by now) the subscription last delivered anything, or
+	// was made; the watcher measures its silence by it too.
 	heard    atomic.Pointer[time.Time]
 	watching atomic.Bool
 }
@@ -314,8 +315,12 @@ func (r *Revocations) follow(ctx context.Context, log *slog.Logger) (synced bool
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
 	defer stop()
 	var ids map[string]int64 // nil until the set was read
+	// The silence is counted from now; memory is nil until the set is read,
+	// so this does not make the list trusted.
+	start := r.now()
+	r.heard.Store(&start)
 	// pings counts the pings not answered yet; answers come in order.
-	heard, pruned, pings := r.now(), r.now(), 0
+	pruned, pings := start, 0
 	for {
 		m, err := ps.ReceiveTimeout(ctx, pingEvery)
 		now := r.now()
@@ -325,7 +330,7 @@ func (r *Revocations) follow(ctx context.Context, log *slog.Logger) (synced bool
 				return synced, ctx.Err()
 			case !isTimeout(err):
 				return synced, err
-			case now.Sub(heard) >= staleAfter:
+			case now.Sub(*r.heard.Load()) >= staleAfter:
 				return synced, errSilent
 			case pings == 0:
 				if err := ps.Ping(ctx); err != nil {
@@ -335,7 +340,6 @@ func (r *Revocations) follow(ctx context.Context, log *slog.Logger) (synced bool
 			}
 			continue
 		}
-		heard = now
 		r.heard.Store(&now)
 		switch m := m.(type) {
 		case *redis.Subscription:
