@@ -145,7 +145,7 @@ func (r *Revocations) Revoke(ctx context.Context, jti string, expires time.Time)
 		if ttl <= 0 {
 			return Receipt{}, nil // already expired: nothing to refuse
 		}
-		until = end.Add(time.Second - 1).Unix() // rounded up
+		until = ceilUnix(end)
 		score = float64(until)
 	}
 	ackChannel := r.keys.RevocationAcks(randomID())
@@ -469,7 +469,7 @@ func (r *Revocations) indexOldMarks(ctx context.Context) error {
 			case d == -2: // gone since the scan
 				continue
 			case d > 0:
-				z.Score = float64(now.Add(d + time.Second - 1).Unix())
+				z.Score = float64(ceilUnix(now.Add(d)))
 			}
 			zs = append(zs, z)
 		}
@@ -491,6 +491,10 @@ func (r *Revocations) indexOldMarks(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ceilUnix is t in unix seconds rounded up, so that an id is forgotten no
+// sooner than its mark expires.
+func ceilUnix(t time.Time) int64 { return t.Add(time.Second - 1).Unix() }
 
 // isTimeout reports whether err is a read deadline passing.
 func isTimeout(err error) bool {
