@@ -157,7 +157,8 @@ func (r *Revocations) Revoke(ctx context.Context, jti string, expires time.Time)
 	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, r.keys.Revoked(jti), now.UTC().Format(time.RFC3339), ttl)
 		p.ZAdd(ctx, r.keys.Revocations(), redis.Z{Score: score, Member: jti})
-		p.ZRemRangeByScore(ctx, r.keys.Revocations(), "-inf", "("+strconv.FormatInt(now.Unix(), 10))
+		// Forgotten from the second it expires, as load and prune do.
+		p.ZRemRangeByScore(ctx, r.keys.Revocations(), "-inf", strconv.FormatInt(now.Unix(), 10))
 		return nil
 	})
 	if err != nil {
