@@ -91,6 +91,10 @@ type Revocations struct {
 	rdb  redis.UniversalClient
 	keys keys.Space
 	now  func() time.Time
+	// pruneInterval is pruneEvery; a test shortens it to see the watcher
+	// prune without the minute's jump of its clock that would also make it
+	// reload the set.
+	pruneInterval time.Duration
 
 	// memory is the in-memory list (id → when its mark expires, unix
 	// seconds), nil while it is not known to be complete.
@@ -107,7 +111,7 @@ func NewRevocations(rdb redis.UniversalClient, prefix string, now func() time.Ti
 	if now == nil {
 		now = time.Now
 	}
-	return &Revocations{rdb: rdb, keys: keys.New(prefix), now: now}
+	return &Revocations{rdb: rdb, keys: keys.New(prefix), now: now, pruneInterval: pruneEvery}
 }
 
 // notice is the message published for one revocation.
@@ -389,7 +393,7 @@ func (r *Revocations) follow(ctx context.Context, log *slog.Logger) (synced bool
 				cancel()
 			}
 		}
-		if ids != nil && now.Sub(pruned) >= pruneEvery {
+		if ids != nil && now.Sub(pruned) >= r.pruneInterval {
 			pruned = now
 			if prune(ids, now.Unix()) && r.memory.Load() != nil {
 				r.keep(ids)
