@@ -91,11 +91,16 @@ type Revocations struct {
 	rdb  redis.UniversalClient
 	keys keys.Space
 	now  func() time.Time
+	// pruneInterval is pruneEvery; a test shortens it to see the watcher
+	// prune without the minute's jump of its clock that would also make it
+	// reload the set.
+	pruneInterval time.Duration
 
 	// memory is the in-memory list (id → when its mark expires, unix
 	// seconds), nil while it is not known to be complete.
 	memory atomic.Pointer[map[string]int64]
-	// heard is when (by now) the subscription last delivered anything.
+	// heard is when (by now) the subscription last delivered anything, or
+	// was made; the watcher measures its silence by it too.
 	heard    atomic.Pointer[time.Time]
 	watching atomic.Bool
 }
@@ -106,7 +111,7 @@ func NewRevocations(rdb redis.UniversalClient, prefix string, now func() time.Ti
 	if now == nil {
 		now = time.Now
 	}
-	return &Revocations{rdb: rdb, keys: keys.New(prefix), now: now}
+	return &Revocations{rdb: rdb, keys: keys.New(prefix), now: now, pruneInterval: pruneEvery}
 }
 
 // notice is the message published for one revocation.
@@ -144,7 +149,7 @@ func (r *Revocations) Revoke(ctx context.Context, jti string, expires time.Time)
 		if ttl <= 0 {
 			return Receipt{}, nil // already expired: nothing to refuse
 		}
-		until = end.Add(time.Second - 1).Unix() // rounded up
+		until = ceilUnix(end)
 		score = float64(until)
 	}
 	ackChannel := r.keys.RevocationAcks(randomID())
@@ -156,7 +161,8 @@ func (r *Revocations) Revoke(ctx context.Context, jti string, expires time.Time)
 	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, r.keys.Revoked(jti), now.UTC().Format(time.RFC3339), ttl)
 		p.ZAdd(ctx, r.keys.Revocations(), redis.Z{Score: score, Member: jti})
-		p.ZRemRangeByScore(ctx, r.keys.Revocations(), "-inf", "("+strconv.FormatInt(now.Unix(), 10))
+		// Forgotten from the second it expires, as load and prune do.
+		p.ZRemRangeByScore(ctx, r.keys.Revocations(), "-inf", strconv.FormatInt(now.Unix(), 10))
 		return nil
 	})
 	if err != nil {
@@ -314,8 +320,12 @@ func (r *Revocations) follow(ctx context.Context, log *slog.Logger) (synced bool
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
 	defer stop()
 	var ids map[string]int64 // nil until the set was read
+	// The silence is counted from now; memory is nil until the set is read,
+	// so this does not make the list trusted.
+	start := r.now()
+	r.heard.Store(&start)
 	// pings counts the pings not answered yet; answers come in order.
-	heard, pruned, pings := r.now(), r.now(), 0
+	pruned, pings := start, 0
 	for {
 		m, err := ps.ReceiveTimeout(ctx, pingEvery)
 		now := r.now()
@@ -325,7 +335,7 @@ func (r *Revocations) follow(ctx context.Context, log *slog.Logger) (synced bool
 				return synced, ctx.Err()
 			case !isTimeout(err):
 				return synced, err
-			case now.Sub(heard) >= staleAfter:
+			case now.Sub(*r.heard.Load()) >= staleAfter:
 				return synced, errSilent
 			case pings == 0:
 				if err := ps.Ping(ctx); err != nil {
@@ -335,7 +345,6 @@ func (r *Revocations) follow(ctx context.Context, log *slog.Logger) (synced bool
 			}
 			continue
 		}
-		heard = now
 		r.heard.Store(&now)
 		switch m := m.(type) {
 		case *redis.Subscription:
@@ -384,7 +393,7 @@ func (r *Revocations) follow(ctx context.Context, log *slog.Logger) (synced bool
 				cancel()
 			}
 		}
-		if ids != nil && now.Sub(pruned) >= pruneEvery {
+		if ids != nil && now.Sub(pruned) >= r.pruneInterval {
 			pruned = now
 			if prune(ids, now.Unix()) && r.memory.Load() != nil {
 				r.keep(ids)
@@ -465,7 +474,7 @@ func (r *Revocations) indexOldMarks(ctx context.Context) error {
 			case d == -2: // gone since the scan
 				continue
 			case d > 0:
-				z.Score = float64(now.Add(d + time.Second - 1).Unix())
+				z.Score = float64(ceilUnix(now.Add(d)))
 			}
 			zs = append(zs, z)
 		}
@@ -487,6 +496,10 @@ func (r *Revocations) indexOldMarks(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ceilUnix is t in unix seconds rounded up, so that an id is forgotten no
+// sooner than its mark expires.
+func ceilUnix(t time.Time) int64 { return t.Add(time.Second - 1).Unix() }
 
 // isTimeout reports whether err is a read deadline passing.
 func isTimeout(err error) bool {
