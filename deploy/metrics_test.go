@@ -160,9 +160,14 @@ func liveMetrics(t *testing.T) map[string]bool {
 		if names, err = scrape(base + "/metrics"); err != nil {
 			return err
 		}
-		// The outcome is recorded just after the simulator has the message.
-		if !names["mailgate_delivery_outcomes_total"] {
-			return fmt.Errorf("no delivery outcome in /metrics yet")
+		// The outcome is recorded just after the simulator has the message,
+		// the attempt's duration just before. Both are waited for: an
+		// outcome can also be a message handed back without an attempt
+		// (a busy Redis on a loaded machine), which has no duration.
+		for _, m := range []string{"mailgate_delivery_outcomes_total", "mailgate_delivery_attempt_seconds_count"} {
+			if !names[m] {
+				return fmt.Errorf("no %s in /metrics yet", m)
+			}
 		}
 		return nil
 	})
